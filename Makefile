@@ -1,0 +1,58 @@
+# multitenant — the two commands a newcomer needs:
+#   make demo   build, install, start a throwaway cluster and run the psql tour
+#   make test   every suite CI runs
+# Both install what is missing first (scripts/prereqs.sh), so they work on a fresh
+# Debian bookworm machine as root.
+
+PG_CONFIG   ?= /usr/lib/postgresql/15/bin/pg_config
+DEMO_PORT   ?= 54350
+DEMO_DB     ?= multitenant_demo
+PSQL        := $(dir $(PG_CONFIG))psql
+CARGO_ENV   := . "$$HOME/.cargo/env" 2>/dev/null || true;
+
+.PHONY: prereqs build install test test-core test-pgrx test-regress test-integration \
+        demo demo-stop clean
+
+prereqs:
+	@scripts/prereqs.sh
+
+build: prereqs
+	cargo build
+
+install: prereqs
+	cargo pgrx install --pg-config $(PG_CONFIG) >target/pgrx-install.log 2>&1 \
+	  || { cat target/pgrx-install.log; exit 1; }
+
+test: prereqs test-core test-pgrx test-regress test-integration
+	@echo "make test: every suite passed"
+
+test-core:
+	cargo test -p multitenant-core
+
+# #[pg_test]s run inside a cluster that cargo-pgrx starts as the postgres user.
+test-pgrx: prereqs
+	cargo pgrx test pg15 --runas postgres --pgdata "$$(scripts/cluster.sh dir pgrx-test)"
+
+test-regress: install
+	scripts/regress.sh
+
+test-integration: install
+	@if ls tests/*.rs >/dev/null 2>&1; then scripts/integration.sh; \
+	 else echo "integration: no suites in tests/ yet"; fi
+
+demo: install
+	@scripts/cluster.sh start demo $(DEMO_PORT)
+	@$(PSQL) -X -q -h 127.0.0.1 -p $(DEMO_PORT) -U postgres -d postgres \
+	  -c "DROP DATABASE IF EXISTS $(DEMO_DB) WITH (FORCE)" -c "CREATE DATABASE $(DEMO_DB)"
+	@$(PSQL) -X -h 127.0.0.1 -p $(DEMO_PORT) -U postgres -d $(DEMO_DB) \
+	  -v ON_ERROR_STOP=1 -f examples/tour.sql
+	@echo
+	@echo "The demo cluster is running. Connect with:"
+	@echo "  $(PSQL) -h 127.0.0.1 -p $(DEMO_PORT) -U postgres -d $(DEMO_DB)"
+	@echo "Stop it with: make demo-stop"
+
+demo-stop:
+	@scripts/cluster.sh stop demo
+
+clean: demo-stop
+	cargo clean

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Throwaway PostgreSQL clusters owned by the postgres user, for the demo and the tests.
+#
+#   scripts/cluster.sh start NAME PORT   initdb (once) and start target/clusters/NAME on 127.0.0.1:PORT
+#   scripts/cluster.sh stop NAME         stop it (no error when it is not running)
+#   scripts/cluster.sh dir NAME          print its data directory
+#
+# PostgreSQL refuses to run as root, so initdb and pg_ctl run as `postgres`. When the
+# checkout lies where `postgres` cannot reach (say under /root), the cluster lives under
+# /tmp instead; `dir` tells where.
+set -euo pipefail
+
+PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+
+as_postgres() {
+  if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
+}
+
+cluster_dir() {
+  local name="$1" base="$ROOT/target/clusters"
+  mkdir -p "$base"
+  if ! as_postgres test -x "$base" 2>/dev/null; then
+    base="/tmp/multitenant-clusters-$(printf '%s' "$ROOT" | md5sum | cut -c1-8)"
+    mkdir -p "$base"
+  fi
+  chmod 755 "$base"
+  echo "$base/$name"
+}
+
+start() {
+  local name="$1" port="$2" dir
+  dir="$(cluster_dir "$name")"
+  if [ ! -f "$dir/PG_VERSION" ]; then
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    chown postgres: "$dir"
+    as_postgres "$PG_BIN/initdb" -D "$dir" -U postgres -A trust --no-sync -E UTF8 --locale=C.UTF-8 >"$dir.initdb.log" 2>&1 ||
+      { cat "$dir.initdb.log"; exit 1; }
+    cat >>"$dir/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = ''
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+max_worker_processes = 16
+max_connections = 200
+shared_buffers = 256MB
+CONF
+  fi
+  if as_postgres "$PG_BIN/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+    return 0
+  fi
+  as_postgres "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null ||
+    { tail -n 30 "$dir/server.log"; exit 1; }
+}
+
+stop() {
+  local dir
+  dir="$(cluster_dir "$1")"
+  if [ -f "$dir/PG_VERSION" ] && as_postgres "$PG_BIN/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+    as_postgres "$PG_BIN/pg_ctl" -D "$dir" -m fast -w stop >/dev/null
+  fi
+}
+
+case "${1:-}" in
+  start) start "$2" "$3" ;;
+  stop) stop "$2" ;;
+  dir) cluster_dir "$2" ;;
+  *) echo "usage: $0 start NAME PORT | stop NAME | dir NAME" >&2; exit 2 ;;
+esac

@@ -1,0 +1,85 @@
+-- multitenant bootstrap: the admin role and persistent configuration.
+--
+-- Runs first in the extension script (search_path = mt). Everything is schema-qualified
+-- anyway, so the file reads the same in psql.
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'mt_admin') THEN
+        CREATE ROLE mt_admin NOLOGIN;
+        COMMENT ON ROLE mt_admin IS
+            'multitenant: members may call every mt function (tenant DDL runs with the extension owner''s rights)';
+    END IF;
+END
+$$;
+
+COMMENT ON SCHEMA mt IS
+    'multitenant: schema-per-tenant multi-tenancy (tenant registry, naming, configuration)';
+
+-- The settings the extension knows, with their defaults. Owned by the extension and
+-- rewritten by upgrade scripts, so it is not dumped; user choices live in mt.config.
+CREATE TABLE mt.config_options (
+    key           text PRIMARY KEY,
+    default_value text NOT NULL,
+    description   text NOT NULL
+);
+COMMENT ON TABLE mt.config_options IS
+    'multitenant: every setting the extension knows, its default and what it does';
+
+INSERT INTO mt.config_options (key, default_value, description) VALUES
+    ('schema_template', 'tenant_{id}',
+     'how a tenant id becomes a schema name: {id} is replaced by the id with "-" mapped to "_"'),
+    ('shared_schema', 'public',
+     'the schema holding shared (non-tenant) tables; never used as a tenant schema'),
+    ('schema_owner', '',
+     'role that owns new tenant schemas; empty means the extension owner');
+
+-- User choices only: a key absent here has its default. pg_dump keeps the rows, and a
+-- restore cannot collide with defaults written by CREATE EXTENSION.
+CREATE TABLE mt.config (
+    key        text PRIMARY KEY REFERENCES mt.config_options (key),
+    value      text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_by name NOT NULL DEFAULT session_user
+);
+COMMENT ON TABLE mt.config IS
+    'multitenant: settings changed from their defaults (kept by pg_dump); change them with mt.set_config()';
+SELECT pg_catalog.pg_extension_config_dump('mt.config', '');
+
+CREATE VIEW mt.settings AS
+SELECT o.key,
+       coalesce(c.value, o.default_value) AS value,
+       o.default_value,
+       c.key IS NULL                      AS is_default,
+       c.updated_at,
+       c.updated_by,
+       o.description
+  FROM mt.config_options o
+  LEFT JOIN mt.config c USING (key)
+ ORDER BY o.key;
+COMMENT ON VIEW mt.settings IS
+    'multitenant: the effective value of every setting, whether it is the default, and what it does';
+
+CREATE FUNCTION mt.get_config(key text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result text;
+BEGIN
+    SELECT coalesce(c.value, o.default_value)
+      INTO result
+      FROM mt.config_options o
+      LEFT JOIN mt.config c ON c.key = o.key
+     WHERE o.key = get_config.key;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown multitenant setting "%"', get_config.key
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'SELECT key FROM mt.settings lists the settings.';
+    END IF;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION mt.get_config(text) IS
+    'multitenant: the effective value of a setting (its default unless changed)';

@@ -1,0 +1,183 @@
+-- The tenant registry: one row per tenant, one schema per row.
+
+CREATE TABLE mt.tenants (
+    tenant_id   text PRIMARY KEY,
+    schema_name text NOT NULL UNIQUE,
+    status      text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'suspended')),
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    metadata    jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),
+    -- Rows are written by mt.create_tenant / mt.adopt_tenants, which apply the naming rules;
+    -- this re-check keeps a hand-written row from smuggling in a name that needs quoting.
+    CONSTRAINT schema_name_is_plain CHECK (schema_name = quote_ident(schema_name) AND octet_length(schema_name) <= 63)
+);
+COMMENT ON TABLE mt.tenants IS
+    'multitenant: the tenant registry (kept by pg_dump); write it through mt.create_tenant, mt.drop_tenant, mt.adopt_tenants';
+COMMENT ON COLUMN mt.tenants.tenant_id IS 'the application''s id for the tenant';
+COMMENT ON COLUMN mt.tenants.schema_name IS 'the tenant''s schema, from mt.schema_name(tenant_id) when it was created';
+COMMENT ON COLUMN mt.tenants.status IS 'active or suspended';
+COMMENT ON COLUMN mt.tenants.metadata IS 'free-form JSON object for the application';
+SELECT pg_catalog.pg_extension_config_dump('mt.tenants', '');
+
+-- Objects that live in a schema each have a normal dependency on it; this is what
+-- DROP SCHEMA ... RESTRICT looks at.
+CREATE FUNCTION mt.schema_object_count(schema_name text)
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(*)
+      FROM pg_depend d
+      JOIN pg_namespace n ON n.oid = d.refobjid
+     WHERE d.refclassid = 'pg_namespace'::regclass
+       AND d.deptype = 'n'
+       AND n.nspname = schema_object_count.schema_name
+$$;
+COMMENT ON FUNCTION mt.schema_object_count(text) IS
+    'multitenant: how many objects (tables, types, functions, ...) a schema holds';
+
+CREATE FUNCTION mt.create_tenant(
+    tenant_id     text,
+    metadata      jsonb DEFAULT '{}',
+    if_not_exists boolean DEFAULT false
+)
+RETURNS mt.tenants
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_schema text := mt.schema_name(tenant_id);  -- raises 22023 for a bad id
+    owner      text := mt.get_config('schema_owner');
+    existing   mt.tenants;
+    created    mt.tenants;
+BEGIN
+    IF metadata IS NULL OR jsonb_typeof(metadata) <> 'object' THEN
+        RAISE EXCEPTION 'metadata for tenant "%" must be a JSON object, not %', tenant_id, coalesce(jsonb_typeof(metadata), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- Serialise creators of the same schema, so that "a-b" and "a_b" created at the same
+    -- time get the collision error below rather than a unique violation.
+    PERFORM pg_advisory_xact_lock(hashtextextended('mt.schema:' || new_schema, 0));
+
+    SELECT * INTO existing FROM mt.tenants t WHERE t.tenant_id = create_tenant.tenant_id;
+    IF FOUND THEN
+        IF if_not_exists THEN
+            RAISE NOTICE 'tenant "%" already exists, skipping', tenant_id;
+            RETURN existing;
+        END IF;
+        RAISE EXCEPTION 'tenant "%" already exists', tenant_id
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Pass if_not_exists => true to skip existing tenants.';
+    END IF;
+
+    SELECT * INTO existing FROM mt.tenants t WHERE t.schema_name = new_schema;
+    IF FOUND THEN
+        RAISE EXCEPTION 'tenant id "%" maps to schema "%", which belongs to tenant "%"',
+                        tenant_id, new_schema, existing.tenant_id
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Ids that differ only by "-" and "_" map to the same schema.';
+    END IF;
+
+    IF EXISTS (SELECT FROM pg_namespace WHERE nspname = new_schema) THEN
+        RAISE EXCEPTION 'schema "%" for tenant "%" already exists but is not a registered tenant', new_schema, tenant_id
+            USING ERRCODE = 'duplicate_schema',
+                  HINT = 'mt.adopt_tenants() registers existing schemas that follow the template.';
+    END IF;
+
+    IF owner = '' THEN
+        EXECUTE format('CREATE SCHEMA %I', new_schema);
+    ELSE
+        EXECUTE format('CREATE SCHEMA %I AUTHORIZATION %I', new_schema, owner);
+    END IF;
+
+    INSERT INTO mt.tenants (tenant_id, schema_name, metadata)
+    VALUES (create_tenant.tenant_id, new_schema, create_tenant.metadata)
+    RETURNING * INTO created;
+    RETURN created;
+END
+$$;
+COMMENT ON FUNCTION mt.create_tenant(text, jsonb, boolean) IS
+    'multitenant: create a tenant''s schema and register it, atomically; returns the registry row';
+
+CREATE FUNCTION mt.drop_tenant(
+    tenant_id text,
+    force     boolean DEFAULT false,
+    if_exists boolean DEFAULT false
+)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    victim  mt.tenants;
+    objects bigint;
+BEGIN
+    SELECT * INTO victim FROM mt.tenants t WHERE t.tenant_id = drop_tenant.tenant_id FOR UPDATE;
+    IF NOT FOUND THEN
+        IF if_exists THEN
+            RAISE NOTICE 'tenant "%" does not exist, skipping', tenant_id;
+            RETURN 0;
+        END IF;
+        RAISE EXCEPTION 'tenant "%" does not exist', tenant_id
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT tenant_id FROM mt.tenants lists the tenants.';
+    END IF;
+
+    objects := mt.schema_object_count(victim.schema_name);
+    IF objects > 0 AND NOT force THEN
+        RAISE EXCEPTION 'schema "%" of tenant "%" still holds % object(s)', victim.schema_name, tenant_id, objects
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = 'Pass force => true to drop the schema with everything in it.';
+    END IF;
+
+    IF EXISTS (SELECT FROM pg_namespace WHERE nspname = victim.schema_name) THEN
+        EXECUTE format('DROP SCHEMA %I CASCADE', victim.schema_name);
+    ELSE
+        RAISE NOTICE 'schema "%" of tenant "%" was already gone; unregistering the tenant', victim.schema_name, tenant_id;
+    END IF;
+    DELETE FROM mt.tenants t WHERE t.tenant_id = victim.tenant_id;
+    RETURN objects;
+END
+$$;
+COMMENT ON FUNCTION mt.drop_tenant(text, boolean, boolean) IS
+    'multitenant: drop a tenant''s schema and unregister it; refuses a non-empty schema unless force => true; returns the number of objects dropped';
+
+CREATE FUNCTION mt.adopt_tenants(
+    pattern text DEFAULT '%',
+    dry_run boolean DEFAULT false
+)
+RETURNS TABLE (tenant_id text, schema_name text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF pattern IS NULL THEN
+        RAISE EXCEPTION 'pattern must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    RETURN QUERY
+    WITH candidates AS (
+        SELECT mt.tenant_id_of(n.nspname) AS tenant_id, n.nspname::text AS schema_name
+          FROM pg_namespace n
+         WHERE n.nspname LIKE adopt_tenants.pattern
+           AND NOT EXISTS (SELECT FROM mt.tenants t WHERE t.schema_name = n.nspname)
+    ), adoptable AS (
+        SELECT c.tenant_id, c.schema_name
+          FROM candidates c
+         WHERE c.tenant_id IS NOT NULL
+           AND NOT EXISTS (SELECT FROM mt.tenants t WHERE t.tenant_id = c.tenant_id)
+    ), adopted AS (
+        INSERT INTO mt.tenants AS t (tenant_id, schema_name, metadata)
+        SELECT a.tenant_id, a.schema_name, '{"adopted": true}'::jsonb
+          FROM adoptable a
+         WHERE NOT dry_run
+        RETURNING t.tenant_id, t.schema_name
+    )
+    SELECT a.tenant_id, a.schema_name FROM adoptable a ORDER BY a.schema_name;
+END
+$$;
+COMMENT ON FUNCTION mt.adopt_tenants(text, boolean) IS
+    'multitenant: register existing schemas whose names follow schema_template (and match the LIKE pattern) as tenants, without moving data; returns what was (or, with dry_run, would be) adopted';
