@@ -8,7 +8,6 @@ PG_CONFIG   ?= /usr/lib/postgresql/15/bin/pg_config
 DEMO_PORT   ?= 54350
 DEMO_DB     ?= multitenant_demo
 PSQL        := $(dir $(PG_CONFIG))psql
-CARGO_ENV   := . "$$HOME/.cargo/env" 2>/dev/null || true;
 
 .PHONY: prereqs build install test test-core test-pgrx test-regress test-integration \
         demo demo-stop clean
@@ -31,7 +30,7 @@ test-core:
 
 # #[pg_test]s run inside a cluster that cargo-pgrx starts as the postgres user.
 test-pgrx: prereqs
-	cargo pgrx test pg15 --runas postgres --pgdata "$$(scripts/cluster.sh dir pgrx-test)"
+	cargo pgrx test pg15 --runas postgres --pgdata "$$(scripts/cluster.sh workdir pgrx-test)"
 
 test-regress: install
 	scripts/regress.sh
@@ -43,7 +42,7 @@ test-integration: install
 demo: install
 	@scripts/cluster.sh start demo $(DEMO_PORT)
 	@$(PSQL) -X -q -h 127.0.0.1 -p $(DEMO_PORT) -U postgres -d postgres \
-	  -c "DROP DATABASE IF EXISTS $(DEMO_DB) WITH (FORCE)" -c "CREATE DATABASE $(DEMO_DB)"
+	  -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $(DEMO_DB) WITH (FORCE)" -c "CREATE DATABASE $(DEMO_DB)"
 	@$(PSQL) -X -h 127.0.0.1 -p $(DEMO_PORT) -U postgres -d $(DEMO_DB) \
 	  -v ON_ERROR_STOP=1 -f examples/tour.sql
 	@echo

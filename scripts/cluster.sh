@@ -4,6 +4,8 @@
 #   scripts/cluster.sh start NAME PORT   initdb (once) and start target/clusters/NAME on 127.0.0.1:PORT
 #   scripts/cluster.sh stop NAME         stop it (no error when it is not running)
 #   scripts/cluster.sh dir NAME          print its data directory
+#   scripts/cluster.sh workdir NAME      make an empty directory owned by postgres and print it
+#                                        (for `cargo pgrx test --pgdata`, which runs its own initdb)
 #
 # PostgreSQL refuses to run as root, so initdb and pg_ctl run as `postgres`. When the
 # checkout lies where `postgres` cannot reach (say under /root), the cluster lives under
@@ -68,5 +70,11 @@ case "${1:-}" in
   start) start "$2" "$3" ;;
   stop) stop "$2" ;;
   dir) cluster_dir "$2" ;;
-  *) echo "usage: $0 start NAME PORT | stop NAME | dir NAME" >&2; exit 2 ;;
+  workdir)
+    dir="$(cluster_dir "$2")"
+    mkdir -p "$dir"
+    chown postgres: "$dir"
+    echo "$dir"
+    ;;
+  *) echo "usage: $0 start NAME PORT | stop NAME | dir NAME | workdir NAME" >&2; exit 2 ;;
 esac

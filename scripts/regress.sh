@@ -22,6 +22,7 @@ trap 'scripts/cluster.sh stop regress' EXIT
 rm -rf "$OUT"
 failed=()
 for suite in "$@"; do
+  mkdir -p "$OUT/$suite"
   if ! "$PG_REGRESS" --bindir="$PG_BIN" --host=127.0.0.1 --port="$PORT" --user=postgres \
       --inputdir=pg_test --outputdir="$OUT/$suite" --dbname="regress_$suite" "$suite"; then
     failed+=("$suite")

@@ -12,14 +12,19 @@ mod naming;
 
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!(
+    "../sql/naming.sql",
+    name = "naming",
+    requires = [naming::schema_name, naming::tenant_id_of, naming::validate_naming]
+);
+extension_sql_file!(
     "../sql/tenants.sql",
     name = "tenants",
-    requires = ["bootstrap", naming::schema_name, naming::tenant_id_of]
+    requires = ["bootstrap", "naming"]
 );
 extension_sql_file!(
     "../sql/config.sql",
     name = "config",
-    requires = ["tenants", naming::validate_naming]
+    requires = ["tenants"]
 );
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 

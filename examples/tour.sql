@@ -1,0 +1,42 @@
+-- The multitenant tour: run by `make demo` against a fresh database.
+\set SHOW_CONTEXT never
+\pset footer off
+\echo '== 1. Install the extension: everything lives in schema mt'
+CREATE EXTENSION IF NOT EXISTS multitenant;
+\dx multitenant
+
+\echo '== 2. Settings: read them from mt.settings, change them with mt.set_config()'
+SELECT key, value, is_default FROM mt.settings;
+
+\echo '== 3. Naming: a tenant id becomes a schema name that never needs quoting'
+SELECT id, mt.schema_name(id) AS schema_name
+  FROM (VALUES ('acme'), ('globex-eu'), ('0b0e4a3c-9d4f-4d1a-8f5e-6a1b2c3d4e5f')) AS v(id);
+
+\echo '== 4. Hostile ids are refused with SQLSTATE 22023 and a message naming the rule'
+\set ON_ERROR_STOP 0
+SELECT mt.schema_name('x; drop table t');
+\echo '   -> SQLSTATE' :LAST_ERROR_SQLSTATE
+SELECT mt.create_tenant(repeat('a', 64));
+\echo '   -> SQLSTATE' :LAST_ERROR_SQLSTATE
+\set ON_ERROR_STOP 1
+
+\echo '== 5. Provision tenants: schema + registry row, atomically'
+SELECT tenant_id, schema_name, metadata FROM mt.create_tenant('acme', '{"plan": "pro"}');
+SELECT tenant_id, schema_name FROM mt.create_tenant('globex-eu');
+SELECT tenant_id, schema_name FROM mt.create_tenant('acme', if_not_exists => true);
+SELECT tenant_id, schema_name, status, metadata FROM mt.tenants ORDER BY tenant_id;
+
+\echo '== 6. Adopt schemas made by another tool (e.g. drizzle-multitenant) without moving data'
+CREATE SCHEMA tenant_legacy_co;
+CREATE TABLE tenant_legacy_co.invoices (id int PRIMARY KEY, total numeric(12,2));
+SELECT * FROM mt.adopt_tenants();
+
+\echo '== 7. Dropping refuses a schema that still holds objects unless force => true'
+\set ON_ERROR_STOP 0
+SELECT mt.drop_tenant('legacy_co');
+\echo '   -> SQLSTATE' :LAST_ERROR_SQLSTATE
+\set ON_ERROR_STOP 1
+SET client_min_messages = warning;
+SELECT mt.drop_tenant('legacy_co', force => true) AS objects_dropped;
+RESET client_min_messages;
+SELECT tenant_id, schema_name FROM mt.tenants ORDER BY tenant_id;

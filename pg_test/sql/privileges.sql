@@ -1,0 +1,38 @@
+-- Nothing in mt is usable by PUBLIC; mt_admin may use everything.
+\i pg_test/helpers.sql
+
+SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = 'mt_admin';
+
+-- No function in mt is executable by PUBLIC, and every one is by mt_admin.
+SELECT count(*) AS public_executable
+  FROM pg_proc p
+ WHERE p.pronamespace = 'mt'::regnamespace
+   AND has_function_privilege('public', p.oid, 'EXECUTE');
+SELECT count(*) AS not_granted_to_admin
+  FROM pg_proc p
+ WHERE p.pronamespace = 'mt'::regnamespace
+   AND NOT has_function_privilege('mt_admin', p.oid, 'EXECUTE');
+
+CREATE ROLE regress_app LOGIN;
+CREATE ROLE regress_operator LOGIN IN ROLE mt_admin;
+
+-- A role outside mt_admin is refused.
+SET ROLE regress_app;
+SELECT pg_temp.attempt('SELECT mt.create_tenant(''acme'')') AS app_create;
+SELECT pg_temp.attempt('SELECT mt.schema_name(''acme'')') AS app_schema_name;
+SELECT pg_temp.attempt('SELECT * FROM mt.tenants') AS app_read;
+SELECT pg_temp.attempt('SELECT mt.set_config(''schema_template'', ''x_{id}'')') AS app_config;
+RESET ROLE;
+
+-- A member of mt_admin manages tenants without being superuser, but cannot write the
+-- registry behind the functions' back.
+SET ROLE regress_operator;
+SELECT tenant_id, schema_name FROM mt.create_tenant('acme');
+SELECT tenant_id FROM mt.tenants;
+SELECT pg_temp.attempt('DELETE FROM mt.tenants') AS operator_delete;
+SELECT pg_temp.attempt('INSERT INTO mt.config (key, value) VALUES (''schema_owner'', '''')') AS operator_config_insert;
+SELECT mt.drop_tenant('acme');
+RESET ROLE;
+
+DROP ROLE regress_app;
+DROP ROLE regress_operator;
