@@ -1,0 +1,336 @@
+//! Just enough SQL lexing to make drizzle-kit migrations tenant-aware.
+//!
+//! drizzle-kit writes `"public"."users"` wherever a statement names a table of the default
+//! schema, and `CREATE TYPE "public"."mood"` for enums. In a tenant migration those objects
+//! are the tenant's own, so the qualifier has to go: the migration then runs with
+//! `search_path = <tenant schema>, <shared schema>` and the unqualified name resolves to the
+//! tenant's object, while genuinely shared objects (an extension's functions in `public`, a
+//! shared lookup table) keep their qualifier and stay reachable.
+//!
+//! The lexer knows string literals (including `E''` escapes), quoted identifiers, comments
+//! and dollar quoting; the bodies of `DO $$ … $$` blocks and functions are lexed as SQL too,
+//! because drizzle-kit wraps `CREATE TYPE` in `DO $$ BEGIN … EXCEPTION … END $$`.
+
+use std::collections::BTreeSet;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    /// A bare word, already lowercased.
+    Word(String),
+    /// A double-quoted identifier, unescaped.
+    Quoted(String),
+    Dot,
+    /// Any other single character outside literals and comments.
+    Punct(char),
+}
+
+#[derive(Debug, Clone)]
+struct Token {
+    kind: Kind,
+    start: usize,
+    end: usize,
+}
+
+impl Token {
+    /// The identifier this token spells, if it is one.
+    fn ident(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Word(w) | Kind::Quoted(w) => Some(w),
+            _ => None,
+        }
+    }
+
+    fn is_word(&self, word: &str) -> bool {
+        matches!(&self.kind, Kind::Word(w) if w == word)
+    }
+}
+
+/// Lexes `sql[from..to]`, appending tokens with absolute byte offsets. Literals and comments
+/// produce no tokens; dollar-quoted bodies are lexed recursively.
+fn lex_into(sql: &str, from: usize, to: usize, out: &mut Vec<Token>) {
+    let bytes = sql.as_bytes();
+    let mut i = from;
+    while i < to {
+        let c = bytes[i];
+        match c {
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                i = memchr(bytes, b'\n', i, to).map_or(to, |p| p + 1);
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                // Block comments nest in PostgreSQL.
+                let mut depth = 1;
+                i += 2;
+                while i < to && depth > 0 {
+                    if bytes[i] == b'/' && bytes.get(i + 1) == Some(&b'*') {
+                        depth += 1;
+                        i += 2;
+                    } else if bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/') {
+                        depth -= 1;
+                        i += 2;
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            b'\'' => {
+                let escapes = out.last().is_some_and(|t| t.end == i && t.is_word("e"));
+                if escapes {
+                    out.pop();
+                }
+                i = skip_string(bytes, i + 1, to, escapes);
+            }
+            b'"' => {
+                let mut value = String::new();
+                let mut j = i + 1;
+                while j < to {
+                    if bytes[j] == b'"' {
+                        if bytes.get(j + 1) == Some(&b'"') {
+                            value.push('"');
+                            j += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    let ch = sql[j..].chars().next().expect("in bounds");
+                    value.push(ch);
+                    j += ch.len_utf8();
+                }
+                let end = (j + 1).min(to);
+                out.push(Token { kind: Kind::Quoted(value), start: i, end });
+                i = end;
+            }
+            b'$' => {
+                if let Some(tag_end) = dollar_tag_end(bytes, i, to) {
+                    let tag = &sql[i..=tag_end];
+                    let body_start = tag_end + 1;
+                    let body_end = sql[body_start..to].find(tag).map_or(to, |p| body_start + p);
+                    lex_into(sql, body_start, body_end, out);
+                    i = (body_end + tag.len()).min(to);
+                } else {
+                    out.push(Token { kind: Kind::Punct('$'), start: i, end: i + 1 });
+                    i += 1;
+                }
+            }
+            b'.' => {
+                out.push(Token { kind: Kind::Dot, start: i, end: i + 1 });
+                i += 1;
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => {
+                let mut j = i;
+                while j < to && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_' || bytes[j] == b'$' || bytes[j] >= 0x80) {
+                    j += 1;
+                }
+                out.push(Token { kind: Kind::Word(sql[i..j].to_lowercase()), start: i, end: j });
+                i = j;
+            }
+            c if c.is_ascii_whitespace() => i += 1,
+            c if c.is_ascii_digit() => {
+                let mut j = i;
+                while j < to && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_') {
+                    j += 1;
+                }
+                out.push(Token { kind: Kind::Punct('0'), start: i, end: j });
+                i = j;
+            }
+            _ => {
+                let ch = sql[i..].chars().next().expect("in bounds");
+                out.push(Token { kind: Kind::Punct(ch), start: i, end: i + ch.len_utf8() });
+                i += ch.len_utf8();
+            }
+        }
+    }
+}
+
+fn memchr(bytes: &[u8], needle: u8, from: usize, to: usize) -> Option<usize> {
+    bytes[from..to].iter().position(|&b| b == needle).map(|p| from + p)
+}
+
+/// Skips a single-quoted literal whose body starts at `i`; returns the index after it.
+fn skip_string(bytes: &[u8], mut i: usize, to: usize, backslash_escapes: bool) -> usize {
+    while i < to {
+        match bytes[i] {
+            b'\\' if backslash_escapes => i += 2,
+            b'\'' if bytes.get(i + 1) == Some(&b'\'') => i += 2,
+            b'\'' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    to
+}
+
+/// If a dollar-quote opening tag (`$$` or `$tag$`) starts at `i`, the index of its closing `$`.
+fn dollar_tag_end(bytes: &[u8], i: usize, to: usize) -> Option<usize> {
+    let mut j = i + 1;
+    if j < to && bytes[j].is_ascii_digit() {
+        return None; // a positional parameter such as $1
+    }
+    while j < to && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_') {
+        j += 1;
+    }
+    (j < to && bytes[j] == b'$').then_some(j)
+}
+
+fn lex(sql: &str) -> Vec<Token> {
+    let mut tokens = Vec::new();
+    lex_into(sql, 0, sql.len(), &mut tokens);
+    tokens
+}
+
+/// Object kinds whose names live in a schema and may be referenced with a qualifier.
+const CREATABLE: &[&str] = &["table", "type", "sequence", "function", "procedure", "view", "domain"];
+
+/// Words that may stand between CREATE and the object kind.
+const CREATE_MODIFIERS: &[&str] =
+    &["or", "replace", "unlogged", "temp", "temporary", "materialized", "recursive", "global", "local"];
+
+/// Names of the objects `sql` creates in the default schema: unqualified, or qualified with
+/// `schema` (normally `public`), as drizzle-kit writes them.
+pub fn created_names(sql: &str, schema: &str) -> BTreeSet<String> {
+    let tokens = lex(sql);
+    let mut names = BTreeSet::new();
+    for (i, token) in tokens.iter().enumerate() {
+        if !token.is_word("create") {
+            continue;
+        }
+        let mut j = i + 1;
+        while tokens.get(j).is_some_and(|t| CREATE_MODIFIERS.iter().any(|m| t.is_word(m))) {
+            j += 1;
+        }
+        if !tokens.get(j).is_some_and(|t| CREATABLE.iter().any(|k| t.is_word(k))) {
+            continue;
+        }
+        j += 1;
+        if tokens.get(j).is_some_and(|t| t.is_word("if")) {
+            j += 3; // IF NOT EXISTS
+        }
+        let Some(first) = tokens.get(j).and_then(Token::ident) else { continue };
+        let qualified = tokens.get(j + 1).is_some_and(|t| t.kind == Kind::Dot);
+        match (qualified, tokens.get(j + 2).and_then(Token::ident)) {
+            (true, Some(name)) if first == schema => {
+                names.insert(name.to_string());
+            }
+            (true, _) => {}
+            (false, _) => {
+                names.insert(first.to_string());
+            }
+        }
+    }
+    names
+}
+
+/// Drops the `schema.` qualifier (written `"public".`, `public.` or any quoting) in front of
+/// every name in `names`, inside code and dollar-quoted bodies but never inside string
+/// literals or comments. Other qualified names are left as they are.
+pub fn unqualify(sql: &str, schema: &str, names: &BTreeSet<String>) -> String {
+    let tokens = lex(sql);
+    let mut out = String::with_capacity(sql.len());
+    let mut copied = 0;
+    for i in 0..tokens.len().saturating_sub(2) {
+        let (qualifier, dot, name) = (&tokens[i], &tokens[i + 1], &tokens[i + 2]);
+        let is_target = qualifier.ident() == Some(schema)
+            && dot.kind == Kind::Dot
+            && dot.start == qualifier.end
+            && name.start == dot.end
+            && name.ident().is_some_and(|n| names.contains(n));
+        // `x.public.users` (a column of a table named public) is not a schema qualifier.
+        let preceded_by_dot =
+            i > 0 && tokens[i - 1].kind == Kind::Dot && tokens[i - 1].end == qualifier.start;
+        if is_target && !preceded_by_dot {
+            out.push_str(&sql[copied..qualifier.start]);
+            copied = dot.end;
+        }
+    }
+    out.push_str(&sql[copied..]);
+    out
+}
+
+/// The text drizzle-kit puts between statements.
+pub const STATEMENT_BREAKPOINT: &str = "--> statement-breakpoint";
+
+/// Splits a drizzle-kit migration into its statements (trimmed, empty ones dropped).
+pub fn split_statements(sql: &str) -> Vec<&str> {
+    sql.split(STATEMENT_BREAKPOINT).map(str::trim).filter(|s| !s.is_empty()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn finds_objects_created_in_public_or_unqualified() {
+        let sql = r#"
+            CREATE TYPE "public"."mood" AS ENUM('sad', 'ok');
+            CREATE TABLE IF NOT EXISTS "users" ("id" serial PRIMARY KEY, "mood" "public"."mood");
+            create table public.posts (id int);
+            CREATE OR REPLACE FUNCTION "public"."touch"() RETURNS trigger AS $$ BEGIN RETURN NEW; END $$ LANGUAGE plpgsql;
+            CREATE MATERIALIZED VIEW stats AS SELECT 1;
+            CREATE TABLE "audit"."log" (id int);
+            CREATE UNIQUE INDEX "users_idx" ON "users" ("id");
+            -- CREATE TABLE commented (id int);
+            SELECT 'CREATE TABLE quoted (id int)';
+        "#;
+        assert_eq!(created_names(sql, "public"), set(&["mood", "posts", "stats", "touch", "users"]));
+    }
+
+    #[test]
+    fn finds_types_created_inside_do_blocks() {
+        let sql = r#"DO $$ BEGIN
+             CREATE TYPE "public"."status" AS ENUM('active', 'archived');
+            EXCEPTION WHEN duplicate_object THEN null;
+            END $$;"#;
+        assert_eq!(created_names(sql, "public"), set(&["status"]));
+    }
+
+    #[test]
+    fn unqualifies_only_the_named_objects() {
+        let sql = r#"ALTER TABLE "posts" ADD CONSTRAINT "posts_user_fk" FOREIGN KEY ("user_id") REFERENCES "public"."users"("id") ON DELETE cascade;
+SELECT public.uuid_generate_v4(), "public"."countries".code FROM "public"."countries";"#;
+        let out = unqualify(sql, "public", &set(&["users"]));
+        assert_eq!(
+            out,
+            r#"ALTER TABLE "posts" ADD CONSTRAINT "posts_user_fk" FOREIGN KEY ("user_id") REFERENCES "users"("id") ON DELETE cascade;
+SELECT public.uuid_generate_v4(), "public"."countries".code FROM "public"."countries";"#
+        );
+    }
+
+    #[test]
+    fn leaves_literals_and_comments_alone_but_rewrites_dollar_bodies() {
+        let sql = "-- \"public\".\"users\"\nSELECT '\"public\".\"users\"', E'it\\'s \"public\".\"users\"', $$SELECT * FROM \"public\".\"users\"$$, $fn$ public.users $fn$ /* public.users */;";
+        let out = unqualify(sql, "public", &set(&["users"]));
+        assert_eq!(
+            out,
+            "-- \"public\".\"users\"\nSELECT '\"public\".\"users\"', E'it\\'s \"public\".\"users\"', $$SELECT * FROM \"users\"$$, $fn$ users $fn$ /* public.users */;"
+        );
+    }
+
+    #[test]
+    fn quoting_and_case_follow_postgres_rules() {
+        // Unquoted names fold to lower case; quoted ones keep theirs.
+        let names = created_names(r#"CREATE TABLE "Users" (id int); CREATE TABLE Orders (id int);"#, "public");
+        assert_eq!(names, set(&["Users", "orders"]));
+        let out = unqualify(r#"SELECT * FROM PUBLIC.orders, public."Users", public.users"#, "public", &names);
+        assert_eq!(out, r#"SELECT * FROM orders, "Users", public.users"#);
+    }
+
+    #[test]
+    fn column_named_public_is_not_a_qualifier() {
+        let out = unqualify("SELECT t.public.users FROM t", "public", &set(&["users"]));
+        assert_eq!(out, "SELECT t.public.users FROM t");
+    }
+
+    #[test]
+    fn positional_parameters_are_not_dollar_quotes() {
+        let out = unqualify("PREPARE p AS SELECT $1 FROM public.users", "public", &set(&["users"]));
+        assert_eq!(out, "PREPARE p AS SELECT $1 FROM users");
+    }
+
+    #[test]
+    fn splits_on_breakpoints() {
+        let sql = "CREATE TABLE a (id int);\n--> statement-breakpoint\nCREATE TABLE b (id int);\n--> statement-breakpoint\n";
+        assert_eq!(split_statements(sql), vec!["CREATE TABLE a (id int);", "CREATE TABLE b (id int);"]);
+    }
+}
