@@ -32,7 +32,11 @@ INSERT INTO mt.config_options (key, default_value, description) VALUES
     ('shared_schema', 'public',
      'the schema holding shared (non-tenant) tables; never used as a tenant schema'),
     ('schema_owner', '',
-     'role that owns new tenant schemas; empty means the extension owner');
+     'role that owns new tenant schemas; empty means the extension owner'),
+    ('tracking_table', '__drizzle_migrations',
+     'name of the table, in each tenant schema and in the shared schema, that records applied migrations'),
+    ('tracking_format', 'name',
+     'format of new tracking tables: name, hash or drizzle-kit (existing tables keep theirs, detected per schema)');
 
 -- User choices only: a key absent here has its default. pg_dump keeps the rows, and a
 -- restore cannot collide with defaults written by CREATE EXTENSION.

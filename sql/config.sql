@@ -35,6 +35,16 @@ BEGIN
             RAISE WARNING 'schema_template changed while tenants exist'
                 USING DETAIL = 'Registered tenants keep their schemas; only new tenants use the new template.';
         END IF;
+    WHEN 'tracking_table' THEN
+        IF NEW.value = '' OR octet_length(NEW.value) > 63 OR NEW.value ~ '[^a-z0-9_]' OR NEW.value !~ '^[a-z_]' THEN
+            RAISE EXCEPTION 'tracking_table "%" is invalid: it must be 1 to 63 lowercase ASCII letters, digits and "_", starting with a letter or "_"', NEW.value
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    WHEN 'tracking_format' THEN
+        IF NEW.value NOT IN ('name', 'hash', 'drizzle-kit') THEN
+            RAISE EXCEPTION 'tracking_format "%" is invalid: it must be name, hash or drizzle-kit', NEW.value
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
     WHEN 'schema_owner' THEN
         IF NEW.value <> '' AND NOT EXISTS (SELECT FROM pg_roles WHERE rolname = NEW.value) THEN
             RAISE EXCEPTION 'schema_owner "%" is not an existing role', NEW.value

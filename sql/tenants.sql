@@ -1,11 +1,12 @@
 -- The tenant registry: one row per tenant, one schema per row.
 
 CREATE TABLE mt.tenants (
-    tenant_id   text PRIMARY KEY,
+    tenant_id   text PRIMARY KEY CHECK (octet_length(tenant_id) BETWEEN 1 AND 63),
     schema_name text NOT NULL UNIQUE,
     status      text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'suspended')),
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
     metadata    jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),
+    tracking_format text CHECK (tracking_format IN ('name', 'hash', 'drizzle-kit')),
     -- Rows are written by mt.create_tenant / mt.adopt_tenants, which apply the naming rules;
     -- this re-check keeps a hand-written row from smuggling in a name that needs quoting.
     CONSTRAINT schema_name_is_plain CHECK (schema_name = quote_ident(schema_name) AND octet_length(schema_name) <= 63)
@@ -16,6 +17,7 @@ COMMENT ON COLUMN mt.tenants.tenant_id IS 'the application''s id for the tenant'
 COMMENT ON COLUMN mt.tenants.schema_name IS 'the tenant''s schema, from mt.schema_name(tenant_id) when it was created';
 COMMENT ON COLUMN mt.tenants.status IS 'active or suspended';
 COMMENT ON COLUMN mt.tenants.metadata IS 'free-form JSON object for the application';
+COMMENT ON COLUMN mt.tenants.tracking_format IS 'format of the tenant''s tracking table as last read by the migration engine; NULL until then';
 SELECT pg_catalog.pg_extension_config_dump('mt.tenants', '');
 
 -- Objects that live in a schema each have a normal dependency on it; this is what

@@ -5,6 +5,9 @@
 //! folder is parsed and hashed). Everything here is unit-tested with plain `cargo test`.
 
 pub mod keywords;
+pub mod migrations;
 pub mod naming;
+pub mod sql_text;
+pub mod tracking;
 
 pub use naming::{Naming, NamingError, SchemaTemplate};
