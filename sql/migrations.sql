@@ -2,19 +2,19 @@
 
 CREATE TABLE mt.migrations (
     scope         text NOT NULL DEFAULT 'tenant' CHECK (scope IN ('tenant', 'shared')),
-    position      integer NOT NULL CHECK (position >= 0),
+    idx      integer NOT NULL CHECK (idx >= 0),
     name          text NOT NULL CHECK (octet_length(name) BETWEEN 1 AND 255),
     sql           text NOT NULL,
     sha256        text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
     journal_when  bigint,
     registered_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     PRIMARY KEY (scope, name),
-    UNIQUE (scope, position)
+    UNIQUE (scope, idx)
 );
 COMMENT ON TABLE mt.migrations IS
-    'multitenant: registered migrations, applied in position order (kept by pg_dump); fill it with mt.add_migration or mt.load_migrations';
+    'multitenant: registered migrations, applied in idx order (kept by pg_dump); fill it with mt.add_migration or mt.load_migrations';
 COMMENT ON COLUMN mt.migrations.scope IS 'tenant (every tenant schema) or shared (the shared schema)';
-COMMENT ON COLUMN mt.migrations.position IS 'order of application: the drizzle-kit journal idx or the file number';
+COMMENT ON COLUMN mt.migrations.idx IS 'order of application: the drizzle-kit journal idx or the file number';
 COMMENT ON COLUMN mt.migrations.name IS 'the drizzle-kit tag or file name without .sql; what the name tracking format records';
 COMMENT ON COLUMN mt.migrations.sha256 IS 'SHA-256 hex of the raw file, as drizzle-orm hashes it; what the hash formats record';
 COMMENT ON COLUMN mt.migrations.journal_when IS 'the drizzle-kit journal''s when (ms); created_at in the drizzle-kit format';
@@ -82,11 +82,39 @@ COMMENT ON TABLE mt.run_tenants IS
     'multitenant: per-tenant progress and outcome of each run; rows appear while the run is going';
 SELECT pg_catalog.pg_extension_config_dump('mt.run_tenants', '');
 
+CREATE TYPE mt.run_result AS (
+    tenant_id   text,
+    schema_name text,
+    applied     integer,
+    pending     integer,
+    status      text,
+    sqlstate    text,
+    error       text,
+    duration_ms bigint
+);
+COMMENT ON TYPE mt.run_result IS
+    'multitenant: one schema''s outcome of a run: status is migrated, up_to_date, dry_run, marked, converted, unchanged, cleaned, failed or cancelled';
+
+CREATE VIEW mt.run_progress AS
+SELECT r.run_id, r.operation, r.status, r.tenants,
+       count(t.tenant_id) FILTER (WHERE t.finished_at IS NOT NULL) AS done,
+       count(t.tenant_id) FILTER (WHERE t.finished_at IS NULL) AS in_progress,
+       count(t.tenant_id) FILTER (WHERE t.status = 'failed') AS failed,
+       coalesce(sum(t.applied), 0) AS migrations_applied,
+       r.started_at, r.finished_at,
+       coalesce(r.finished_at, clock_timestamp()) - r.started_at AS elapsed
+  FROM mt.runs r
+  LEFT JOIN mt.run_tenants t USING (run_id)
+ GROUP BY r.run_id
+ ORDER BY r.run_id DESC;
+COMMENT ON VIEW mt.run_progress IS
+    'multitenant: every run with how many schemas are done, in progress and failed; watch it from another session while a run goes';
+
 CREATE FUNCTION mt.add_migration(
     name         text,
     sql          text,
     scope        text DEFAULT 'tenant',
-    position     integer DEFAULT NULL,
+    idx     integer DEFAULT NULL,
     journal_when bigint DEFAULT NULL,
     replace      boolean DEFAULT false
 )
@@ -115,7 +143,7 @@ BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('mt.migrations:' || scope, 0));
     SELECT * INTO existing FROM mt.migrations m WHERE m.scope = add_migration.scope AND m.name = add_migration.name;
     IF FOUND THEN
-        IF existing.sha256 = digest AND (position IS NULL OR existing.position = position) THEN
+        IF existing.sha256 = digest AND (idx IS NULL OR existing.idx = idx) THEN
             RETURN 'unchanged';
         END IF;
         IF NOT replace THEN
@@ -126,22 +154,22 @@ BEGIN
         END IF;
         UPDATE mt.migrations m
            SET sql = add_migration.sql, sha256 = digest,
-               position = coalesce(add_migration.position, m.position),
+               idx = coalesce(add_migration.idx, m.idx),
                journal_when = coalesce(add_migration.journal_when, m.journal_when),
                registered_at = now()
          WHERE m.scope = add_migration.scope AND m.name = add_migration.name;
         RETURN 'replaced';
     END IF;
 
-    IF position IS NULL THEN
-        SELECT coalesce(max(m.position) + 1, 0) INTO position FROM mt.migrations m WHERE m.scope = add_migration.scope;
-    ELSIF EXISTS (SELECT FROM mt.migrations m WHERE m.scope = add_migration.scope AND m.position = add_migration.position) THEN
-        RAISE EXCEPTION '% migration position % is already taken by "%"', scope, position,
-                        (SELECT m.name FROM mt.migrations m WHERE m.scope = add_migration.scope AND m.position = add_migration.position)
+    IF idx IS NULL THEN
+        SELECT coalesce(max(m.idx) + 1, 0) INTO idx FROM mt.migrations m WHERE m.scope = add_migration.scope;
+    ELSIF EXISTS (SELECT FROM mt.migrations m WHERE m.scope = add_migration.scope AND m.idx = add_migration.idx) THEN
+        RAISE EXCEPTION '% migration idx % is already taken by "%"', scope, idx,
+                        (SELECT m.name FROM mt.migrations m WHERE m.scope = add_migration.scope AND m.idx = add_migration.idx)
             USING ERRCODE = 'unique_violation';
     END IF;
-    INSERT INTO mt.migrations (scope, position, name, sql, sha256, journal_when)
-    VALUES (scope, position, name, sql, digest, journal_when);
+    INSERT INTO mt.migrations (scope, idx, name, sql, sha256, journal_when)
+    VALUES (scope, idx, name, sql, digest, journal_when);
     RETURN 'added';
 END
 $$;
@@ -153,7 +181,7 @@ CREATE FUNCTION mt.load_migrations(
     scope   text DEFAULT 'tenant',
     replace boolean DEFAULT false
 )
-RETURNS TABLE (position integer, name text, sha256 text, action text)
+RETURNS TABLE (idx integer, name text, sha256 text, action text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -163,10 +191,10 @@ BEGIN
     -- mt.read_migration_folder checks that the caller may read server files and raises
     -- for a malformed folder before anything is registered.
     FOR f IN SELECT * FROM mt.read_migration_folder(folder) LOOP
-        position := f.position;
+        idx := f.idx;
         name := f.name;
         sha256 := f.sha256;
-        action := mt.add_migration(f.name, f.sql, scope, f.position, f.journal_when, replace);
+        action := mt.add_migration(f.name, f.sql, scope, f.idx, f.journal_when, replace);
         RETURN NEXT;
     END LOOP;
 END
@@ -176,7 +204,7 @@ COMMENT ON FUNCTION mt.load_migrations(text, text, boolean) IS
 
 CREATE VIEW mt.status AS
 WITH expected AS (
-    SELECT t.tenant_id, t.schema_name, t.tracking_format, m.name, m.position,
+    SELECT t.tenant_id, t.schema_name, t.tracking_format, m.name, m.idx,
            EXISTS (SELECT FROM mt.tracking_records r
                     WHERE r.tenant_id = t.tenant_id AND mt.record_matches(m, r)) AS is_applied
       FROM mt.tenants t
@@ -195,7 +223,7 @@ SELECT t.tenant_id,
       SELECT tenant_id,
              count(*) FILTER (WHERE is_applied)::integer AS applied,
              count(*) FILTER (WHERE NOT is_applied)::integer AS pending,
-             array_agg(name ORDER BY position) FILTER (WHERE NOT is_applied) AS pending_names
+             array_agg(name ORDER BY idx) FILTER (WHERE NOT is_applied) AS pending_names
         FROM expected
        GROUP BY tenant_id
   ) e USING (tenant_id);
@@ -206,7 +234,7 @@ CREATE VIEW mt.sync_status AS
 SELECT t.tenant_id,
        t.schema_name,
        t.tracking_format AS format,
-       coalesce((SELECT array_agg(m.name ORDER BY m.position)
+       coalesce((SELECT array_agg(m.name ORDER BY m.idx)
                    FROM mt.migrations m
                   WHERE m.scope = 'tenant'
                     AND NOT EXISTS (SELECT FROM mt.tracking_records r

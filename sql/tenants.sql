@@ -21,26 +21,37 @@ COMMENT ON COLUMN mt.tenants.tracking_format IS 'format of the tenant''s trackin
 SELECT pg_catalog.pg_extension_config_dump('mt.tenants', '');
 
 -- Objects that live in a schema each have a normal dependency on it; this is what
--- DROP SCHEMA ... RESTRICT looks at.
+-- DROP SCHEMA ... RESTRICT looks at. The tracking table (and its id sequence) is the
+-- extension's own bookkeeping and does not count.
 CREATE FUNCTION mt.schema_object_count(schema_name text)
 RETURNS bigint
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+    WITH tracking AS (
+        SELECT to_regclass(format('%I.%I', schema_object_count.schema_name, mt.get_config('tracking_table'))) AS oid
+    )
     SELECT count(*)
       FROM pg_depend d
       JOIN pg_namespace n ON n.oid = d.refobjid
      WHERE d.refclassid = 'pg_namespace'::regclass
        AND d.deptype = 'n'
        AND n.nspname = schema_object_count.schema_name
+       AND NOT (d.classid = 'pg_class'::regclass AND d.objid IN (
+                SELECT oid FROM tracking
+                UNION ALL
+                SELECT s.objid FROM pg_depend s, tracking
+                 WHERE s.refclassid = 'pg_class'::regclass AND s.refobjid = tracking.oid
+                   AND s.classid = 'pg_class'::regclass AND s.deptype = 'a'))
 $$;
 COMMENT ON FUNCTION mt.schema_object_count(text) IS
-    'multitenant: how many objects (tables, types, functions, ...) a schema holds';
+    'multitenant: how many objects (tables, types, functions, ...) a schema holds, not counting the migration tracking table';
 
 CREATE FUNCTION mt.create_tenant(
     tenant_id     text,
     metadata      jsonb DEFAULT '{}',
-    if_not_exists boolean DEFAULT false
+    if_not_exists boolean DEFAULT false,
+    migrate       boolean DEFAULT true
 )
 RETURNS mt.tenants
 LANGUAGE plpgsql
@@ -52,6 +63,7 @@ DECLARE
     owner      text := mt.get_config('schema_owner');
     existing   mt.tenants;
     created    mt.tenants;
+    outcome    mt.run_result;
 BEGIN
     IF metadata IS NULL OR jsonb_typeof(metadata) <> 'object' THEN
         RAISE EXCEPTION 'metadata for tenant "%" must be a JSON object, not %', tenant_id, coalesce(jsonb_typeof(metadata), 'NULL')
@@ -96,11 +108,21 @@ BEGIN
     INSERT INTO mt.tenants (tenant_id, schema_name, metadata)
     VALUES (create_tenant.tenant_id, new_schema, create_tenant.metadata)
     RETURNING * INTO created;
+
+    IF migrate THEN
+        -- In this transaction: if a migration fails, the tenant is not created at all.
+        SELECT * INTO outcome FROM mt.migrate_tenant(create_tenant.tenant_id);
+        IF outcome.status = 'failed' THEN
+            RAISE EXCEPTION 'tenant "%" was not created: a migration failed: %', tenant_id, outcome.error
+                USING ERRCODE = outcome.sqlstate;
+        END IF;
+        SELECT * INTO created FROM mt.tenants t WHERE t.tenant_id = create_tenant.tenant_id;
+    END IF;
     RETURN created;
 END
 $$;
-COMMENT ON FUNCTION mt.create_tenant(text, jsonb, boolean) IS
-    'multitenant: create a tenant''s schema and register it, atomically; returns the registry row';
+COMMENT ON FUNCTION mt.create_tenant(text, jsonb, boolean, boolean) IS
+    'multitenant: create a tenant''s schema, register it and apply the tenant migrations, atomically; returns the registry row';
 
 CREATE FUNCTION mt.drop_tenant(
     tenant_id text,

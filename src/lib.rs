@@ -6,25 +6,39 @@
 
 use pgrx::prelude::*;
 
+mod engine;
+mod guc;
+mod migrations;
 mod naming;
+mod txn;
+mod workers;
 
 ::pgrx::pg_module_magic!(name, version);
 
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    guc::init();
+}
+
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+extension_sql_file!("../sql/tenants.sql", name = "tenants", requires = ["bootstrap", naming::schema_name]);
+extension_sql_file!("../sql/config.sql", name = "config", requires = ["tenants"]);
+extension_sql_file!("../sql/migrations.sql", name = "migrations", requires = ["config"]);
 extension_sql_file!(
-    "../sql/naming.sql",
-    name = "naming",
-    requires = [naming::schema_name, naming::tenant_id_of, naming::validate_naming]
-);
-extension_sql_file!(
-    "../sql/tenants.sql",
-    name = "tenants",
-    requires = ["bootstrap", "naming"]
-);
-extension_sql_file!(
-    "../sql/config.sql",
-    name = "config",
-    requires = ["tenants"]
+    "../sql/comments.sql",
+    name = "comments",
+    requires = [
+        naming::schema_name,
+        naming::tenant_id_of,
+        naming::validate_naming,
+        migrations::read_migration_folder,
+        migrations::migrate_all,
+        migrations::migrate_tenant,
+        migrations::migrate_shared,
+        migrations::mark_missing,
+        migrations::clean_orphans,
+        migrations::convert_tracking
+    ]
 );
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 

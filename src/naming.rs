@@ -10,9 +10,14 @@ fn raise(err: NamingError) -> ! {
 
 /// The naming rules as configured in `mt.config`.
 fn configured_naming() -> Naming {
-    let (template, shared_schema) = Spi::get_two::<String, String>(
-        "SELECT mt.get_config('schema_template'), mt.get_config('shared_schema')",
-    )
+    // A read-only query: Spi::get_* would assign a transaction id, which a parallel-safe
+    // function must not do.
+    let (template, shared_schema) = Spi::connect(|client| {
+        client
+            .select("SELECT mt.get_config('schema_template'), mt.get_config('shared_schema')", Some(1), &[])?
+            .first()
+            .get_two::<String, String>()
+    })
     .unwrap_or_else(|err| error!("multitenant: cannot read the naming settings: {err}"));
     Naming::new(&template.unwrap_or_default(), &shared_schema.unwrap_or_default())
         .unwrap_or_else(|err| raise(err))

@@ -84,14 +84,16 @@ impl TrackingFormat {
 
     /// An `INSERT` of one record taking `$1` name (text), `$2` hash (text), `$3` journal when
     /// (bigint, ms) and `$4` applied at (bigint, ms); each format uses the parameters it has
-    /// columns for. Returns the new row's id.
-    pub fn insert_record_sql(self, qualified_table: &str) -> String {
+    /// columns for. With `keep_id`, `$5` is the row's id (conversion keeps ids). Returns the
+    /// row's id.
+    pub fn insert_record_sql(self, qualified_table: &str, keep_id: bool) -> String {
         let (columns, values) = match self {
             TrackingFormat::Name => ("name, applied_at", "$1, to_timestamp($4 / 1000.0)"),
             TrackingFormat::Hash => ("hash, created_at", "$2, to_timestamp($4 / 1000.0)"),
             TrackingFormat::DrizzleKit => ("hash, created_at", "$2, $3"),
         };
-        format!("INSERT INTO {qualified_table} ({columns}) VALUES ({values}) RETURNING id")
+        let (id_column, id_value) = if keep_id { ("id, ", "$5, ") } else { ("", "") };
+        format!("INSERT INTO {qualified_table} ({id_column}{columns}) VALUES ({id_value}{values}) RETURNING id")
     }
 
     /// The record this format writes for `migration` applied at `applied_at_ms`.
@@ -265,6 +267,7 @@ mod tests {
         assert_eq!(table, "\"tenant_a\".\"__drizzle_migrations\"");
         assert_eq!(quote_identifier("we\"ird"), "\"we\"\"ird\"");
         assert!(TrackingFormat::Name.create_table_sql(&table).contains("name varchar(255) NOT NULL UNIQUE"));
-        assert!(TrackingFormat::DrizzleKit.insert_record_sql(&table).contains("(hash, created_at) VALUES ($2, $3)"));
+        assert!(TrackingFormat::DrizzleKit.insert_record_sql(&table, false).contains("(hash, created_at) VALUES ($2, $3)"));
+        assert!(TrackingFormat::Name.insert_record_sql(&table, true).contains("(id, name, applied_at) VALUES ($5, $1,"));
     }
 }

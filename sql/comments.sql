@@ -1,0 +1,22 @@
+-- Comments for the functions implemented in Rust.
+
+COMMENT ON FUNCTION mt.schema_name(text) IS
+    'multitenant: the schema name for a tenant id under schema_template; raises 22023 naming the rule an id breaks';
+COMMENT ON FUNCTION mt.tenant_id_of(text) IS
+    'multitenant: the tenant id a schema name belongs to under schema_template ("-" reads back as "_"), or NULL';
+COMMENT ON FUNCTION mt.validate_naming(text, text) IS
+    'multitenant: raises 22023 unless a schema template and shared schema give valid tenant schema names';
+COMMENT ON FUNCTION mt.read_migration_folder(text) IS
+    'multitenant: the migrations of a drizzle-kit or numbered folder on the server, parsed and hashed (superuser or pg_read_server_files)';
+COMMENT ON FUNCTION mt.migrate_all(integer, boolean, boolean, text[]) IS
+    'multitenant: apply pending tenant migrations to every (or the listed) tenant in parallel background workers; one row per tenant';
+COMMENT ON FUNCTION mt.migrate_tenant(text, boolean, boolean) IS
+    'multitenant: apply pending tenant migrations to one tenant inside the caller''s transaction';
+COMMENT ON FUNCTION mt.migrate_shared(boolean, boolean) IS
+    'multitenant: apply pending shared migrations to the shared schema';
+COMMENT ON FUNCTION mt.mark_missing(text[], integer) IS
+    'multitenant: record registered but unrecorded migrations as applied without running them';
+COMMENT ON FUNCTION mt.clean_orphans(text[], boolean, integer) IS
+    'multitenant: delete tracking records of migrations that are no longer registered';
+COMMENT ON FUNCTION mt.convert_tracking(text, text[], boolean, integer) IS
+    'multitenant: rewrite tracking tables in another format (name, hash, drizzle-kit) without losing a record';

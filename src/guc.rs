@@ -1,0 +1,43 @@
+//! Runtime knobs, settable per session (`SET mt.max_workers = 8`) or in postgresql.conf.
+
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+/// Background workers `mt.migrate_all` and friends use when `concurrency` is not given.
+pub static MAX_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(4);
+/// `lock_timeout` for each migration's transaction; 0 waits forever.
+pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
+/// `statement_timeout` for each migration's transaction; 0 means none.
+pub static STATEMENT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
+
+pub fn init() {
+    GucRegistry::define_int_guc(
+        c"mt.max_workers",
+        c"Background workers a multitenant run uses when no concurrency is given.",
+        c"Bounded in practice by max_worker_processes; a run waits for free slots rather than failing.",
+        &MAX_WORKERS,
+        1,
+        256,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"mt.lock_timeout",
+        c"lock_timeout applied to every migration transaction (0 = wait forever).",
+        c"A migration that cannot get its locks in time fails for that tenant; the run goes on.",
+        &LOCK_TIMEOUT_MS,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"mt.statement_timeout",
+        c"statement_timeout applied to every migration transaction (0 = none).",
+        c"A migration statement running longer fails for that tenant; the run goes on.",
+        &STATEMENT_TIMEOUT_MS,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+}

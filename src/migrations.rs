@@ -1,0 +1,247 @@
+//! SQL entry points of the migration engine: thin wrappers over `engine` (one schema) and
+//! `workers` (many schemas in parallel). The tables and views are in `sql/migrations.sql`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use multitenant_core::migrations::{parse_folder, JOURNAL_PATH};
+use multitenant_core::tracking::TrackingFormat;
+use pgrx::heap_tuple::PgHeapTuple;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::engine::{Job, Operation, Outcome, Plan, Settings, Target};
+use crate::txn::Subtransactions;
+use crate::workers::{self, RunResult};
+
+type RunRow = PgHeapTuple<'static, pgrx::AllocatedByRust>;
+
+/// `mt.read_migration_folder(folder)`: the migrations of a drizzle-kit or numbered folder on
+/// the server, parsed exactly as `multitenant-core` parses them for the client.
+#[pg_extern(volatile)]
+fn read_migration_folder(
+    folder: &str,
+) -> TableIterator<
+    'static,
+    (
+        name!(idx, i32),
+        name!(name, String),
+        name!(sql, String),
+        name!(sha256, String),
+        name!(journal_when, Option<i64>),
+    ),
+> {
+    let allowed = unsafe {
+        pg_sys::superuser() || pg_sys::has_privs_of_role(pg_sys::GetUserId(), pg_sys::Oid::from(pg_sys::ROLE_PG_READ_SERVER_FILES))
+    };
+    if !allowed {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "reading migration folders on the server requires superuser or pg_read_server_files",
+            "A client can register each file with mt.add_migration instead."
+        );
+    }
+    let files = read_folder(Path::new(folder)).unwrap_or_else(|e| {
+        ereport!(ERROR, PgSqlErrorCode::ERRCODE_UNDEFINED_FILE, format!("cannot read migration folder \"{folder}\": {e}"));
+    });
+    let parsed = parse_folder(&files).unwrap_or_else(|e| {
+        ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("migration folder \"{folder}\": {e}"));
+    });
+    for warning in &parsed.warnings {
+        warning!("migration folder \"{folder}\": {warning}");
+    }
+    TableIterator::new(
+        parsed.migrations.into_iter().map(|m| (m.position, m.name, m.sql, m.sha256, m.journal_when)),
+    )
+}
+
+/// Top-level `*.sql` files and the drizzle-kit journal, by relative path.
+fn read_folder(folder: &Path) -> std::io::Result<BTreeMap<String, String>> {
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(folder)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        if path.is_file() && name.ends_with(".sql") {
+            files.insert(name, std::fs::read_to_string(&path)?);
+        }
+    }
+    let journal = folder.join(JOURNAL_PATH);
+    if journal.is_file() {
+        files.insert(JOURNAL_PATH.to_string(), std::fs::read_to_string(journal)?);
+    }
+    Ok(files)
+}
+
+/// `mt.migrate_all(...)`: every (or the listed) tenant, in parallel background workers.
+#[pg_extern(security_definer, volatile, requires = ["migrations"])]
+#[search_path(pg_catalog, pg_temp)]
+fn migrate_all(
+    concurrency: default!(Option<i32>, "NULL"),
+    dry_run: default!(bool, false),
+    mark_applied: default!(bool, false),
+    tenant_ids: default!(Option<Vec<String>>, "NULL"),
+) -> SetOfIterator<'static, pgrx::composite_type!('static, "mt.run_result")> {
+    run_in_workers("migrate_all", Operation::Migrate { dry_run, mark_applied }, tenant_ids, concurrency)
+}
+
+/// `mt.mark_missing(...)`: records registered-but-unrecorded migrations as applied, without
+/// running them.
+#[pg_extern(security_definer, volatile, requires = ["migrations"])]
+#[search_path(pg_catalog, pg_temp)]
+fn mark_missing(
+    tenant_ids: default!(Option<Vec<String>>, "NULL"),
+    concurrency: default!(Option<i32>, "NULL"),
+) -> SetOfIterator<'static, pgrx::composite_type!('static, "mt.run_result")> {
+    run_in_workers("mark_missing", Operation::Migrate { dry_run: false, mark_applied: true }, tenant_ids, concurrency)
+}
+
+/// `mt.clean_orphans(...)`: deletes tracking records of migrations no longer registered.
+#[pg_extern(security_definer, volatile, requires = ["migrations"])]
+#[search_path(pg_catalog, pg_temp)]
+fn clean_orphans(
+    tenant_ids: default!(Option<Vec<String>>, "NULL"),
+    dry_run: default!(bool, false),
+    concurrency: default!(Option<i32>, "NULL"),
+) -> SetOfIterator<'static, pgrx::composite_type!('static, "mt.run_result")> {
+    run_in_workers("clean_orphans", Operation::CleanOrphans { dry_run }, tenant_ids, concurrency)
+}
+
+/// `mt.convert_tracking(...)`: rewrites tracking tables in another format, in place.
+#[pg_extern(security_definer, volatile, requires = ["migrations"])]
+#[search_path(pg_catalog, pg_temp)]
+fn convert_tracking(
+    to_format: &str,
+    tenant_ids: default!(Option<Vec<String>>, "NULL"),
+    dry_run: default!(bool, false),
+    concurrency: default!(Option<i32>, "NULL"),
+) -> SetOfIterator<'static, pgrx::composite_type!('static, "mt.run_result")> {
+    let to = to_format.parse::<TrackingFormat>().unwrap_or_else(|e| {
+        ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e);
+    });
+    run_in_workers("convert_tracking", Operation::Convert { to, dry_run }, tenant_ids, concurrency)
+}
+
+/// `mt.migrate_tenant(...)`: one tenant, in the caller's transaction (each migration in a
+/// subtransaction), so it also works for a tenant created in the same transaction.
+#[pg_extern(security_definer, volatile, requires = ["migrations"])]
+#[search_path(pg_catalog, pg_temp)]
+fn migrate_tenant(
+    tenant_id: &str,
+    dry_run: default!(bool, false),
+    mark_applied: default!(bool, false),
+) -> SetOfIterator<'static, pgrx::composite_type!('static, "mt.run_result")> {
+    let targets = resolve_targets(Some(vec![tenant_id.to_string()]));
+    let (tenant_id, schema) = targets.into_iter().next().expect("resolve_targets checked the id");
+    let target = Target { tenant_id: Some(tenant_id), schema };
+    rows(vec![run_in_process(Operation::Migrate { dry_run, mark_applied }, "tenant", target)])
+}
+
+/// `mt.migrate_shared(...)`: the shared-scope migrations, applied to the shared schema.
+#[pg_extern(security_definer, volatile, requires = ["migrations"])]
+#[search_path(pg_catalog, pg_temp)]
+fn migrate_shared(
+    dry_run: default!(bool, false),
+    mark_applied: default!(bool, false),
+) -> SetOfIterator<'static, pgrx::composite_type!('static, "mt.run_result")> {
+    let schema = Spi::get_one::<String>("SELECT mt.get_config('shared_schema')")
+        .unwrap_or_else(|e| error!("{e}"))
+        .unwrap_or_default();
+    let target = Target { tenant_id: None, schema };
+    rows(vec![run_in_process(Operation::Migrate { dry_run, mark_applied }, "shared", target)])
+}
+
+fn run_in_workers(
+    function: &str,
+    operation: Operation,
+    tenant_ids: Option<Vec<String>>,
+    concurrency: Option<i32>,
+) -> SetOfIterator<'static, RunRow> {
+    workers::ensure_nothing_uncommitted(function);
+    let targets = resolve_targets(tenant_ids);
+    let concurrency = concurrency.unwrap_or_else(|| crate::guc::MAX_WORKERS.get());
+    if concurrency < 1 {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("concurrency must be at least 1, not {concurrency}")
+        );
+    }
+    rows(workers::run(operation, &targets, concurrency))
+}
+
+/// Runs one schema in this backend, recording the run like a worker run.
+fn run_in_process(operation: Operation, scope: &str, target: Target) -> RunResult {
+    let run_id = Spi::get_one_with_args::<i64>(
+        "INSERT INTO mt.runs (operation, options, tenants) VALUES ($1, $2::jsonb, 1) RETURNING run_id",
+        &[operation.name().into(), operation.options_json().into()],
+    )
+    .unwrap_or_else(|e| error!("{e}"))
+    .unwrap_or_default();
+    // Migrations set search_path and lock_timeout locally; keep that from leaking into the
+    // caller's transaction, as a function's SET clause would.
+    let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
+    let settings = Settings::load(crate::guc::LOCK_TIMEOUT_MS.get(), crate::guc::STATEMENT_TIMEOUT_MS.get());
+    let plan = Plan::load(scope);
+    let outcome = Job { tx: &Subtransactions, settings: &settings, plan: &plan, target: &target, operation, run_id }.run();
+    unsafe { pg_sys::AtEOXact_GUC(true, nest_level) };
+    Spi::run_with_args(
+        "UPDATE mt.runs r SET status = 'finished', finished_at = clock_timestamp(), \
+                succeeded = ($2 <> 'failed')::int, failed = ($2 = 'failed')::int WHERE run_id = $1",
+        &[run_id.into(), outcome.status.as_str().into()],
+    )
+    .unwrap_or_else(|e| error!("{e}"));
+    RunResult { tenant_id: target.tenant_id.clone().unwrap_or_default(), schema: target.schema, outcome }
+}
+
+/// The (tenant id, schema) pairs to work on; unknown ids are an error naming them.
+fn resolve_targets(tenant_ids: Option<Vec<String>>) -> Vec<(String, String)> {
+    if let Some(ids) = &tenant_ids {
+        let unknown = Spi::get_one_with_args::<String>(
+            "SELECT string_agg(format('\"%s\"', id), ', ' ORDER BY id) FROM unnest($1::text[]) AS id \
+              WHERE id IS NULL OR NOT EXISTS (SELECT FROM mt.tenants t WHERE t.tenant_id = id)",
+            &[ids.clone().into()],
+        )
+        .unwrap_or_else(|e| error!("{e}"));
+        if let Some(unknown) = unknown {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                format!("unknown tenant(s): {unknown}"),
+                "SELECT tenant_id FROM mt.tenants lists the tenants."
+            );
+        }
+    }
+    Spi::connect(|client| {
+        client
+            .select(
+                "SELECT tenant_id, schema_name FROM mt.tenants \
+                  WHERE $1::text[] IS NULL OR tenant_id = ANY ($1) ORDER BY tenant_id",
+                None,
+                &[tenant_ids.into()],
+            )?
+            .map(|row| Ok((row.get::<String>(1)?.unwrap_or_default(), row.get::<String>(2)?.unwrap_or_default())))
+            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+    })
+    .unwrap_or_else(|e| error!("{e}"))
+}
+
+fn rows(results: Vec<RunResult>) -> SetOfIterator<'static, RunRow> {
+    SetOfIterator::new(results.into_iter().map(|r| row(r.tenant_id, r.schema, r.outcome)))
+}
+
+fn row(tenant_id: String, schema: String, outcome: Outcome) -> RunRow {
+    let build = || -> Result<RunRow, Box<dyn std::error::Error>> {
+        let mut tuple = PgHeapTuple::new_composite_type("mt.run_result")?;
+        tuple.set_by_name("tenant_id", (!tenant_id.is_empty()).then_some(tenant_id))?;
+        tuple.set_by_name("schema_name", schema)?;
+        tuple.set_by_name("applied", outcome.applied)?;
+        tuple.set_by_name("pending", outcome.pending)?;
+        tuple.set_by_name("status", outcome.status.as_str())?;
+        tuple.set_by_name("sqlstate", outcome.failure.as_ref().map(|f| f.sqlstate.clone()))?;
+        tuple.set_by_name("error", outcome.failure.as_ref().map(|f| f.message.clone()))?;
+        tuple.set_by_name("duration_ms", outcome.duration_ms)?;
+        Ok(tuple)
+    };
+    build().unwrap_or_else(|e| error!("multitenant: cannot build mt.run_result: {e}"))
+}

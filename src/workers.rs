@@ -1,0 +1,390 @@
+//! Fan-out over dynamic background workers.
+//!
+//! The launcher (the backend calling `mt.migrate_all` & co.) puts the list of schemas into a
+//! dynamic shared memory segment and starts up to `concurrency` workers. Each worker
+//! attaches, connects to the same database as the extension owner, and claims schemas one by
+//! one from an atomic counter until none are left, writing each outcome back into the
+//! segment. Workers need no `shared_preload_libraries`.
+//!
+//! Shared memory rather than tables, because workers cannot see the launcher's uncommitted
+//! rows. The launcher never fails for want of worker slots: it starts what it can, waits,
+//! and starts more as slots free up. Cancelling the launcher sets a flag that workers check
+//! between migrations, then terminates stragglers (SIGTERM runs PostgreSQL's `die`, which
+//! aborts even a long statement); a migration is therefore either committed with its
+//! tracking row or not at all.
+
+use std::cell::RefCell;
+use std::mem::size_of;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use multitenant_core::tracking::TrackingFormat;
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, DynamicBackgroundWorker};
+use pgrx::pg_sys;
+use pgrx::pg_sys::panic::CaughtError;
+use pgrx::prelude::*;
+
+use crate::engine::{self, Failure, Job, Operation, Outcome, Plan, Settings, Status, Target, Transactions};
+use crate::txn::{wait_latch, OwnTransactions};
+
+const MAGIC: u32 = 0x6d74_7275;
+const NAME_BYTES: usize = 64;
+const ERROR_BYTES: usize = 900;
+
+// Items start zeroed, which means pending.
+const ITEM_CLAIMED: u32 = 1;
+const ITEM_DONE: u32 = 2;
+
+#[repr(C)]
+struct Header {
+    magic: u32,
+    item_count: u32,
+    next_item: AtomicU32,
+    finished_items: AtomicU32,
+    cancel: AtomicBool,
+    operation: [u8; 4],
+    run_id: i64,
+    database: pg_sys::Oid,
+    role: pg_sys::Oid,
+    lock_timeout_ms: i32,
+    statement_timeout_ms: i32,
+}
+
+#[repr(C)]
+struct Item {
+    state: AtomicU32,
+    tenant_id: FixedText<NAME_BYTES>,
+    schema: FixedText<NAME_BYTES>,
+    status: u8,
+    applied: i32,
+    pending: i32,
+    duration_ms: i64,
+    sqlstate: FixedText<8>,
+    error: FixedText<ERROR_BYTES>,
+}
+
+/// A string in shared memory: truncated to fit (on a UTF-8 boundary).
+#[repr(C)]
+struct FixedText<const N: usize> {
+    len: u16,
+    bytes: [u8; N],
+}
+
+impl<const N: usize> FixedText<N> {
+    fn set(&mut self, text: &str) {
+        let mut len = text.len().min(N);
+        while !text.is_char_boundary(len) {
+            len -= 1;
+        }
+        self.bytes[..len].copy_from_slice(&text.as_bytes()[..len]);
+        self.len = len as u16;
+    }
+
+    fn get(&self) -> String {
+        String::from_utf8_lossy(&self.bytes[..self.len as usize]).into_owned()
+    }
+}
+
+fn encode(operation: Operation) -> [u8; 4] {
+    let format_code = |f: TrackingFormat| TrackingFormat::ALL.iter().position(|x| *x == f).unwrap_or(0) as u8;
+    match operation {
+        Operation::Migrate { dry_run, mark_applied } => [1, dry_run as u8, mark_applied as u8, 0],
+        Operation::Convert { to, dry_run } => [2, dry_run as u8, 0, format_code(to)],
+        Operation::CleanOrphans { dry_run } => [3, dry_run as u8, 0, 0],
+    }
+}
+
+fn decode(code: [u8; 4]) -> Operation {
+    let dry_run = code[1] != 0;
+    match code[0] {
+        2 => Operation::Convert { to: TrackingFormat::ALL[code[3] as usize % 3], dry_run },
+        3 => Operation::CleanOrphans { dry_run },
+        _ => Operation::Migrate { dry_run, mark_applied: code[2] != 0 },
+    }
+}
+
+/// A view of the run's shared memory segment.
+struct Run {
+    header: *mut Header,
+    items: *mut Item,
+}
+
+impl Run {
+    fn size(count: usize) -> usize {
+        size_of::<Header>().next_multiple_of(16) + count * size_of::<Item>()
+    }
+
+    unsafe fn at(address: *mut std::ffi::c_void) -> Run {
+        let header = address as *mut Header;
+        let items = (address as *mut u8).add(size_of::<Header>().next_multiple_of(16)) as *mut Item;
+        Run { header, items }
+    }
+
+    fn header(&self) -> &Header {
+        unsafe { &*self.header }
+    }
+
+    fn item(&self, index: usize) -> &Item {
+        assert!(index < self.header().item_count as usize);
+        unsafe { &*self.items.add(index) }
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn item_mut(&self, index: usize) -> &mut Item {
+        assert!(index < self.header().item_count as usize);
+        // Each item is written only by the worker that claimed it.
+        unsafe { &mut *self.items.add(index) }
+    }
+
+    fn count(&self) -> usize {
+        self.header().item_count as usize
+    }
+
+    fn outcome(&self, index: usize) -> Option<Outcome> {
+        let item = self.item(index);
+        if item.state.load(Ordering::Acquire) != ITEM_DONE {
+            return None;
+        }
+        let sqlstate = item.sqlstate.get();
+        Some(Outcome {
+            status: Status::from_u8(item.status).unwrap_or(Status::Failed),
+            applied: item.applied,
+            pending: item.pending,
+            failure: (!sqlstate.is_empty()).then(|| Failure { sqlstate, message: item.error.get() }),
+            duration_ms: item.duration_ms,
+        })
+    }
+}
+
+/// One schema's result of a worker run.
+pub struct RunResult {
+    pub tenant_id: String,
+    pub schema: String,
+    pub outcome: Outcome,
+}
+
+/// Refuses to start workers from a transaction that has written anything: they could not
+/// see its uncommitted rows (a tenant created or a migration registered a moment ago).
+/// Call before any `Spi::get_*`/`Spi::run`, which assign a transaction id themselves.
+pub fn ensure_nothing_uncommitted(function: &str) {
+    let wrote = Spi::connect(|client| {
+        client
+            .select("SELECT pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL", Some(1), &[])?
+            .first()
+            .get_one::<bool>()
+    })
+    .unwrap_or_else(|e| error!("{e}"));
+    if wrote == Some(true) {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
+            format!("mt.{function} cannot run in a transaction that has already written data"),
+            "Its background workers cannot see this transaction's uncommitted changes; commit them first."
+        );
+    }
+}
+
+/// Runs `operation` over `targets` (tenant id, schema) with up to `concurrency` workers and
+/// returns every outcome, in the order given.
+pub fn run(operation: Operation, targets: &[(String, String)], concurrency: i32) -> Vec<RunResult> {
+    if targets.is_empty() {
+        return Vec::new();
+    }
+    let run_id = Spi::get_one::<i64>("SELECT nextval('mt.runs_run_id_seq')")
+        .unwrap_or_else(|e| error!("{e}"))
+        .unwrap_or_default();
+
+    let segment = unsafe { pg_sys::dsm_create(Run::size(targets.len()), 0) };
+    let run = unsafe {
+        let address = pg_sys::dsm_segment_address(segment);
+        std::ptr::write_bytes(address as *mut u8, 0, Run::size(targets.len()));
+        Run::at(address)
+    };
+    unsafe {
+        let header = &mut *run.header;
+        header.magic = MAGIC;
+        header.item_count = targets.len() as u32;
+        header.operation = encode(operation);
+        header.run_id = run_id;
+        header.database = pg_sys::MyDatabaseId;
+        header.role = pg_sys::GetUserId();
+        header.lock_timeout_ms = crate::guc::LOCK_TIMEOUT_MS.get();
+        header.statement_timeout_ms = crate::guc::STATEMENT_TIMEOUT_MS.get();
+    }
+    for (index, (tenant_id, schema)) in targets.iter().enumerate() {
+        let item = run.item_mut(index);
+        item.tenant_id.set(tenant_id);
+        item.schema.set(schema);
+    }
+    let handle = unsafe { pg_sys::dsm_segment_handle(segment) };
+
+    let workers: RefCell<Vec<DynamicBackgroundWorker>> = RefCell::new(Vec::new());
+    let concurrency = concurrency.max(1) as usize;
+    let shared = AssertUnwindSafe((&run, &workers));
+    PgTryBuilder::new(AssertUnwindSafe(|| supervise(&run, handle, concurrency, &mut workers.borrow_mut())))
+        .catch_others(|error: CaughtError| {
+            // Cancelled or failed: stop the workers before the segment goes away.
+            let (run, workers) = *std::ops::Deref::deref(&shared);
+            run.header().cancel.store(true, Ordering::SeqCst);
+            stop(workers.take());
+            error.rethrow()
+        })
+        .execute();
+
+    let results = targets
+        .iter()
+        .enumerate()
+        .map(|(index, (tenant_id, schema))| RunResult {
+            tenant_id: tenant_id.clone(),
+            schema: schema.clone(),
+            outcome: run.outcome(index).unwrap_or(Outcome {
+                status: Status::Failed,
+                applied: 0,
+                pending: 0,
+                failure: Some(Failure {
+                    sqlstate: "XX000".into(),
+                    message: "the background worker handling this schema exited before finishing".into(),
+                }),
+                duration_ms: 0,
+            }),
+        })
+        .collect();
+    // Workers that are still attached keep the segment alive until they exit.
+    unsafe { pg_sys::dsm_detach(segment) };
+    results
+}
+
+/// Keeps up to `concurrency` workers going until every item is done.
+fn supervise(run: &Run, handle: pg_sys::dsm_handle, concurrency: usize, workers: &mut Vec<DynamicBackgroundWorker>) {
+    let header = run.header();
+    let total = run.count() as u32;
+    loop {
+        workers.retain(|w| !matches!(w.pid(), Err(pgrx::bgworkers::BackgroundWorkerStatus::Stopped)));
+        if header.finished_items.load(Ordering::Acquire) >= total {
+            return;
+        }
+        let unclaimed = header.next_item.load(Ordering::Acquire) < total;
+        if unclaimed {
+            while workers.len() < concurrency {
+                match start_worker(handle, header.run_id) {
+                    Some(worker) => workers.push(worker),
+                    None => break, // no free slot: wait and try again
+                }
+            }
+        } else if workers.is_empty() {
+            return; // every item was claimed and every worker is gone
+        }
+        wait_latch(20);
+    }
+}
+
+fn start_worker(handle: pg_sys::dsm_handle, run_id: i64) -> Option<DynamicBackgroundWorker> {
+    BackgroundWorkerBuilder::new(&format!("multitenant run {run_id}"))
+        .set_type("multitenant worker")
+        .set_library("multitenant")
+        .set_function("mt_run_worker")
+        .enable_spi_access()
+        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        .set_argument(Some(pg_sys::Datum::from(handle)))
+        .set_notify_pid(unsafe { pg_sys::MyProcPid })
+        .load_dynamic()
+        .ok()
+}
+
+/// Gives workers a moment to stop at a migration boundary, then terminates the rest and
+/// waits for them to go.
+fn stop(workers: Vec<DynamicBackgroundWorker>) {
+    let running = |w: &DynamicBackgroundWorker| !matches!(w.pid(), Err(pgrx::bgworkers::BackgroundWorkerStatus::Stopped));
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < deadline && workers.iter().any(running) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let terminating: Vec<_> = workers.into_iter().filter(running).map(|w| w.terminate()).collect();
+    for worker in terminating {
+        let _ = worker.wait_for_shutdown();
+    }
+}
+
+/// Entry point of every worker; the argument is the run's segment handle.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
+    unsafe {
+        // PostgreSQL's own handler: a SIGTERM aborts even a statement in progress.
+        pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(crate::txn::ffi::die));
+        pg_sys::BackgroundWorkerUnblockSignals();
+    }
+    let segment = unsafe { pg_sys::dsm_attach(argument.value() as pg_sys::dsm_handle) };
+    if segment.is_null() {
+        return; // the launcher has gone already
+    }
+    let run = unsafe { Run::at(pg_sys::dsm_segment_address(segment)) };
+    let header = run.header();
+    if header.magic != MAGIC {
+        return;
+    }
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(header.database), Some(header.role));
+    let tx = OwnTransactions { cancel: &header.cancel };
+    let operation = decode(header.operation);
+
+    let context = tx.atomic(|| {
+        engine::report_activity(&format!("multitenant: {} run {}", operation.name(), header.run_id));
+        Spi::run_with_args(
+            "INSERT INTO mt.runs (run_id, operation, options, tenants) VALUES ($1, $2, $3::jsonb, $4) \
+             ON CONFLICT (run_id) DO NOTHING",
+            &[header.run_id.into(), operation.name().into(), operation.options_json().into(), (header.item_count as i32).into()],
+        )
+        .unwrap_or_else(|e| error!("{e}"));
+        (Settings::load(header.lock_timeout_ms, header.statement_timeout_ms), Plan::load("tenant"))
+    });
+
+    loop {
+        if header.cancel.load(Ordering::SeqCst) {
+            break;
+        }
+        let index = header.next_item.fetch_add(1, Ordering::AcqRel) as usize;
+        if index >= run.count() {
+            break;
+        }
+        let item = run.item_mut(index);
+        item.state.store(ITEM_CLAIMED, Ordering::Release);
+        let target = Target { tenant_id: Some(item.tenant_id.get()), schema: item.schema.get() };
+        let outcome = match &context {
+            Ok((settings, plan)) => {
+                Job { tx: &tx, settings, plan, target: &target, operation, run_id: header.run_id }.run()
+            }
+            Err(failure) => Outcome { status: Status::Failed, applied: 0, pending: 0, failure: Some(failure.clone()), duration_ms: 0 },
+        };
+        item.status = outcome.status as u8;
+        item.applied = outcome.applied;
+        item.pending = outcome.pending;
+        item.duration_ms = outcome.duration_ms;
+        if let Some(failure) = &outcome.failure {
+            item.sqlstate.set(&failure.sqlstate);
+            item.error.set(&failure.message);
+        }
+        item.state.store(ITEM_DONE, Ordering::Release);
+        let finished = header.finished_items.fetch_add(1, Ordering::AcqRel) + 1;
+        if finished == header.item_count {
+            close_run(&tx, header.run_id, "finished");
+        }
+    }
+    if header.cancel.load(Ordering::SeqCst) {
+        close_run(&tx, header.run_id, "cancelled");
+    }
+}
+
+/// Marks the run finished or cancelled, with its counts.
+fn close_run(tx: &OwnTransactions, run_id: i64, status: &str) {
+    let _ = tx.atomic(|| {
+        Spi::run_with_args(
+            "UPDATE mt.runs r SET status = $2, finished_at = clock_timestamp(), \
+                    succeeded = (SELECT count(*) FROM mt.run_tenants t WHERE t.run_id = r.run_id AND t.status NOT IN ('failed', 'cancelled', 'running')), \
+                    failed = (SELECT count(*) FROM mt.run_tenants t WHERE t.run_id = r.run_id AND t.status = 'failed') \
+              WHERE r.run_id = $1 AND r.status = 'running'",
+            &[run_id.into(), status.into()],
+        )
+        .unwrap_or_else(|e| error!("{e}"));
+    });
+}
