@@ -15,8 +15,10 @@ set -euo pipefail
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 
+# RUST_BACKTRACE would make pgrx append backtraces to error details.
 as_postgres() {
-  if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
+  if [ "$(id -un)" = postgres ]; then env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$@";
+  else env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE runuser -u postgres -- "$@"; fi
 }
 
 cluster_dir() {

@@ -16,6 +16,15 @@ if [ "$#" -eq 0 ]; then
   set -- $(ls pg_test/sql/*.sql | xargs -n1 basename | sed 's/\.sql$//')
 fi
 
+# Migration folders are read by the server (as postgres) from a fixed path, so expected
+# output does not depend on where the checkout lives or who may read it.
+FIXTURES=/tmp/mt_regress_fixtures
+rm -rf "$FIXTURES"
+mkdir -p "$FIXTURES"
+cp -r pg_test/fixtures/. "$FIXTURES/"
+cp -r examples/drizzle "$FIXTURES/drizzle"
+chmod -R a+rX "$FIXTURES"
+
 scripts/cluster.sh start regress "$PORT"
 trap 'scripts/cluster.sh stop regress' EXIT
 

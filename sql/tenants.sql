@@ -157,6 +157,8 @@ BEGIN
     END IF;
 
     IF EXISTS (SELECT FROM pg_namespace WHERE nspname = victim.schema_name) THEN
+        -- The tracking table first, so CASCADE's notice lists only the tenant's own objects.
+        EXECUTE format('DROP TABLE IF EXISTS %I.%I', victim.schema_name, mt.get_config('tracking_table'));
         EXECUTE format('DROP SCHEMA %I CASCADE', victim.schema_name);
     ELSE
         RAISE NOTICE 'schema "%" of tenant "%" was already gone; unregistering the tenant', victim.schema_name, tenant_id;

@@ -282,7 +282,7 @@ impl<T: Transactions> Job<'_, T> {
         };
         match result {
             Ok((status, applied, pending)) => self.finish(outcome(status, applied, pending, None)),
-            Err((failure, applied, pending)) if failure.sqlstate == CANCELLED => {
+            Err((_, applied, pending)) if self.tx.cancelled() => {
                 self.finish(outcome(Status::Cancelled, applied, pending, None))
             }
             Err((failure, applied, pending)) => self.finish(outcome(Status::Failed, applied, pending, Some(failure))),
@@ -391,7 +391,7 @@ impl<T: Transactions> Job<'_, T> {
         for (done, &index) in pending.iter().enumerate() {
             let done = done as i32;
             if self.tx.cancelled() {
-                return Err((Failure { sqlstate: CANCELLED.into(), message: "run cancelled".into() }, done, total - done));
+                return Err((Failure { sqlstate: CANCELLED.into(), message: "the run was cancelled".into() }, done, total - done));
             }
             self.tx
                 .atomic(|| self.apply_one(index, inspected.format, mark_applied))

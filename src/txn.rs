@@ -97,7 +97,8 @@ impl Transactions for OwnTransactions<'_> {
     }
 
     fn pause(&self) -> bool {
-        wait_latch(50);
+        // A cancel signal (SIGINT from the launcher) raises here; it only means stop.
+        PgTryBuilder::new(|| wait_latch(50)).catch_others(|_| ()).execute();
         !self.cancelled()
     }
 

@@ -292,15 +292,21 @@ fn start_worker(handle: pg_sys::dsm_handle, run_id: i64) -> Option<DynamicBackgr
         .ok()
 }
 
-/// Gives workers a moment to stop at a migration boundary, then terminates the rest and
-/// waits for them to go.
+/// Cancels what the workers are doing (SIGINT: the migration in progress rolls back, and
+/// they record the tenant as cancelled and close the run), waits for them, and terminates any
+/// that do not stop in time.
 fn stop(workers: Vec<DynamicBackgroundWorker>) {
-    let running = |w: &DynamicBackgroundWorker| !matches!(w.pid(), Err(pgrx::bgworkers::BackgroundWorkerStatus::Stopped));
-    let deadline = Instant::now() + Duration::from_millis(500);
-    while Instant::now() < deadline && workers.iter().any(running) {
+    let pid = |w: &DynamicBackgroundWorker| w.pid().ok();
+    for worker in &workers {
+        if let Some(pid) = pid(worker) {
+            unsafe { libc::kill(pid, libc::SIGINT) };
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && workers.iter().any(|w| pid(w).is_some()) {
         std::thread::sleep(Duration::from_millis(10));
     }
-    let terminating: Vec<_> = workers.into_iter().filter(running).map(|w| w.terminate()).collect();
+    let terminating: Vec<_> = workers.into_iter().filter(|w| pid(w).is_some()).map(|w| w.terminate()).collect();
     for worker in terminating {
         let _ = worker.wait_for_shutdown();
     }

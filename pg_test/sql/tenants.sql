@@ -53,7 +53,7 @@ SELECT pg_temp.attempt('SELECT mt.drop_tenant(''nobody'')') AS unknown;
 SELECT mt.drop_tenant('nobody', if_exists => true);
 
 -- A tenant whose schema was dropped behind our back can still be unregistered.
-DROP SCHEMA tenant_acme_eu;
+DROP SCHEMA tenant_acme_eu CASCADE;
 SELECT mt.drop_tenant('acme-eu');
 SELECT count(*) AS tenants FROM mt.tenants;
 

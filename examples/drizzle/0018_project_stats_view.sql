@@ -1,0 +1,1 @@
+CREATE VIEW "public"."project_stats" AS SELECT "p"."id", count("t"."id") AS "tasks", count("t"."id") FILTER (WHERE "t"."done") AS "done" FROM "public"."projects" "p" LEFT JOIN "public"."tasks" "t" ON "t"."project_id" = "p"."id" GROUP BY "p"."id";
