@@ -36,8 +36,7 @@ test-regress: install
 	scripts/regress.sh
 
 test-integration: install
-	@if ls tests/*.rs >/dev/null 2>&1; then scripts/integration.sh; \
-	 else echo "integration: no suites in tests/ yet"; fi
+	scripts/integration.sh
 
 demo: install
 	@scripts/cluster.sh start demo $(DEMO_PORT)

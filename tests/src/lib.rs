@@ -1,0 +1,37 @@
+//! Helpers for the integration tests: each test gets a fresh database with the extension
+//! in the cluster `scripts/integration.sh` starts (URL in `MT_TEST_URL`).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub use postgres::{Client, NoTls};
+
+/// The cluster's base URL, without a database name.
+pub fn base_url() -> String {
+    std::env::var("MT_TEST_URL").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:54352".to_string())
+}
+
+/// A new empty database with `CREATE EXTENSION multitenant`; returns its connection URL.
+pub fn fresh_database(name: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let db = format!("it_{name}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+    let mut admin = Client::connect(&format!("{}/postgres", base_url()), NoTls).expect("connect to the test cluster");
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+    let url = format!("{}/{db}", base_url());
+    connect(&url).batch_execute("SET client_min_messages = warning; CREATE EXTENSION multitenant").unwrap();
+    url
+}
+
+pub fn connect(url: &str) -> Client {
+    Client::connect(url, NoTls).unwrap_or_else(|e| panic!("connect to {url}: {e}"))
+}
+
+/// Creates `count` tenants named `{prefix}{n}` without migrating them.
+pub fn create_tenants(client: &mut Client, prefix: &str, count: i32) {
+    client
+        .execute(
+            "SELECT count(*) FROM (SELECT mt.create_tenant($1 || g, migrate => false) FROM generate_series(1, $2) g) s",
+            &[&prefix, &count],
+        )
+        .unwrap();
+}
