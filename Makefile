@@ -10,7 +10,7 @@ DEMO_DB     ?= multitenant_demo
 PSQL        := $(dir $(PG_CONFIG))psql
 
 .PHONY: prereqs build install test test-core test-pgrx test-regress test-integration \
-        demo demo-stop clean
+        demo demo-stop bench clean
 
 prereqs:
 	@scripts/prereqs.sh
@@ -40,10 +40,13 @@ test-integration: install
 
 demo: install
 	@scripts/cluster.sh start demo $(DEMO_PORT)
+	@# The server reads migration folders itself, from a place the postgres user can read.
+	@rm -rf "$$(scripts/cluster.sh dir demo)-drizzle" && cp -r examples/drizzle "$$(scripts/cluster.sh dir demo)-drizzle" \
+	  && chmod -R a+rX "$$(scripts/cluster.sh dir demo)-drizzle"
 	@$(PSQL) -X -q -h 127.0.0.1 -p $(DEMO_PORT) -U postgres -d postgres \
 	  -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $(DEMO_DB) WITH (FORCE)" -c "CREATE DATABASE $(DEMO_DB)"
 	@$(PSQL) -X -h 127.0.0.1 -p $(DEMO_PORT) -U postgres -d $(DEMO_DB) \
-	  -v ON_ERROR_STOP=1 -f examples/tour.sql
+	  -v ON_ERROR_STOP=1 -v drizzle_dir="$$(scripts/cluster.sh dir demo)-drizzle" -f examples/tour.sql
 	@echo
 	@echo "The demo cluster is running. Connect with:"
 	@echo "  $(PSQL) -h 127.0.0.1 -p $(DEMO_PORT) -U postgres -d $(DEMO_DB)"
@@ -51,6 +54,11 @@ demo: install
 
 demo-stop:
 	@scripts/cluster.sh stop demo
+
+# Benchmarks are not part of `make test`; results go to docs/benchmarks.md.
+bench: prereqs
+	bench/run.sh migrate 100x5 1000x3
+	bench/run.sh migrate --noop 10000
 
 clean: demo-stop
 	cargo clean

@@ -40,3 +40,33 @@ SET client_min_messages = warning;
 SELECT mt.drop_tenant('legacy_co', force => true) AS objects_dropped;
 RESET client_min_messages;
 SELECT tenant_id, schema_name FROM mt.tenants ORDER BY tenant_id;
+
+\echo '== 8. Register a drizzle-kit migration folder (22 migrations: enums in DO blocks, "public". qualifiers, breakpoints)'
+SELECT action, count(*) FROM mt.load_migrations(:'drizzle_dir') GROUP BY action;
+SELECT idx, name, left(sha256, 12) AS sha256, journal_when FROM mt.migrations ORDER BY idx LIMIT 5;
+
+\echo '== 9. New tenants are created already migrated, in one transaction'
+SELECT tenant_id, schema_name, tracking_format FROM mt.create_tenant('initech');
+SELECT tenant_id, format, applied, pending FROM mt.status ORDER BY tenant_id;
+
+\echo '== 10. Migrate every tenant in parallel background workers'
+SELECT tenant_id, applied, pending, status, error FROM mt.migrate_all(concurrency => 2);
+SELECT * FROM mt.migrate_all(dry_run => true);
+\echo '   Each tenant got its own enum types; nothing was created in public:'
+SELECT n.nspname AS schema, count(*) AS enum_types
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE t.typtype = 'e' GROUP BY 1 ORDER BY 1;
+SELECT run_id, operation, status, tenants, done, failed, migrations_applied FROM mt.run_progress;
+
+\echo '== 11. A migration that fails in one tenant stops that tenant only'
+CREATE TABLE tenant_acme.legacy_flags (id int);
+SELECT mt.add_migration('0022_legacy_flags', 'CREATE TABLE legacy_flags (id int PRIMARY KEY);') AS registered;
+SELECT tenant_id, applied, status, sqlstate, error FROM mt.migrate_all();
+SELECT tenant_id, applied, pending, pending_names FROM mt.status WHERE pending > 0;
+DROP TABLE tenant_acme.legacy_flags;
+SELECT tenant_id, applied, status FROM mt.migrate_all(tenant_ids => ARRAY['acme']);
+
+\echo '== 12. Tracking formats: convert one tenant to drizzle-orm''s own format and back'
+SELECT tenant_id, status, applied FROM mt.convert_tracking('drizzle-kit', ARRAY['initech']);
+SELECT id, left(hash, 12) AS hash, created_at FROM tenant_initech.__drizzle_migrations ORDER BY id LIMIT 3;
+SELECT tenant_id, status, applied FROM mt.convert_tracking('name', ARRAY['initech']);

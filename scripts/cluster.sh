@@ -9,7 +9,8 @@
 #
 # PostgreSQL refuses to run as root, so initdb and pg_ctl run as `postgres`. When the
 # checkout lies where `postgres` cannot reach (say under /root), the cluster lives under
-# /tmp instead; `dir` tells where.
+# /tmp instead; `dir` tells where. MT_CLUSTER_BASE overrides the parent directory (the
+# benchmarks put their cluster on tmpfs to keep disk noise out of the figures).
 set -euo pipefail
 
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
@@ -22,7 +23,7 @@ as_postgres() {
 }
 
 cluster_dir() {
-  local name="$1" base="$ROOT/target/clusters"
+  local name="$1" base="${MT_CLUSTER_BASE:-$ROOT/target/clusters}"
   mkdir -p "$base"
   if ! as_postgres test -x "$base" 2>/dev/null; then
     base="/tmp/multitenant-clusters-$(printf '%s' "$ROOT" | md5sum | cut -c1-8)"

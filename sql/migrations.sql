@@ -37,15 +37,6 @@ COMMENT ON TABLE mt.tracking_records IS
     'multitenant: copy of each tenant''s tracking table rows, kept in step by the migration engine (re-read on every run)';
 SELECT pg_catalog.pg_extension_config_dump('mt.tracking_records', '');
 
-CREATE FUNCTION mt.record_matches(m mt.migrations, r mt.tracking_records)
-RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT r.name = m.name OR r.hash = m.sha256 OR r.journal_when = m.journal_when
-$$;
-COMMENT ON FUNCTION mt.record_matches(mt.migrations, mt.tracking_records) IS
-    'multitenant: whether a tracking record is that migration: same name (name format), same hash, or same journal when (drizzle-kit)';
-
 CREATE SEQUENCE mt.runs_run_id_seq;
 CREATE TABLE mt.runs (
     run_id      bigint PRIMARY KEY DEFAULT nextval('mt.runs_run_id_seq'),
@@ -202,50 +193,55 @@ $$;
 COMMENT ON FUNCTION mt.load_migrations(text, text, boolean) IS
     'multitenant: register every migration of a drizzle-kit or numbered folder on the server (superuser or pg_read_server_files); loading it again changes nothing';
 
+-- Which registered tenant migrations each tenant has recorded. A record is a migration when
+-- it has the same name (name format), hash (hash formats) or journal when (drizzle-kit);
+-- three equality joins rather than one OR, so each is a hash join.
+CREATE VIEW mt.applied_migrations AS
+SELECT r.tenant_id, m.name, m.idx
+  FROM mt.tracking_records r JOIN mt.migrations m ON m.scope = 'tenant' AND m.name = r.name
+UNION
+SELECT r.tenant_id, m.name, m.idx
+  FROM mt.tracking_records r JOIN mt.migrations m ON m.scope = 'tenant' AND m.sha256 = r.hash
+UNION
+SELECT r.tenant_id, m.name, m.idx
+  FROM mt.tracking_records r JOIN mt.migrations m ON m.scope = 'tenant' AND m.journal_when = r.journal_when;
+COMMENT ON VIEW mt.applied_migrations IS
+    'multitenant: (tenant, registered tenant migration) pairs the tenant has recorded as applied, by name, hash or journal when';
+
 CREATE VIEW mt.status AS
-WITH expected AS (
-    SELECT t.tenant_id, t.schema_name, t.tracking_format, m.name, m.idx,
-           EXISTS (SELECT FROM mt.tracking_records r
-                    WHERE r.tenant_id = t.tenant_id AND mt.record_matches(m, r)) AS is_applied
+WITH pending AS (
+    SELECT t.tenant_id, count(*)::integer AS n, array_agg(m.name ORDER BY m.idx) AS names
       FROM mt.tenants t
-      CROSS JOIN mt.migrations m
-     WHERE m.scope = 'tenant'
+      JOIN mt.migrations m ON m.scope = 'tenant'
+     WHERE NOT EXISTS (SELECT FROM mt.applied_migrations a WHERE a.tenant_id = t.tenant_id AND a.name = m.name)
+     GROUP BY t.tenant_id
+), last_applied AS (
+    SELECT tenant_id, max(applied_at) AS at FROM mt.tracking_records GROUP BY tenant_id
 )
 SELECT t.tenant_id,
        t.schema_name,
        t.tracking_format AS format,
-       coalesce(e.applied, 0) AS applied,
-       coalesce(e.pending, 0) AS pending,
-       (SELECT max(r.applied_at) FROM mt.tracking_records r WHERE r.tenant_id = t.tenant_id) AS last_applied_at,
-       coalesce(e.pending_names, '{}') AS pending_names
+       (SELECT count(*) FROM mt.migrations WHERE scope = 'tenant')::integer - coalesce(p.n, 0) AS applied,
+       coalesce(p.n, 0) AS pending,
+       l.at AS last_applied_at,
+       coalesce(p.names, '{}') AS pending_names
   FROM mt.tenants t
-  LEFT JOIN (
-      SELECT tenant_id,
-             count(*) FILTER (WHERE is_applied)::integer AS applied,
-             count(*) FILTER (WHERE NOT is_applied)::integer AS pending,
-             array_agg(name ORDER BY idx) FILTER (WHERE NOT is_applied) AS pending_names
-        FROM expected
-       GROUP BY tenant_id
-  ) e USING (tenant_id);
+  LEFT JOIN pending p USING (tenant_id)
+  LEFT JOIN last_applied l USING (tenant_id);
 COMMENT ON VIEW mt.status IS
     'multitenant: per tenant, how many registered tenant migrations are applied and which are pending';
 
 CREATE VIEW mt.sync_status AS
-SELECT t.tenant_id,
-       t.schema_name,
-       t.tracking_format AS format,
-       coalesce((SELECT array_agg(m.name ORDER BY m.idx)
-                   FROM mt.migrations m
-                  WHERE m.scope = 'tenant'
-                    AND NOT EXISTS (SELECT FROM mt.tracking_records r
-                                     WHERE r.tenant_id = t.tenant_id AND mt.record_matches(m, r))),
-                '{}') AS missing,
-       coalesce((SELECT array_agg(coalesce(r.name, r.hash) ORDER BY r.record_id)
-                   FROM mt.tracking_records r
-                  WHERE r.tenant_id = t.tenant_id
-                    AND NOT EXISTS (SELECT FROM mt.migrations m
-                                     WHERE m.scope = 'tenant' AND mt.record_matches(m, r))),
-                '{}') AS orphans
-  FROM mt.tenants t;
+WITH orphans AS (
+    SELECT r.tenant_id, array_agg(coalesce(r.name, r.hash, r.journal_when::text) ORDER BY r.record_id) AS records
+      FROM mt.tracking_records r
+     WHERE NOT EXISTS (SELECT FROM mt.migrations m WHERE m.scope = 'tenant' AND m.name = r.name)
+       AND NOT EXISTS (SELECT FROM mt.migrations m WHERE m.scope = 'tenant' AND m.sha256 = r.hash)
+       AND NOT EXISTS (SELECT FROM mt.migrations m WHERE m.scope = 'tenant' AND m.journal_when = r.journal_when)
+     GROUP BY r.tenant_id
+)
+SELECT s.tenant_id, s.schema_name, s.format, s.pending_names AS missing, coalesce(o.records, '{}') AS orphans
+  FROM mt.status s
+  LEFT JOIN orphans o USING (tenant_id);
 COMMENT ON VIEW mt.sync_status IS
     'multitenant: per tenant, registered migrations not recorded (missing) and records of migrations no longer registered (orphans)';

@@ -394,3 +394,41 @@ fn close_run(tx: &OwnTransactions, run_id: i64, status: &str) {
         .unwrap_or_else(|e| error!("{e}"));
     });
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    use super::{decode, encode, FixedText};
+    use crate::engine::{Operation, Status};
+    use multitenant_core::tracking::TrackingFormat;
+
+    #[pg_test]
+    fn operations_survive_shared_memory() {
+        let operations = [
+            Operation::Migrate { dry_run: false, mark_applied: false },
+            Operation::Migrate { dry_run: true, mark_applied: false },
+            Operation::Migrate { dry_run: false, mark_applied: true },
+            Operation::CleanOrphans { dry_run: true },
+        ]
+        .into_iter()
+        .chain(TrackingFormat::ALL.into_iter().map(|to| Operation::Convert { to, dry_run: false }));
+        for operation in operations {
+            assert_eq!(decode(encode(operation)), operation);
+        }
+        for status in Status::ALL {
+            assert_eq!(Status::from_u8(status as u8), Some(status));
+        }
+        assert_eq!(Status::from_u8(0), None);
+    }
+
+    #[pg_test]
+    fn shared_text_truncates_on_a_character_boundary() {
+        let mut text = FixedText::<5> { len: 0, bytes: [0; 5] };
+        text.set("abcdé");
+        assert_eq!(text.get(), "abcd");
+        text.set("ab");
+        assert_eq!(text.get(), "ab");
+    }
+}

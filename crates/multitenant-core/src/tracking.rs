@@ -147,7 +147,7 @@ impl Record {
         }
     }
 
-    /// Whether this record says `migration` is applied (same rule as `mt.record_matches`).
+    /// Whether this record says `migration` is applied (same rule as the view `mt.applied_migrations`).
     pub fn matches(&self, migration: &Migration) -> bool {
         self.name.as_deref() == Some(migration.name.as_str())
             || self.hash.as_deref() == Some(migration.sha256.as_str())
