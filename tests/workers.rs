@@ -3,7 +3,7 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use multitenant_integration::{connect, create_tenants, fresh_database, Client};
+use multitenant_integration::{concurrently, connect, create_tenants, fresh_database, Client};
 
 /// Registers `count` migrations that each log their own application into a shared table,
 /// so a migration applied twice shows up as a duplicate row.
@@ -35,17 +35,10 @@ fn two_concurrent_runs_never_apply_a_migration_twice() {
     logged_migrations(&mut client, 4, 20);
     create_tenants(&mut client, "c", 24);
 
-    let runs: Vec<_> = (0..2)
-        .map(|_| {
-            let url = url.clone();
-            thread::spawn(move || {
-                let mut client = connect(&url);
-                let rows = client.query("SELECT status, applied FROM mt.migrate_all(concurrency => 3)", &[]).unwrap();
-                rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i32>(1))).collect::<Vec<_>>()
-            })
-        })
-        .collect();
-    let results: Vec<Vec<(String, i32)>> = runs.into_iter().map(|h| h.join().unwrap()).collect();
+    let results: Vec<Vec<(String, i32)>> = concurrently(&url, 2, |client| {
+        let rows = client.query("SELECT status, applied FROM mt.migrate_all(concurrency => 3)", &[]).unwrap();
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+    });
 
     let applied: i32 = results.iter().flatten().map(|(_, applied)| applied).sum();
     assert_eq!(applied, 24 * 4, "between them the two runs apply each migration exactly once");
@@ -121,19 +114,13 @@ fn runs_wait_for_worker_slots_instead_of_failing() {
     logged_migrations(&mut client, 3, 10);
     create_tenants(&mut client, "s", 30);
 
-    let runs: Vec<_> = (0..2)
-        .map(|_| {
-            let url = url.clone();
-            thread::spawn(move || {
-                connect(&url)
-                    .query("SELECT count(*) FROM mt.migrate_all(concurrency => 8) WHERE status <> 'failed'", &[])
-                    .map(|rows| rows[0].get::<_, i64>(0))
-            })
-        })
-        .collect();
-    for run in runs {
-        assert_eq!(run.join().unwrap().unwrap(), 30);
-    }
+    let succeeded = concurrently(&url, 2, |client| {
+        let row = client
+            .query_one("SELECT count(*) FROM mt.migrate_all(concurrency => 8) WHERE status <> 'failed'", &[])
+            .unwrap();
+        row.get::<_, i64>(0)
+    });
+    assert_eq!(succeeded, vec![30, 30]);
     assert_eq!(scalar_i64(&mut client, "SELECT count(*) FROM applied_log"), 30 * 3);
 }
 

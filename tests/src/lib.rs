@@ -35,3 +35,12 @@ pub fn create_tenants(client: &mut Client, prefix: &str, count: i32) {
         )
         .unwrap();
 }
+
+/// Runs `f` on `count` threads at once, each with its own connection, and collects what
+/// they return.
+pub fn concurrently<T: Send>(url: &str, count: usize, f: impl Fn(&mut Client) -> T + Sync) -> Vec<T> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..count).map(|_| scope.spawn(|| f(&mut connect(url)))).collect();
+        handles.into_iter().map(|h| h.join().expect("thread panicked")).collect()
+    })
+}
