@@ -29,7 +29,8 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH tracking AS (
-        SELECT to_regclass(format('%I.%I', schema_object_count.schema_name, mt.get_config('tracking_table'))) AS oid
+        SELECT oid FROM pg_class
+         WHERE oid = to_regclass(format('%I.%I', schema_object_count.schema_name, mt.get_config('tracking_table')))
     )
     SELECT count(*)
       FROM pg_depend d
@@ -158,7 +159,9 @@ BEGIN
 
     IF EXISTS (SELECT FROM pg_namespace WHERE nspname = victim.schema_name) THEN
         -- The tracking table first, so CASCADE's notice lists only the tenant's own objects.
-        EXECUTE format('DROP TABLE IF EXISTS %I.%I', victim.schema_name, mt.get_config('tracking_table'));
+        IF to_regclass(format('%I.%I', victim.schema_name, mt.get_config('tracking_table'))) IS NOT NULL THEN
+            EXECUTE format('DROP TABLE %I.%I', victim.schema_name, mt.get_config('tracking_table'));
+        END IF;
         EXECUTE format('DROP SCHEMA %I CASCADE', victim.schema_name);
     ELSE
         RAISE NOTICE 'schema "%" of tenant "%" was already gone; unregistering the tenant', victim.schema_name, tenant_id;

@@ -70,6 +70,10 @@ SELECT * FROM mt.adopt_tenants('tenant\_old\_%');
 SELECT * FROM mt.adopt_tenants();
 SELECT tenant_id, schema_name, metadata FROM mt.tenants ORDER BY tenant_id;
 SELECT x FROM tenant_old_one.t;
+-- An adopted schema has no tracking table yet; its objects still count.
+SELECT mt.schema_object_count('tenant_old_one') AS objects;
+SELECT pg_temp.attempt('SELECT mt.drop_tenant(''old_one'')') AS adopted_not_empty;
+SELECT count(*) AS still_there FROM pg_namespace WHERE nspname = 'tenant_old_one';
 SELECT pg_temp.attempt('SELECT * FROM mt.adopt_tenants(NULL)') AS null_pattern;
 
 -- The tenant table rejects a hand-written schema name that would need quoting.
