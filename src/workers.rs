@@ -259,21 +259,28 @@ pub fn run(operation: Operation, targets: &[(String, String)], concurrency: i32)
 fn supervise(run: &Run, handle: pg_sys::dsm_handle, concurrency: usize, workers: &mut Vec<DynamicBackgroundWorker>) {
     let header = run.header();
     let total = run.count() as u32;
+    // Workers only exit once the queue is empty, unless they die; this bounds restarts of
+    // workers that die at once (say, the database is being dropped) instead of looping.
+    let max_starts = concurrency + run.count();
+    let mut started = 0;
     loop {
         workers.retain(|w| !matches!(w.pid(), Err(pgrx::bgworkers::BackgroundWorkerStatus::Stopped)));
         if header.finished_items.load(Ordering::Acquire) >= total {
             return;
         }
         let unclaimed = header.next_item.load(Ordering::Acquire) < total;
-        if unclaimed {
-            while workers.len() < concurrency {
+        if unclaimed && started < max_starts {
+            while workers.len() < concurrency && started < max_starts {
                 match start_worker(handle, header.run_id) {
-                    Some(worker) => workers.push(worker),
+                    Some(worker) => {
+                        workers.push(worker);
+                        started += 1;
+                    }
                     None => break, // no free slot: wait and try again
                 }
             }
         } else if workers.is_empty() {
-            return; // every item was claimed and every worker is gone
+            return; // every item was claimed (or no more workers may start) and all are gone
         }
         wait_latch(20);
     }
