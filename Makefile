@@ -26,7 +26,7 @@ test: prereqs test-core test-pgrx test-regress test-integration
 	@echo "make test: every suite passed"
 
 test-core:
-	cargo test -p multitenant-core
+	cargo test -p multitenant-core -p multitenant-client --all-features
 
 # #[pg_test]s run inside a cluster that cargo-pgrx starts as the postgres user.
 test-pgrx: prereqs

@@ -1,0 +1,85 @@
+//! Health checks shaped like the predecessor's, so a web handler can return them as they are.
+
+use std::time::Duration;
+
+/// ok: answers in time and nobody waits; degraded: answers, but checkouts are queueing or
+/// slow; unhealthy: no answer, an error, or the schema is gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HealthStatus {
+    Ok,
+    Degraded,
+    Unhealthy,
+}
+
+impl HealthStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Ok => "ok",
+            HealthStatus::Degraded => "degraded",
+            HealthStatus::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct HealthCheckOptions {
+    /// Only these tenants; by default every tenant the manager has seen recently.
+    pub tenant_ids: Option<Vec<String>>,
+    /// Actually query each tenant (otherwise only pool state is looked at).
+    pub ping: bool,
+    pub ping_timeout: Duration,
+    pub include_shared: bool,
+    /// A ping slower than this makes the pool degraded.
+    pub degraded_after: Duration,
+}
+
+impl Default for HealthCheckOptions {
+    fn default() -> Self {
+        HealthCheckOptions {
+            tenant_ids: None,
+            ping: true,
+            ping_timeout: Duration::from_secs(3),
+            include_shared: true,
+            degraded_after: Duration::from_millis(1000),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct PoolHealth {
+    pub tenant_id: String,
+    pub schema_name: String,
+    pub status: HealthStatus,
+    pub total_connections: usize,
+    pub idle_connections: usize,
+    pub waiting_requests: usize,
+    pub response_time_ms: Option<u64>,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SharedHealth {
+    pub status: HealthStatus,
+    pub response_time_ms: Option<u64>,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct HealthResult {
+    /// No pool unhealthy and the shared database (when checked) not unhealthy.
+    pub healthy: bool,
+    pub pools: Vec<PoolHealth>,
+    pub shared_db: Option<SharedHealth>,
+    pub total_pools: usize,
+    pub degraded_pools: usize,
+    pub unhealthy_pools: usize,
+    pub timestamp: String,
+    pub duration_ms: u64,
+}
+
+impl HealthResult {
+    /// The HTTP status a load balancer probe should answer with.
+    pub fn http_status(&self) -> u16 {
+        if self.healthy { 200 } else { 503 }
+    }
+}

@@ -1,0 +1,505 @@
+//! The tenant manager: where checkouts come from.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use multitenant_core::naming::{is_plain_identifier, Naming};
+use tokio::task::JoinSet;
+use tokio_postgres::NoTls;
+
+use crate::config::{Config, Mode};
+use crate::context::current_tenant;
+use crate::error::{Error, Result};
+use crate::health::{HealthCheckOptions, HealthResult, HealthStatus, PoolHealth, SharedHealth};
+use crate::metrics::{rfc3339_now, ConnectionMetrics, Counters, Metrics, PoolMetrics, TenantPoolMetrics};
+use crate::retry::{with_retry, RetryConfig};
+use crate::session::TenantClient;
+
+/// Tenants remembered for `active_tenant_ids` and metrics in shared-pool mode.
+const SHARED_MODE_TRACKED_TENANTS: usize = 10_000;
+
+/// Hands out connections bound to tenant schemas. Cheap to clone; clones share pools.
+#[derive(Clone)]
+pub struct TenantManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    naming: Naming,
+    pg_config: tokio_postgres::Config,
+    /// Every checkout in shared-pool mode; `shared_db()` in pool-per-tenant mode.
+    shared: Pool,
+    tenants: Mutex<HashMap<String, Entry>>,
+    counters: Arc<Counters>,
+    disposed: AtomicBool,
+}
+
+struct Entry {
+    schema: String,
+    /// The tenant's own pool, in pool-per-tenant mode.
+    pool: Option<Pool>,
+    last_used: Instant,
+    checkouts: u64,
+}
+
+/// What [`TenantManager::warmup`] does.
+#[derive(Clone)]
+pub struct WarmupOptions {
+    /// Tenants warmed at the same time.
+    pub concurrency: usize,
+    /// Run a query on each tenant (and check its schema exists), not only open a pool.
+    pub ping: bool,
+    /// Called with each tenant id and `"completed"` or `"failed"`.
+    pub on_progress: Option<Arc<dyn Fn(&str, &str) + Send + Sync>>,
+}
+
+impl Default for WarmupOptions {
+    fn default() -> Self {
+        WarmupOptions { concurrency: 10, ping: true, on_progress: None }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct TenantWarmup {
+    pub tenant_id: String,
+    pub success: bool,
+    pub already_warm: bool,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct WarmupResult {
+    pub total: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub already_warm: usize,
+    pub duration_ms: u64,
+    pub details: Vec<TenantWarmup>,
+}
+
+fn build_pool(config: &Config, pg_config: &tokio_postgres::Config, search_path: Option<&str>) -> Result<Pool> {
+    let mut pg_config = pg_config.clone();
+    if let Some(path) = search_path {
+        let options = format!("{} -c search_path={path}", pg_config.get_options().unwrap_or_default());
+        pg_config.options(options.trim());
+    }
+    let manager = Manager::from_config(pg_config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Pool::builder(manager)
+        .max_size(config.pool_size.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(config.checkout_timeout))
+        .create_timeout(Some(config.checkout_timeout))
+        .build()
+        .map_err(|e| Error::Config(e.to_string()))
+}
+
+impl TenantManager {
+    /// Builds the manager; no connection is opened until the first checkout.
+    pub fn new(config: Config) -> Result<TenantManager> {
+        let naming = Naming::new(&config.schema_template, &config.shared_schema)?;
+        if !is_plain_identifier(&config.shared_schema) {
+            return Err(Error::Config(format!("shared_schema \"{}\" must need no quoting", config.shared_schema)));
+        }
+        let pg_config: tokio_postgres::Config =
+            config.url.parse().map_err(|e| Error::Config(format!("connection URL: {e}")))?;
+        let shared_path = match config.mode {
+            Mode::SharedPool => None, // each checkout sets its own
+            Mode::PoolPerTenant { .. } => Some(config.shared_schema.clone()),
+        };
+        let shared = build_pool(&config, &pg_config, shared_path.as_deref())?;
+        Ok(TenantManager {
+            inner: Arc::new(Inner {
+                config,
+                naming,
+                pg_config,
+                shared,
+                tenants: Mutex::new(HashMap::new()),
+                counters: Arc::new(Counters::default()),
+                disposed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn retry_config(&self) -> &RetryConfig {
+        &self.inner.config.retry
+    }
+
+    /// The schema of `tenant_id`, by the same rules as `mt.schema_name`.
+    pub fn schema_name(&self, tenant_id: &str) -> Result<String> {
+        Ok(self.inner.naming.schema_name(tenant_id)?)
+    }
+
+    fn ensure_alive(&self) -> Result<()> {
+        if self.inner.disposed.load(Ordering::SeqCst) { Err(Error::Disposed) } else { Ok(()) }
+    }
+
+    /// `search_path` value: the tenant's schema, then the shared schema.
+    fn search_path(&self, schema: &str, quoted: bool) -> String {
+        let shared = &self.inner.config.shared_schema;
+        let q = |s: &str| if quoted { format!("\"{s}\"") } else { s.to_string() };
+        if schema == shared { q(schema) } else { format!("{},{}", q(schema), q(shared)) }
+    }
+
+    /// The pool to check out from and the statement that binds the checkout to `schema`.
+    fn pool_for(&self, tenant_id: &str, schema: &str) -> Result<(Pool, Option<Arc<str>>)> {
+        let inner = &self.inner;
+        let mut tenants = inner.tenants.lock().expect("tenant map lock");
+        let now = Instant::now();
+        let (limit, idle_ttl) = match inner.config.mode {
+            Mode::SharedPool => (SHARED_MODE_TRACKED_TENANTS, None),
+            Mode::PoolPerTenant { max_pools, idle_ttl } => (max_pools.max(1), Some(idle_ttl)),
+        };
+        if let Some(ttl) = idle_ttl {
+            let idle: Vec<String> =
+                tenants.iter().filter(|(id, e)| id.as_str() != tenant_id && now - e.last_used > ttl).map(|(id, _)| id.clone()).collect();
+            for id in idle {
+                self.close_entry(&mut tenants, &id, "idle");
+            }
+        }
+        if !tenants.contains_key(tenant_id) {
+            if tenants.len() >= limit {
+                if let Some(oldest) = tenants.iter().min_by_key(|(_, e)| e.last_used).map(|(id, _)| id.clone()) {
+                    self.close_entry(&mut tenants, &oldest, "lru");
+                }
+            }
+            let pool = match inner.config.mode {
+                Mode::SharedPool => None,
+                Mode::PoolPerTenant { .. } => {
+                    let pool = build_pool(&inner.config, &inner.pg_config, Some(&self.search_path(schema, false)))?;
+                    inner.counters.pools_created.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(tenant = tenant_id, schema, "multitenant: pool created");
+                    if let Some(hook) = &inner.config.hooks.on_pool_created {
+                        hook(tenant_id);
+                    }
+                    Some(pool)
+                }
+            };
+            tenants.insert(tenant_id.to_string(), Entry { schema: schema.to_string(), pool, last_used: now, checkouts: 0 });
+        }
+        let entry = tenants.get_mut(tenant_id).expect("inserted above");
+        entry.last_used = now;
+        entry.checkouts += 1;
+        Ok(match &entry.pool {
+            Some(pool) => (pool.clone(), None),
+            None => (inner.shared.clone(), Some(self.begin_sql(schema))),
+        })
+    }
+
+    fn begin_sql(&self, schema: &str) -> Arc<str> {
+        // Schema names are plain identifiers (checked), so the literal needs no escaping.
+        format!("BEGIN; SELECT pg_catalog.set_config('search_path', '{}', true)", self.search_path(schema, true)).into()
+    }
+
+    fn close_entry(&self, tenants: &mut HashMap<String, Entry>, tenant_id: &str, why: &str) {
+        let Some(entry) = tenants.remove(tenant_id) else { return };
+        if let Some(pool) = entry.pool {
+            pool.close();
+            self.inner.counters.pools_evicted.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(tenant = tenant_id, reason = why, "multitenant: pool evicted");
+            if let Some(hook) = &self.inner.config.hooks.on_pool_evicted {
+                hook(tenant_id);
+            }
+        }
+    }
+
+    fn report(&self, tenant_id: &str, error: Error) -> Error {
+        self.inner.counters.record_error(tenant_id, &error);
+        if let Some(hook) = &self.inner.config.hooks.on_error {
+            hook(tenant_id, &error);
+        }
+        error
+    }
+
+    /// A connection bound to `tenant_id`'s schema. An invalid id fails before any
+    /// connection is used.
+    pub async fn db(&self, tenant_id: &str) -> Result<TenantClient> {
+        self.ensure_alive()?;
+        let schema = self.schema_name(tenant_id)?;
+        let (pool, begin) = self.pool_for(tenant_id, &schema)?;
+        let object = pool.get().await.map_err(|e| self.report(tenant_id, e.into()))?;
+        self.inner.counters.checkouts.fetch_add(1, Ordering::Relaxed);
+        Ok(TenantClient::new(object, tenant_id, &schema, begin, self.inner.config.debug.clone(), self.inner.counters.clone()))
+    }
+
+    /// Like [`db`](Self::db), but checks the connection and schema with a query and retries
+    /// transient failures (see [`RetryConfig`]).
+    pub async fn db_with_retry(&self, tenant_id: &str) -> Result<TenantClient> {
+        self.with_retry(|| async {
+            let mut client = self.db(tenant_id).await?;
+            client.ping().await?;
+            Ok(client)
+        })
+        .await
+    }
+
+    /// The tenant of the current task (see [`crate::with_tenant`]).
+    pub async fn tenant_db(&self) -> Result<TenantClient> {
+        let tenant_id = current_tenant().ok_or(Error::NoTenantContext)?;
+        self.db(&tenant_id).await
+    }
+
+    /// A connection to the shared schema.
+    pub async fn shared_db(&self) -> Result<TenantClient> {
+        self.ensure_alive()?;
+        let shared = &self.inner.config.shared_schema;
+        let begin = matches!(self.inner.config.mode, Mode::SharedPool).then(|| self.begin_sql(shared));
+        let object = self.inner.shared.get().await.map_err(|e| self.report("", e.into()))?;
+        self.inner.counters.checkouts.fetch_add(1, Ordering::Relaxed);
+        Ok(TenantClient::new(object, "", shared, begin, self.inner.config.debug.clone(), self.inner.counters.clone()))
+    }
+
+    pub async fn shared_db_with_retry(&self) -> Result<TenantClient> {
+        self.with_retry(|| async {
+            let mut client = self.shared_db().await?;
+            client.ping().await?;
+            Ok(client)
+        })
+        .await
+    }
+
+    async fn with_retry<T, F, Fut>(&self, mut operation: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let counters = self.inner.counters.clone();
+        with_retry(&self.inner.config.retry, |attempt| {
+            if attempt > 1 {
+                counters.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            operation()
+        })
+        .await
+    }
+
+    /// Whether the manager holds a pool for the tenant (pool-per-tenant mode), or has served
+    /// it recently (shared-pool mode).
+    pub fn has_pool(&self, tenant_id: &str) -> bool {
+        self.inner.tenants.lock().expect("tenant map lock").contains_key(tenant_id)
+    }
+
+    /// Connection pools open: the shared pool plus any tenant pools.
+    pub fn pool_count(&self) -> usize {
+        let tenants = self.inner.tenants.lock().expect("tenant map lock");
+        1 + tenants.values().filter(|e| e.pool.is_some()).count()
+    }
+
+    /// Tenants with a pool (pool-per-tenant mode) or served recently (shared-pool mode),
+    /// most recently used first.
+    pub fn active_tenant_ids(&self) -> Vec<String> {
+        let tenants = self.inner.tenants.lock().expect("tenant map lock");
+        let mut ids: Vec<(&String, &Entry)> = tenants.iter().collect();
+        ids.sort_by_key(|(_, e)| std::cmp::Reverse(e.last_used));
+        ids.into_iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    /// Closes the tenant's pool (pool-per-tenant mode) and forgets it; true if it had one.
+    pub fn evict(&self, tenant_id: &str) -> bool {
+        let mut tenants = self.inner.tenants.lock().expect("tenant map lock");
+        let known = tenants.contains_key(tenant_id);
+        self.close_entry(&mut tenants, tenant_id, "evict");
+        known
+    }
+
+    /// Opens pools (and, with `ping`, checks each tenant) ahead of traffic.
+    pub async fn warmup(&self, tenant_ids: &[String], options: WarmupOptions) -> WarmupResult {
+        let started = Instant::now();
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
+        let mut tasks = JoinSet::new();
+        for (index, tenant_id) in tenant_ids.iter().cloned().enumerate() {
+            let (manager, semaphore, options) = (self.clone(), semaphore.clone(), options.clone());
+            tasks.spawn(async move {
+                let _permit = semaphore.acquire_owned().await.expect("semaphore is never closed");
+                let began = Instant::now();
+                let already_warm = manager.has_pool(&tenant_id);
+                let outcome = async {
+                    let mut client = manager.db(&tenant_id).await?;
+                    if options.ping {
+                        client.ping().await?;
+                    }
+                    client.rollback().await
+                }
+                .await;
+                if let Some(progress) = &options.on_progress {
+                    progress(&tenant_id, if outcome.is_ok() { "completed" } else { "failed" });
+                }
+                let detail = TenantWarmup {
+                    tenant_id,
+                    success: outcome.is_ok(),
+                    already_warm,
+                    duration_ms: began.elapsed().as_millis() as u64,
+                    error: outcome.err().map(|e| e.to_string()),
+                };
+                (index, detail)
+            });
+        }
+        let mut details: Vec<(usize, TenantWarmup)> = tasks.join_all().await;
+        details.sort_by_key(|(index, _)| *index);
+        let details: Vec<TenantWarmup> = details.into_iter().map(|(_, d)| d).collect();
+        WarmupResult {
+            total: details.len(),
+            succeeded: details.iter().filter(|d| d.success).count(),
+            failed: details.iter().filter(|d| !d.success).count(),
+            already_warm: details.iter().filter(|d| d.already_warm).count(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            details,
+        }
+    }
+
+    fn connections(pool: &Pool) -> ConnectionMetrics {
+        let status = pool.status();
+        ConnectionMetrics { total: status.size, idle: status.available, waiting: status.waiting }
+    }
+
+    /// Checks every active tenant (or the listed ones) and the shared database.
+    pub async fn health_check(&self, options: HealthCheckOptions) -> HealthResult {
+        let started = Instant::now();
+        let tenant_ids = options.tenant_ids.clone().unwrap_or_else(|| self.active_tenant_ids());
+        // Pool state before our own pings, which would otherwise queue behind each other.
+        let before: Vec<ConnectionMetrics> = tenant_ids.iter().map(|id| Self::connections(&self.pool_of(id))).collect();
+        let mut tasks = JoinSet::new();
+        for (index, (tenant_id, connections)) in tenant_ids.into_iter().zip(before).enumerate() {
+            let (manager, options) = (self.clone(), options.clone());
+            tasks.spawn(async move { (index, manager.pool_health(tenant_id, connections, &options).await) });
+        }
+        let shared_db = if options.include_shared {
+            let ping = self.timed_ping(None, options.ping_timeout).await;
+            Some(SharedHealth {
+                status: Self::status_of(&ping, 0, options.degraded_after),
+                response_time_ms: ping.as_ref().ok().map(|d| d.as_millis() as u64),
+                error: ping.err().map(|e| e.to_string()),
+            })
+        } else {
+            None
+        };
+        let mut pools: Vec<(usize, PoolHealth)> = tasks.join_all().await;
+        pools.sort_by_key(|(index, _)| *index);
+        let pools: Vec<PoolHealth> = pools.into_iter().map(|(_, p)| p).collect();
+        let count = |status| pools.iter().filter(|p| p.status == status).count();
+        let unhealthy_pools = count(HealthStatus::Unhealthy);
+        HealthResult {
+            healthy: unhealthy_pools == 0 && shared_db.as_ref().is_none_or(|s| s.status != HealthStatus::Unhealthy),
+            total_pools: pools.len(),
+            degraded_pools: count(HealthStatus::Degraded),
+            unhealthy_pools,
+            pools,
+            shared_db,
+            timestamp: rfc3339_now(),
+            duration_ms: started.elapsed().as_millis() as u64,
+        }
+    }
+
+    /// The pool a tenant's checkouts come from.
+    fn pool_of(&self, tenant_id: &str) -> Pool {
+        let tenants = self.inner.tenants.lock().expect("tenant map lock");
+        tenants.get(tenant_id).and_then(|e| e.pool.clone()).unwrap_or_else(|| self.inner.shared.clone())
+    }
+
+    async fn pool_health(&self, tenant_id: String, connections: ConnectionMetrics, options: &HealthCheckOptions) -> PoolHealth {
+        let schema = self.schema_name(&tenant_id).unwrap_or_default();
+        let ping = if options.ping {
+            Some(self.timed_ping(Some(&tenant_id), options.ping_timeout).await)
+        } else {
+            None
+        };
+        let status = match &ping {
+            Some(result) => Self::status_of(result, connections.waiting, options.degraded_after),
+            None if connections.waiting > 0 => HealthStatus::Degraded,
+            None => HealthStatus::Ok,
+        };
+        PoolHealth {
+            tenant_id,
+            schema_name: schema,
+            status,
+            total_connections: connections.total,
+            idle_connections: connections.idle,
+            waiting_requests: connections.waiting,
+            response_time_ms: ping.as_ref().and_then(|p| p.as_ref().ok()).map(|d| d.as_millis() as u64),
+            error: ping.and_then(|p| p.err()).map(|e| e.to_string()),
+        }
+    }
+
+    fn status_of(ping: &Result<Duration>, waiting: usize, degraded_after: Duration) -> HealthStatus {
+        match ping {
+            Err(_) => HealthStatus::Unhealthy,
+            Ok(elapsed) if *elapsed > degraded_after || waiting > 0 => HealthStatus::Degraded,
+            Ok(_) => HealthStatus::Ok,
+        }
+    }
+
+    /// Pings a tenant (or the shared schema) within `timeout`; returns how long it took.
+    async fn timed_ping(&self, tenant_id: Option<&str>, timeout: Duration) -> Result<Duration> {
+        let started = Instant::now();
+        let ping = async {
+            let mut client = match tenant_id {
+                Some(id) => self.db(id).await?,
+                None => self.shared_db().await?,
+            };
+            client.ping().await?;
+            client.rollback().await
+        };
+        match tokio::time::timeout(timeout, ping).await {
+            Ok(result) => result.map(|()| started.elapsed()),
+            Err(_) => Err(Error::Timeout("health check ping")),
+        }
+    }
+
+    /// A snapshot of pools and counters.
+    pub fn metrics(&self) -> Metrics {
+        let counters = &self.inner.counters;
+        let tenants = self.inner.tenants.lock().expect("tenant map lock");
+        let mut tenant_metrics: Vec<TenantPoolMetrics> = tenants
+            .iter()
+            .map(|(id, e)| TenantPoolMetrics {
+                tenant_id: id.clone(),
+                schema_name: e.schema.clone(),
+                connections: e.pool.as_ref().map(Self::connections),
+                checkouts: e.checkouts,
+            })
+            .collect();
+        tenant_metrics.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
+        let max_pools = match self.inner.config.mode {
+            Mode::SharedPool => SHARED_MODE_TRACKED_TENANTS,
+            Mode::PoolPerTenant { max_pools, .. } => max_pools,
+        };
+        Metrics {
+            pools: PoolMetrics {
+                total: 1 + tenants.values().filter(|e| e.pool.is_some()).count(),
+                max_pools,
+                tenants: tenant_metrics,
+            },
+            shared: Self::connections(&self.inner.shared),
+            checkouts: counters.checkouts.load(Ordering::Relaxed),
+            errors: counters.errors.load(Ordering::Relaxed),
+            retries: counters.retries.load(Ordering::Relaxed),
+            pools_created: counters.pools_created.load(Ordering::Relaxed),
+            pools_evicted: counters.pools_evicted.load(Ordering::Relaxed),
+            timestamp: rfc3339_now(),
+        }
+    }
+
+    /// [`metrics`](Self::metrics) in Prometheus text format.
+    pub fn prometheus(&self) -> String {
+        self.metrics().to_prometheus()
+    }
+
+    /// Closes every pool; later checkouts fail with [`Error::Disposed`].
+    pub fn dispose(&self) {
+        self.inner.disposed.store(true, Ordering::SeqCst);
+        let mut tenants = self.inner.tenants.lock().expect("tenant map lock");
+        let ids: Vec<String> = tenants.keys().cloned().collect();
+        for id in ids {
+            self.close_entry(&mut tenants, &id, "dispose");
+        }
+        self.inner.shared.close();
+    }
+}

@@ -1,0 +1,203 @@
+//! A checked-out connection bound to one tenant schema.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use deadpool_postgres::Object;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+use crate::config::DebugConfig;
+use crate::error::{Error, Result};
+use crate::metrics::Counters;
+
+/// Sends the pending `BEGIN` + `search_path` switch, then `$call`, without waiting in
+/// between: tokio-postgres writes requests in the order they are first polled, so the
+/// server switches schema before it parses the statement, and a statement already in the
+/// cache costs one round trip together with the switch.
+macro_rules! pipelined {
+    ($begin:expr, $client:expr, $call:expr) => {
+        match $begin {
+            Some(begin) => {
+                let (began, value) = tokio::join!($client.batch_execute(&begin), $call);
+                began.and(value)
+            }
+            None => $call.await,
+        }
+    };
+}
+
+/// A connection for one tenant. In shared-pool mode it is one transaction: the first
+/// statement is pipelined after `BEGIN` and the `search_path` switch (one round trip for
+/// both), [`commit`](Self::commit) ends it, and dropping it without committing rolls back
+/// before the connection goes back to the pool. In pool-per-tenant mode statements run in
+/// autocommit, as on a plain connection.
+///
+/// Prepared statements are cached per connection *and tenant*: a plan prepared for one
+/// tenant's `users` table is never reused for another tenant's, whose columns may differ.
+pub struct TenantClient {
+    object: Option<Object>,
+    tenant_id: String,
+    schema: String,
+    /// `BEGIN` and the `search_path` switch, until sent (shared-pool mode only).
+    pending_begin: Option<Arc<str>>,
+    in_transaction: bool,
+    debug: DebugConfig,
+    counters: Arc<Counters>,
+}
+
+impl TenantClient {
+    pub(crate) fn new(
+        object: Object,
+        tenant_id: &str,
+        schema: &str,
+        begin: Option<Arc<str>>,
+        debug: DebugConfig,
+        counters: Arc<Counters>,
+    ) -> TenantClient {
+        TenantClient {
+            object: Some(object),
+            tenant_id: tenant_id.to_string(),
+            schema: schema.to_string(),
+            pending_begin: begin,
+            in_transaction: false,
+            debug,
+            counters,
+        }
+    }
+
+    pub fn tenant_id(&self) -> &str {
+        &self.tenant_id
+    }
+
+    pub fn schema_name(&self) -> &str {
+        &self.schema
+    }
+
+    fn object(&self) -> &Object {
+        self.object.as_ref().expect("the connection is present until the client is consumed")
+    }
+
+    /// The statement cache key for `sql` (it includes the schema), and the `BEGIN` +
+    /// `search_path` switch that must go out first if this is the checkout's first statement.
+    fn start(&mut self, sql: &str) -> (String, Option<Arc<str>>) {
+        let begin = self.pending_begin.take();
+        self.in_transaction |= begin.is_some();
+        (format!("/* {} */ {sql}", self.schema), begin)
+    }
+
+    fn finish<T>(&self, sql: &str, started: Instant, result: std::result::Result<T, tokio_postgres::Error>) -> Result<T> {
+        self.log(sql, started);
+        result.map_err(Error::Db).inspect_err(|e| self.note_error(e))
+    }
+
+    pub async fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let (key, begin) = self.start(sql);
+        let (started, client) = (Instant::now(), self.object());
+        let result = pipelined!(begin, client, async { client.query(&client.prepare_cached(&key).await?, params).await });
+        self.finish(sql, started, result)
+    }
+
+    pub async fn query_one(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row> {
+        let (key, begin) = self.start(sql);
+        let (started, client) = (Instant::now(), self.object());
+        let result = pipelined!(begin, client, async { client.query_one(&client.prepare_cached(&key).await?, params).await });
+        self.finish(sql, started, result)
+    }
+
+    pub async fn query_opt(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
+        let (key, begin) = self.start(sql);
+        let (started, client) = (Instant::now(), self.object());
+        let result = pipelined!(begin, client, async { client.query_opt(&client.prepare_cached(&key).await?, params).await });
+        self.finish(sql, started, result)
+    }
+
+    /// Runs one statement; returns the number of rows it changed.
+    pub async fn execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let (key, begin) = self.start(sql);
+        let (started, client) = (Instant::now(), self.object());
+        let result = pipelined!(begin, client, async { client.execute(&client.prepare_cached(&key).await?, params).await });
+        self.finish(sql, started, result)
+    }
+
+    /// Runs statements without parameters (simple query protocol, not cached).
+    pub async fn batch_execute(&mut self, sql: &str) -> Result<()> {
+        let started = Instant::now();
+        let script = match self.pending_begin.take() {
+            Some(begin) => {
+                self.in_transaction = true;
+                format!("{begin}; {sql}")
+            }
+            None => sql.to_string(),
+        };
+        let result = self.object().batch_execute(&script).await;
+        self.finish(sql, started, result)
+    }
+
+    /// Checks the connection and that the tenant's schema exists.
+    pub async fn ping(&mut self) -> Result<()> {
+        let row = self.query_one("SELECT current_schema()", &[]).await?;
+        match row.get::<_, Option<String>>(0) {
+            Some(schema) if schema == self.schema => Ok(()),
+            _ => Err(Error::UnknownTenant(self.tenant_id.clone())),
+        }
+    }
+
+    /// Commits what this checkout did (shared-pool mode) and returns the connection.
+    pub async fn commit(mut self) -> Result<()> {
+        if std::mem::take(&mut self.in_transaction) {
+            self.object().batch_execute("COMMIT").await.map_err(Error::Db).inspect_err(|e| self.note_error(e))?;
+        }
+        Ok(())
+    }
+
+    /// Rolls back what this checkout did (shared-pool mode) and returns the connection.
+    pub async fn rollback(mut self) -> Result<()> {
+        if std::mem::take(&mut self.in_transaction) {
+            self.object().batch_execute("ROLLBACK").await?;
+        }
+        Ok(())
+    }
+
+    /// The underlying connection, for what this wrapper does not cover. In shared-pool mode
+    /// call a statement method first, so the transaction and `search_path` are in place.
+    pub fn client(&self) -> &tokio_postgres::Client {
+        self.object()
+    }
+
+    fn log(&self, sql: &str, started: Instant) {
+        let elapsed = started.elapsed();
+        if self.debug.log_queries {
+            tracing::debug!(tenant = %self.tenant_id, duration_ms = elapsed.as_secs_f64() * 1e3, sql, "multitenant: query");
+        }
+        if self.debug.slow_query_threshold.is_some_and(|t| elapsed > t) {
+            tracing::warn!(tenant = %self.tenant_id, duration_ms = elapsed.as_secs_f64() * 1e3, sql, "multitenant: slow query");
+        }
+    }
+
+    fn note_error(&self, error: &Error) {
+        self.counters.record_error(&self.tenant_id, error);
+    }
+}
+
+impl Drop for TenantClient {
+    fn drop(&mut self) {
+        let Some(object) = self.object.take() else { return };
+        if !self.in_transaction {
+            return; // back to the pool as it is
+        }
+        // Never hand a connection in an open transaction to the next checkout.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if object.batch_execute("ROLLBACK").await.is_err() {
+                        let _ = Object::take(object); // broken: keep it out of the pool
+                    }
+                });
+            }
+            Err(_) => {
+                let _ = Object::take(object);
+            }
+        }
+    }
+}
