@@ -59,6 +59,7 @@ demo-stop:
 bench: prereqs
 	bench/run.sh migrate 100x5 1000x3
 	bench/run.sh migrate --noop 10000
+	bench/run.sh client 1000 10
 
 clean: demo-stop
 	cargo clean

@@ -149,7 +149,8 @@ impl TenantManager {
         if schema == shared { q(schema) } else { format!("{},{}", q(schema), q(shared)) }
     }
 
-    /// The pool to check out from and the statement that binds the checkout to `schema`.
+    /// The pool to check out from and, in shared-pool mode, the `search_path` each
+    /// checkout's transaction switches to.
     fn pool_for(&self, tenant_id: &str, schema: &str) -> Result<(Pool, Option<Arc<str>>)> {
         let inner = &self.inner;
         let mut tenants = inner.tenants.lock().expect("tenant map lock");
@@ -190,13 +191,8 @@ impl TenantManager {
         entry.checkouts += 1;
         Ok(match &entry.pool {
             Some(pool) => (pool.clone(), None),
-            None => (inner.shared.clone(), Some(self.begin_sql(schema))),
+            None => (inner.shared.clone(), Some(self.search_path(schema, true).into())),
         })
-    }
-
-    fn begin_sql(&self, schema: &str) -> Arc<str> {
-        // Schema names are plain identifiers (checked), so the literal needs no escaping.
-        format!("BEGIN; SELECT pg_catalog.set_config('search_path', '{}', true)", self.search_path(schema, true)).into()
     }
 
     fn close_entry(&self, tenants: &mut HashMap<String, Entry>, tenant_id: &str, why: &str) {
@@ -251,7 +247,7 @@ impl TenantManager {
     pub async fn shared_db(&self) -> Result<TenantClient> {
         self.ensure_alive()?;
         let shared = &self.inner.config.shared_schema;
-        let begin = matches!(self.inner.config.mode, Mode::SharedPool).then(|| self.begin_sql(shared));
+        let begin = matches!(self.inner.config.mode, Mode::SharedPool).then(|| self.search_path(shared, true).into());
         let object = self.inner.shared.get().await.map_err(|e| self.report("", e.into()))?;
         self.inner.counters.checkouts.fetch_add(1, Ordering::Relaxed);
         Ok(TenantClient::new(object, "", shared, begin, self.inner.config.debug.clone(), self.inner.counters.clone()))
