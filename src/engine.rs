@@ -445,17 +445,15 @@ impl<T: Transactions> Job<'_, T> {
         .unwrap_or_else(|e| error!("{e}"));
     }
 
-    /// Rewrites the tracking table in another format, keeping every record and its id.
+    /// Rewrites the tracking table in another format, keeping every record and its id. The
+    /// records are already in memory, so the old table is dropped first and the new one
+    /// gets the usual names (table, sequence, constraints); all in one transaction.
     fn convert(&self, inspected: &Inspected, to: TrackingFormat) -> i32 {
-        let schema = &self.target.schema;
-        let table_name = &self.settings.tracking_table;
-        let table = tracking::qualified(schema, table_name);
-        let old_name = format!("{table_name}_mt_old");
-        Spi::run(&format!("ALTER TABLE {table} RENAME TO {}", quote_identifier(&old_name)))
-            .unwrap_or_else(|e| error!("{e}"));
-        Spi::run(&to.create_table_sql(&table)).unwrap_or_else(|e| error!("{e}"));
+        let table = tracking::qualified(&self.target.schema, &self.settings.tracking_table);
         let converted: Vec<Record> =
             inspected.records.iter().map(|r| r.convert(to, &self.plan.migrations)).collect();
+        Spi::run(&format!("DROP TABLE {table}")).unwrap_or_else(|e| error!("{e}"));
+        Spi::run(&to.create_table_sql(&table)).unwrap_or_else(|e| error!("{e}"));
         for record in &converted {
             insert_record(&table, to, record, Some(record.id));
         }
@@ -465,7 +463,6 @@ impl<T: Transactions> Job<'_, T> {
             &[table.as_str().into(), converted.iter().map(|r| r.id).collect::<Vec<i32>>().into()],
         )
         .unwrap_or_else(|e| error!("{e}"));
-        Spi::run(&format!("DROP TABLE {}", tracking::qualified(schema, &old_name))).unwrap_or_else(|e| error!("{e}"));
         if let Some(tenant_id) = &self.target.tenant_id {
             sync_ledger(tenant_id, to, &converted);
         }

@@ -89,6 +89,9 @@ SELECT tenant_id, format, applied, pending FROM mt.status WHERE tenant_id = 't4'
 SELECT status FROM mt.migrate_all(tenant_ids => ARRAY['t4']);
 SELECT tenant_id, status, applied FROM mt.convert_tracking('name', ARRAY['t4']);
 SELECT array_agg(name ORDER BY id) AS after FROM tenant_t4.__drizzle_migrations;
+-- The table is rebuilt with the usual names, and new records continue the ids.
+SELECT pg_get_serial_sequence('tenant_t4.__drizzle_migrations', 'id') AS sequence,
+       nextval(pg_get_serial_sequence('tenant_t4.__drizzle_migrations', 'id')) AS next_id;
 SELECT pg_temp.attempt('SELECT * FROM mt.convert_tracking(''auto'')') AS bad_format;
 
 -- A tenant whose tracking table is in hash format is detected and kept in that format.
