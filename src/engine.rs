@@ -41,9 +41,9 @@ impl Operation {
 
     fn dry_run(self) -> bool {
         match self {
-            Operation::Migrate { dry_run, .. } | Operation::Convert { dry_run, .. } | Operation::CleanOrphans { dry_run } => {
-                dry_run
-            }
+            Operation::Migrate { dry_run, .. }
+            | Operation::Convert { dry_run, .. }
+            | Operation::CleanOrphans { dry_run } => dry_run,
         }
     }
 
@@ -337,11 +337,7 @@ impl<T: Transactions> Job<'_, T> {
             &[schema.as_str().into()],
         );
         if exists != Ok(Some(true)) {
-            ereport!(
-                ERROR,
-                PgSqlErrorCode::ERRCODE_INVALID_SCHEMA_NAME,
-                format!("schema \"{schema}\" does not exist")
-            );
+            ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_SCHEMA_NAME, format!("schema \"{schema}\" does not exist"));
         }
         let columns: Vec<(String, String)> = Spi::connect(|client| {
             client
@@ -383,7 +379,11 @@ impl<T: Transactions> Job<'_, T> {
     }
 
     /// Applies each pending migration in its own (sub)transaction; stops at the first failure.
-    fn apply_pending(&self, inspected: &Inspected, mark_applied: bool) -> Result<(Status, i32, i32), (Failure, i32, i32)> {
+    fn apply_pending(
+        &self,
+        inspected: &Inspected,
+        mark_applied: bool,
+    ) -> Result<(Status, i32, i32), (Failure, i32, i32)> {
         let pending: Vec<usize> = (0..self.plan.migrations.len())
             .filter(|&i| !inspected.records.iter().any(|r| r.matches(&self.plan.migrations[i])))
             .collect();
@@ -391,7 +391,11 @@ impl<T: Transactions> Job<'_, T> {
         for (done, &index) in pending.iter().enumerate() {
             let done = done as i32;
             if self.tx.cancelled() {
-                return Err((Failure { sqlstate: CANCELLED.into(), message: "the run was cancelled".into() }, done, total - done));
+                return Err((
+                    Failure { sqlstate: CANCELLED.into(), message: "the run was cancelled".into() },
+                    done,
+                    total - done,
+                ));
             }
             self.tx
                 .atomic(|| self.apply_one(index, inspected.format, mark_applied))
@@ -450,8 +454,7 @@ impl<T: Transactions> Job<'_, T> {
     /// gets the usual names (table, sequence, constraints); all in one transaction.
     fn convert(&self, inspected: &Inspected, to: TrackingFormat) -> i32 {
         let table = tracking::qualified(&self.target.schema, &self.settings.tracking_table);
-        let converted: Vec<Record> =
-            inspected.records.iter().map(|r| r.convert(to, &self.plan.migrations)).collect();
+        let converted: Vec<Record> = inspected.records.iter().map(|r| r.convert(to, &self.plan.migrations)).collect();
         Spi::run(&format!("DROP TABLE {table}")).unwrap_or_else(|e| error!("{e}"));
         Spi::run(&to.create_table_sql(&table)).unwrap_or_else(|e| error!("{e}"));
         for record in &converted {
@@ -497,7 +500,11 @@ impl<T: Transactions> Job<'_, T> {
             self.tx.unlock_schema(&self.target.schema);
         });
         if let Err(failure) = recorded {
-            warning!("multitenant: could not record the outcome for schema {}: {}", self.target.schema, failure.message);
+            warning!(
+                "multitenant: could not record the outcome for schema {}: {}",
+                self.target.schema,
+                failure.message
+            );
         }
         outcome
     }
@@ -506,12 +513,28 @@ impl<T: Transactions> Job<'_, T> {
         self.target.tenant_id.clone().unwrap_or_else(|| format!("shared:{}", self.target.schema))
     }
 
-    fn record_progress(&self, status: Status, applied: i32, pending: i32, sqlstate: Option<&str>, error: Option<&str>, finished: bool) {
+    fn record_progress(
+        &self,
+        status: Status,
+        applied: i32,
+        pending: i32,
+        sqlstate: Option<&str>,
+        error: Option<&str>,
+        finished: bool,
+    ) {
         self.record_progress_text(status.as_str(), applied, pending, sqlstate, error, finished)
     }
 
     /// Upserts this schema's row in `mt.run_tenants`.
-    fn record_progress_text(&self, status: &str, applied: i32, pending: i32, sqlstate: Option<&str>, error: Option<&str>, finished: bool) {
+    fn record_progress_text(
+        &self,
+        status: &str,
+        applied: i32,
+        pending: i32,
+        sqlstate: Option<&str>,
+        error: Option<&str>,
+        finished: bool,
+    ) {
         Spi::run_with_args(
             "INSERT INTO mt.run_tenants AS r (run_id, tenant_id, schema_name, status, applied, pending, sqlstate, error, finished_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $9 THEN clock_timestamp() END) \

@@ -23,16 +23,11 @@ fn read_migration_folder(
     folder: &str,
 ) -> TableIterator<
     'static,
-    (
-        name!(idx, i32),
-        name!(name, String),
-        name!(sql, String),
-        name!(sha256, String),
-        name!(journal_when, Option<i64>),
-    ),
+    (name!(idx, i32), name!(name, String), name!(sql, String), name!(sha256, String), name!(journal_when, Option<i64>)),
 > {
     let allowed = unsafe {
-        pg_sys::superuser() || pg_sys::has_privs_of_role(pg_sys::GetUserId(), pg_sys::Oid::from(pg_sys::ROLE_PG_READ_SERVER_FILES))
+        pg_sys::superuser()
+            || pg_sys::has_privs_of_role(pg_sys::GetUserId(), pg_sys::Oid::from(pg_sys::ROLE_PG_READ_SERVER_FILES))
     };
     if !allowed {
         ereport!(
@@ -43,7 +38,11 @@ fn read_migration_folder(
         );
     }
     let files = read_folder(Path::new(folder)).unwrap_or_else(|e| {
-        ereport!(ERROR, PgSqlErrorCode::ERRCODE_UNDEFINED_FILE, format!("cannot read migration folder \"{folder}\": {e}"));
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_UNDEFINED_FILE,
+            format!("cannot read migration folder \"{folder}\": {e}")
+        );
     });
     let parsed = parse_folder(&files).unwrap_or_else(|e| {
         ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("migration folder \"{folder}\": {e}"));
@@ -51,9 +50,7 @@ fn read_migration_folder(
     for warning in &parsed.warnings {
         warning!("migration folder \"{folder}\": {warning}");
     }
-    TableIterator::new(
-        parsed.migrations.into_iter().map(|m| (m.position, m.name, m.sql, m.sha256, m.journal_when)),
-    )
+    TableIterator::new(parsed.migrations.into_iter().map(|m| (m.position, m.name, m.sql, m.sha256, m.journal_when)))
 }
 
 /// Top-level `*.sql` files and the drizzle-kit journal, by relative path.
@@ -183,7 +180,8 @@ fn run_in_process(operation: Operation, scope: &str, target: Target) -> RunResul
     let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
     let settings = Settings::load(crate::guc::LOCK_TIMEOUT_MS.get(), crate::guc::STATEMENT_TIMEOUT_MS.get());
     let plan = Plan::load(scope);
-    let outcome = Job { tx: &Subtransactions, settings: &settings, plan: &plan, target: &target, operation, run_id }.run();
+    let outcome =
+        Job { tx: &Subtransactions, settings: &settings, plan: &plan, target: &target, operation, run_id }.run();
     unsafe { pg_sys::AtEOXact_GUC(true, nest_level) };
     Spi::run_with_args(
         "UPDATE mt.runs r SET status = 'finished', finished_at = clock_timestamp(), \

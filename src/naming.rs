@@ -19,8 +19,7 @@ fn configured_naming() -> Naming {
             .get_two::<String, String>()
     })
     .unwrap_or_else(|err| error!("multitenant: cannot read the naming settings: {err}"));
-    Naming::new(&template.unwrap_or_default(), &shared_schema.unwrap_or_default())
-        .unwrap_or_else(|err| raise(err))
+    Naming::new(&template.unwrap_or_default(), &shared_schema.unwrap_or_default()).unwrap_or_else(|err| raise(err))
 }
 
 /// `mt.schema_name(tenant_id)`: the schema of a tenant id under the configured template.
@@ -62,7 +61,9 @@ mod tests {
         }
     }
 
-    #[pg_test(error = "tenant id \"x; drop table t\" contains the character \";\" at byte 1; only lowercase ASCII letters, digits, \"_\" and \"-\" are allowed")]
+    #[pg_test(
+        error = "tenant id \"x; drop table t\" contains the character \";\" at byte 1; only lowercase ASCII letters, digits, \"_\" and \"-\" are allowed"
+    )]
     fn hostile_id_raises() {
         Spi::run("SELECT mt.schema_name('x; drop table t')").unwrap();
     }

@@ -346,7 +346,12 @@ pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
         Spi::run_with_args(
             "INSERT INTO mt.runs (run_id, operation, options, tenants) VALUES ($1, $2, $3::jsonb, $4) \
              ON CONFLICT (run_id) DO NOTHING",
-            &[header.run_id.into(), operation.name().into(), operation.options_json().into(), (header.item_count as i32).into()],
+            &[
+                header.run_id.into(),
+                operation.name().into(),
+                operation.options_json().into(),
+                (header.item_count as i32).into(),
+            ],
         )
         .unwrap_or_else(|e| error!("{e}"));
         (Settings::load(header.lock_timeout_ms, header.statement_timeout_ms), Plan::load("tenant"))
@@ -367,7 +372,13 @@ pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
             Ok((settings, plan)) => {
                 Job { tx: &tx, settings, plan, target: &target, operation, run_id: header.run_id }.run()
             }
-            Err(failure) => Outcome { status: Status::Failed, applied: 0, pending: 0, failure: Some(failure.clone()), duration_ms: 0 },
+            Err(failure) => Outcome {
+                status: Status::Failed,
+                applied: 0,
+                pending: 0,
+                failure: Some(failure.clone()),
+                duration_ms: 0,
+            },
         };
         item.status = outcome.status as u8;
         item.applied = outcome.applied;

@@ -217,9 +217,18 @@ fn health_and_metrics_of_a_live_server() {
     run(async move {
         let manager = TenantManager::new(config(&url, 2)).unwrap();
         marker(&manager, "t1").await;
-        let health = manager.health_check(HealthCheckOptions { tenant_ids: Some(vec!["t1".into(), "t2".into(), "ghost".into()]), ..Default::default() }).await;
-        let statuses: Vec<(&str, HealthStatus)> = health.pools.iter().map(|p| (p.tenant_id.as_str(), p.status)).collect();
-        assert_eq!(statuses, vec![("t1", HealthStatus::Ok), ("t2", HealthStatus::Ok), ("ghost", HealthStatus::Unhealthy)]);
+        let health = manager
+            .health_check(HealthCheckOptions {
+                tenant_ids: Some(vec!["t1".into(), "t2".into(), "ghost".into()]),
+                ..Default::default()
+            })
+            .await;
+        let statuses: Vec<(&str, HealthStatus)> =
+            health.pools.iter().map(|p| (p.tenant_id.as_str(), p.status)).collect();
+        assert_eq!(
+            statuses,
+            vec![("t1", HealthStatus::Ok), ("t2", HealthStatus::Ok), ("ghost", HealthStatus::Unhealthy)]
+        );
         assert_eq!((health.healthy, health.unhealthy_pools, health.http_status()), (false, 1, 503));
         assert_eq!(health.shared_db.as_ref().unwrap().status, HealthStatus::Ok);
         let text = manager.prometheus();
@@ -280,7 +289,11 @@ fn retry_waits_for_a_late_server_and_health_sees_it_stop() {
         assert!(up.healthy);
         Command::new(scripts).args(["stop", "late"]).status().unwrap();
         let down = manager
-            .health_check(HealthCheckOptions { tenant_ids: Some(vec![]), ping_timeout: Duration::from_secs(2), ..Default::default() })
+            .health_check(HealthCheckOptions {
+                tenant_ids: Some(vec![]),
+                ping_timeout: Duration::from_secs(2),
+                ..Default::default()
+            })
             .await;
         assert!(!down.healthy);
         assert_eq!(down.shared_db.unwrap().status, HealthStatus::Unhealthy);

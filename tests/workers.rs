@@ -95,7 +95,8 @@ fn cancelling_the_caller_stops_workers_and_leaves_no_half_applied_migration() {
     assert_eq!(mismatched, 0);
     let logged = scalar_i64(&mut client, "SELECT count(*) FROM applied_log");
     assert!(logged > 0 && logged < 12 * 6, "the run was stopped part way ({logged} applied)");
-    let status: String = client.query_one("SELECT status FROM mt.runs ORDER BY run_id DESC LIMIT 1", &[]).unwrap().get(0);
+    let status: String =
+        client.query_one("SELECT status FROM mt.runs ORDER BY run_id DESC LIMIT 1", &[]).unwrap().get(0);
     assert_eq!(status, "cancelled");
 
     // Rerunning resumes where it stopped.
@@ -131,9 +132,7 @@ fn lock_and_statement_timeouts_fail_one_tenant_not_the_run() {
     client.execute("SELECT mt.add_migration('0000_t', 'CREATE TABLE t (id int)')", &[]).unwrap();
     create_tenants(&mut client, "x", 3);
     client.query("SELECT * FROM mt.migrate_all()", &[]).unwrap();
-    client
-        .execute("SELECT mt.add_migration('0001_alter', 'ALTER TABLE t ADD COLUMN note text')", &[])
-        .unwrap();
+    client.execute("SELECT mt.add_migration('0001_alter', 'ALTER TABLE t ADD COLUMN note text')", &[]).unwrap();
 
     // Another session holds a lock on x2's table.
     let mut blocker = connect(&url);
@@ -142,9 +141,8 @@ fn lock_and_statement_timeouts_fail_one_tenant_not_the_run() {
 
     let started = Instant::now();
     client.batch_execute("SET mt.lock_timeout = 300").unwrap();
-    let rows = client
-        .query("SELECT tenant_id, status, sqlstate FROM mt.migrate_all() ORDER BY tenant_id", &[])
-        .unwrap();
+    let rows =
+        client.query("SELECT tenant_id, status, sqlstate FROM mt.migrate_all() ORDER BY tenant_id", &[]).unwrap();
     let outcome: Vec<(String, String, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(
@@ -157,14 +155,14 @@ fn lock_and_statement_timeouts_fail_one_tenant_not_the_run() {
     );
     blocking.rollback().unwrap();
 
-    client
-        .execute("SELECT mt.add_migration('0002_slow', 'SELECT pg_sleep(5)')", &[])
-        .unwrap();
+    client.execute("SELECT mt.add_migration('0002_slow', 'SELECT pg_sleep(5)')", &[]).unwrap();
     client.batch_execute("SET mt.statement_timeout = 200").unwrap();
     let started = Instant::now();
-    let rows = client.query("SELECT status, sqlstate, error FROM mt.migrate_all(tenant_ids => ARRAY['x1'])", &[]).unwrap();
+    let rows =
+        client.query("SELECT status, sqlstate, error FROM mt.migrate_all(tenant_ids => ARRAY['x1'])", &[]).unwrap();
     assert!(started.elapsed() < Duration::from_secs(3));
-    let (status, sqlstate, error): (String, Option<String>, Option<String>) = (rows[0].get(0), rows[0].get(1), rows[0].get(2));
+    let (status, sqlstate, error): (String, Option<String>, Option<String>) =
+        (rows[0].get(0), rows[0].get(1), rows[0].get(2));
     assert_eq!((status.as_str(), sqlstate.as_deref()), ("failed", Some("57014")));
     assert!(error.unwrap_or_default().contains("statement timeout"));
 }

@@ -89,6 +89,23 @@ where
     counter.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// The query for tenants in round robin through `manager`, committing or dropping each
+/// checkout.
+async fn tenant_queries(seconds: u64, manager: &TenantManager, tenants: usize, commit: bool) -> f64 {
+    let manager = manager.clone();
+    measure(seconds, move |n| {
+        let manager = manager.clone();
+        async move {
+            let mut db = manager.db(&format!("t{}", n % tenants as u64 + 1)).await.unwrap();
+            db.query_one(QUERY, &[&((n % 100 + 1) as i32)]).await.unwrap();
+            if commit {
+                db.commit().await.unwrap();
+            }
+        }
+    })
+    .await
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -97,11 +114,15 @@ async fn main() {
     let database_url = tokio::task::spawn_blocking(move || setup(tenants)).await.unwrap();
 
     let pg_config: tokio_postgres::Config = database_url.parse().unwrap();
-    let plain = Pool::builder(Manager::from_config(pg_config, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast }))
-        .max_size(CONNECTIONS)
-        .runtime(Runtime::Tokio1)
-        .build()
-        .unwrap();
+    let plain = Pool::builder(Manager::from_config(
+        pg_config,
+        tokio_postgres::NoTls,
+        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+    ))
+    .max_size(CONNECTIONS)
+    .runtime(Runtime::Tokio1)
+    .build()
+    .unwrap();
     let baseline = measure(seconds, move |n| {
         let plain = plain.clone();
         async move {
@@ -143,47 +164,22 @@ async fn main() {
     let mut config = Config::new(database_url.clone());
     config.pool_size = CONNECTIONS;
     let shared = TenantManager::new(config.clone()).unwrap();
-    let shared_drop = {
-        let shared = shared.clone();
-        measure(seconds, move |n| {
-            let shared = shared.clone();
-            async move {
-                let mut db = shared.db(&format!("t{}", n % tenants as u64 + 1)).await.unwrap();
-                db.query_one(QUERY, &[&((n % 100 + 1) as i32)]).await.unwrap();
-            }
-        })
-        .await
-    };
-    let shared_commit = measure(seconds, move |n| {
-        let shared = shared.clone();
-        async move {
-            let mut db = shared.db(&format!("t{}", n % tenants as u64 + 1)).await.unwrap();
-            db.query_one(QUERY, &[&((n % 100 + 1) as i32)]).await.unwrap();
-            db.commit().await.unwrap();
-        }
-    })
-    .await;
+    let shared_drop = tenant_queries(seconds, &shared, tenants, false).await;
+    let shared_commit = tenant_queries(seconds, &shared, tenants, true).await;
 
     let mut per_tenant_config = config.pool_per_tenant(50, Duration::from_secs(600));
     per_tenant_config.pool_size = 2;
     let per_tenant = TenantManager::new(per_tenant_config).unwrap();
-    let per_tenant_qps = {
-        let per_tenant = per_tenant.clone();
-        measure(seconds, move |n| {
-            let per_tenant = per_tenant.clone();
-            async move {
-                let mut db = per_tenant.db(&format!("t{}", n % tenants as u64 + 1)).await.unwrap();
-                db.query_one(QUERY, &[&((n % 100 + 1) as i32)]).await.unwrap();
-            }
-        })
-        .await
-    };
+    let per_tenant_qps = tenant_queries(seconds, &per_tenant, tenants, false).await;
     let evicted = per_tenant.metrics().pools_evicted;
 
     println!("{tenants} tenants in round robin, {TASKS} tasks, {CONNECTIONS} connections, {seconds} s each");
     println!("  plain deadpool pool (baseline):      {baseline:>8.0} queries/s");
     println!("  shared pool, checkout dropped:       {shared_drop:>8.0} queries/s = {:.2}x", shared_drop / baseline);
-    println!("  shared pool, checkout committed:     {shared_commit:>8.0} queries/s = {:.2}x", shared_commit / baseline);
+    println!(
+        "  shared pool, checkout committed:     {shared_commit:>8.0} queries/s = {:.2}x",
+        shared_commit / baseline
+    );
     println!(
         "  plain pool, same BEGIN/set_config/COMMIT per checkout, no tenancy: {baseline_tx:>8.0} queries/s = {:.2}x; shared pool committed = {:.2}x of it",
         baseline_tx / baseline,

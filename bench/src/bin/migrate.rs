@@ -25,7 +25,10 @@ fn example_folder() -> Vec<String> {
     for entry in std::fs::read_dir(&root).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "sql") {
-            files.insert(path.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&path).unwrap());
+            files.insert(
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&path).unwrap(),
+            );
         }
     }
     files.insert("meta/_journal.json".into(), std::fs::read_to_string(root.join("meta/_journal.json")).unwrap());
@@ -151,14 +154,20 @@ fn noop_only(n: usize, cores: usize, migrations: &[String]) {
     register(&mut client, migrations);
     create_tenants(&mut client, n);
     let (_, setup) = timed(|| {
-        client.query("SELECT * FROM mt.migrate_all(mark_applied => true, concurrency => $1)", &[&(cores as i32)]).unwrap()
+        client
+            .query("SELECT * FROM mt.migrate_all(mark_applied => true, concurrency => $1)", &[&(cores as i32)])
+            .unwrap()
     });
     client.batch_execute("CHECKPOINT").unwrap();
     let (failed, noop) = migrate_all(&mut client, cores);
     assert_eq!(failed, 0);
     let (rows, status) = timed(|| client.query("SELECT * FROM mt.status", &[]).unwrap().len());
     assert_eq!(rows, n);
-    println!("N = {n} tenants x {} migrations (recorded with mark_applied in {}), {cores} workers", migrations.len(), secs(setup));
+    println!(
+        "N = {n} tenants x {} migrations (recorded with mark_applied in {}), {cores} workers",
+        migrations.len(),
+        secs(setup)
+    );
     println!("  (b) mt.migrate_all, nothing pending: {}", secs(noop));
     println!("      mt.status:                   {}", secs(status));
 }

@@ -33,7 +33,13 @@ async fn add_user(TenantDb(mut db): TenantDb, Query(params): Query<HashMap<Strin
 async fn health(State(manager): State<TenantManager>) -> (axum::http::StatusCode, String) {
     let health = manager.health_check(HealthCheckOptions::default()).await;
     let status = axum::http::StatusCode::from_u16(health.http_status()).expect("200 or 503");
-    (status, format!("healthy={} pools={} unhealthy={} duration_ms={}\n", health.healthy, health.total_pools, health.unhealthy_pools, health.duration_ms))
+    (
+        status,
+        format!(
+            "healthy={} pools={} unhealthy={} duration_ms={}\n",
+            health.healthy, health.total_pools, health.unhealthy_pools, health.duration_ms
+        ),
+    )
 }
 
 async fn metrics(State(manager): State<TenantManager>) -> String {
@@ -43,7 +49,8 @@ async fn metrics(State(manager): State<TenantManager>) -> String {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt::init();
-    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:54350/multitenant_demo".into());
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:54350/multitenant_demo".into());
     let manager = TenantManager::new(Config::new(url))?;
     let resolver = TenantResolver::new(manager.clone(), TenantSource::Header("x-tenant-id".into()));
     let tenant_routes = Router::new()

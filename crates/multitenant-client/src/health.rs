@@ -80,6 +80,10 @@ pub struct HealthResult {
 impl HealthResult {
     /// The HTTP status a load balancer probe should answer with.
     pub fn http_status(&self) -> u16 {
-        if self.healthy { 200 } else { 503 }
+        if self.healthy {
+            200
+        } else {
+            503
+        }
     }
 }

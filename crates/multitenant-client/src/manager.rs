@@ -46,6 +46,9 @@ struct Entry {
     checkouts: u64,
 }
 
+/// Called with a tenant id and `"completed"` or `"failed"`.
+pub type ProgressHook = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
 /// What [`TenantManager::warmup`] does.
 #[derive(Clone)]
 pub struct WarmupOptions {
@@ -54,7 +57,7 @@ pub struct WarmupOptions {
     /// Run a query on each tenant (and check its schema exists), not only open a pool.
     pub ping: bool,
     /// Called with each tenant id and `"completed"` or `"failed"`.
-    pub on_progress: Option<Arc<dyn Fn(&str, &str) + Send + Sync>>,
+    pub on_progress: Option<ProgressHook>,
 }
 
 impl Default for WarmupOptions {
@@ -139,14 +142,22 @@ impl TenantManager {
     }
 
     fn ensure_alive(&self) -> Result<()> {
-        if self.inner.disposed.load(Ordering::SeqCst) { Err(Error::Disposed) } else { Ok(()) }
+        if self.inner.disposed.load(Ordering::SeqCst) {
+            Err(Error::Disposed)
+        } else {
+            Ok(())
+        }
     }
 
     /// `search_path` value: the tenant's schema, then the shared schema.
     fn search_path(&self, schema: &str, quoted: bool) -> String {
         let shared = &self.inner.config.shared_schema;
         let q = |s: &str| if quoted { format!("\"{s}\"") } else { s.to_string() };
-        if schema == shared { q(schema) } else { format!("{},{}", q(schema), q(shared)) }
+        if schema == shared {
+            q(schema)
+        } else {
+            format!("{},{}", q(schema), q(shared))
+        }
     }
 
     /// The pool to check out from and, in shared-pool mode, the `search_path` each
@@ -160,8 +171,11 @@ impl TenantManager {
             Mode::PoolPerTenant { max_pools, idle_ttl } => (max_pools.max(1), Some(idle_ttl)),
         };
         if let Some(ttl) = idle_ttl {
-            let idle: Vec<String> =
-                tenants.iter().filter(|(id, e)| id.as_str() != tenant_id && now - e.last_used > ttl).map(|(id, _)| id.clone()).collect();
+            let idle: Vec<String> = tenants
+                .iter()
+                .filter(|(id, e)| id.as_str() != tenant_id && now - e.last_used > ttl)
+                .map(|(id, _)| id.clone())
+                .collect();
             for id in idle {
                 self.close_entry(&mut tenants, &id, "idle");
             }
@@ -184,7 +198,10 @@ impl TenantManager {
                     Some(pool)
                 }
             };
-            tenants.insert(tenant_id.to_string(), Entry { schema: schema.to_string(), pool, last_used: now, checkouts: 0 });
+            tenants.insert(
+                tenant_id.to_string(),
+                Entry { schema: schema.to_string(), pool, last_used: now, checkouts: 0 },
+            );
         }
         let entry = tenants.get_mut(tenant_id).expect("inserted above");
         entry.last_used = now;
@@ -223,7 +240,14 @@ impl TenantManager {
         let (pool, begin) = self.pool_for(tenant_id, &schema)?;
         let object = pool.get().await.map_err(|e| self.report(tenant_id, e.into()))?;
         self.inner.counters.checkouts.fetch_add(1, Ordering::Relaxed);
-        Ok(TenantClient::new(object, tenant_id, &schema, begin, self.inner.config.debug.clone(), self.inner.counters.clone()))
+        Ok(TenantClient::new(
+            object,
+            tenant_id,
+            &schema,
+            begin,
+            self.inner.config.debug.clone(),
+            self.inner.counters.clone(),
+        ))
     }
 
     /// Like [`db`](Self::db), but checks the connection and schema with a query and retries
@@ -400,13 +424,15 @@ impl TenantManager {
         tenants.get(tenant_id).and_then(|e| e.pool.clone()).unwrap_or_else(|| self.inner.shared.clone())
     }
 
-    async fn pool_health(&self, tenant_id: String, connections: ConnectionMetrics, options: &HealthCheckOptions) -> PoolHealth {
+    async fn pool_health(
+        &self,
+        tenant_id: String,
+        connections: ConnectionMetrics,
+        options: &HealthCheckOptions,
+    ) -> PoolHealth {
         let schema = self.schema_name(&tenant_id).unwrap_or_default();
-        let ping = if options.ping {
-            Some(self.timed_ping(Some(&tenant_id), options.ping_timeout).await)
-        } else {
-            None
-        };
+        let ping =
+            if options.ping { Some(self.timed_ping(Some(&tenant_id), options.ping_timeout).await) } else { None };
         let status = match &ping {
             Some(result) => Self::status_of(result, connections.waiting, options.degraded_after),
             None if connections.waiting > 0 => HealthStatus::Degraded,

@@ -92,7 +92,9 @@ impl Metrics {
             // backslash, double quote and newline escaped.
             let pool = escape_label(pool);
             for (state, value) in [("total", c.total), ("idle", c.idle), ("waiting", c.waiting)] {
-                connections.get_or_create(&vec![("pool".into(), pool.clone()), ("state".into(), state.into())]).set(value as i64);
+                connections
+                    .get_or_create(&vec![("pool".into(), pool.clone()), ("state".into(), state.into())])
+                    .set(value as i64);
             }
         };
         set("shared", &self.shared);

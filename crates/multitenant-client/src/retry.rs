@@ -105,7 +105,13 @@ fn postgres_error_is_transient(error: &tokio_postgres::Error) -> bool {
             use std::io::ErrorKind::*;
             return matches!(
                 io.kind(),
-                ConnectionRefused | ConnectionReset | ConnectionAborted | TimedOut | BrokenPipe | UnexpectedEof | NotConnected
+                ConnectionRefused
+                    | ConnectionReset
+                    | ConnectionAborted
+                    | TimedOut
+                    | BrokenPipe
+                    | UnexpectedEof
+                    | NotConnected
             );
         }
         source = cause.source();
@@ -148,7 +154,11 @@ mod tests {
 
     #[test]
     fn delays_grow_exponentially_up_to_the_cap() {
-        let config = RetryConfig { initial_delay: Duration::from_millis(100), max_delay: Duration::from_millis(350), ..Default::default() };
+        let config = RetryConfig {
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(350),
+            ..Default::default()
+        };
         let delays: Vec<u128> = (1..=4).map(|a| config.delay_after(a).as_millis()).collect();
         assert_eq!(delays, vec![100, 200, 350, 350]);
     }
@@ -189,7 +199,11 @@ mod tests {
             ..Default::default()
         };
         let result = with_retry(&config, |attempt| async move {
-            if attempt < 3 { Err(Error::Config("flaky".into())) } else { Ok(attempt) }
+            if attempt < 3 {
+                Err(Error::Config("flaky".into()))
+            } else {
+                Ok(attempt)
+            }
         })
         .await;
         assert_eq!(result.unwrap(), 3);

@@ -95,7 +95,12 @@ impl TenantClient {
         (format!("/* {} */ {sql}", self.schema), begin)
     }
 
-    fn finish<T>(&self, sql: &str, started: Instant, result: std::result::Result<T, tokio_postgres::Error>) -> Result<T> {
+    fn finish<T>(
+        &self,
+        sql: &str,
+        started: Instant,
+        result: std::result::Result<T, tokio_postgres::Error>,
+    ) -> Result<T> {
         self.log(sql, started);
         result.map_err(Error::Db).inspect_err(|e| self.note_error(e))
     }
@@ -103,21 +108,24 @@ impl TenantClient {
     pub async fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         let (key, begin) = self.start(sql);
         let (started, client) = (Instant::now(), self.object());
-        let result = pipelined!(begin, client, async { client.query(&client.prepare_cached(&key).await?, params).await });
+        let result =
+            pipelined!(begin, client, async { client.query(&client.prepare_cached(&key).await?, params).await });
         self.finish(sql, started, result)
     }
 
     pub async fn query_one(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row> {
         let (key, begin) = self.start(sql);
         let (started, client) = (Instant::now(), self.object());
-        let result = pipelined!(begin, client, async { client.query_one(&client.prepare_cached(&key).await?, params).await });
+        let result =
+            pipelined!(begin, client, async { client.query_one(&client.prepare_cached(&key).await?, params).await });
         self.finish(sql, started, result)
     }
 
     pub async fn query_opt(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
         let (key, begin) = self.start(sql);
         let (started, client) = (Instant::now(), self.object());
-        let result = pipelined!(begin, client, async { client.query_opt(&client.prepare_cached(&key).await?, params).await });
+        let result =
+            pipelined!(begin, client, async { client.query_opt(&client.prepare_cached(&key).await?, params).await });
         self.finish(sql, started, result)
     }
 
@@ -125,7 +133,8 @@ impl TenantClient {
     pub async fn execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         let (key, begin) = self.start(sql);
         let (started, client) = (Instant::now(), self.object());
-        let result = pipelined!(begin, client, async { client.execute(&client.prepare_cached(&key).await?, params).await });
+        let result =
+            pipelined!(begin, client, async { client.execute(&client.prepare_cached(&key).await?, params).await });
         self.finish(sql, started, result)
     }
 

@@ -82,7 +82,9 @@ impl TenantResolver {
             return Ok(true);
         }
         let mut shared = self.manager.shared_db().await?;
-        let row = shared.query_one("SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = $1)", &[&schema]).await?;
+        let row = shared
+            .query_one("SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = $1)", &[&schema])
+            .await?;
         shared.rollback().await?;
         let exists: bool = row.get(0);
         if exists {
@@ -125,7 +127,8 @@ impl<S: Send + Sync> FromRequestParts<S> for TenantDb {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let missing = || (StatusCode::INTERNAL_SERVER_ERROR, "TenantDb needs the resolve_tenant middleware").into_response();
+        let missing =
+            || (StatusCode::INTERNAL_SERVER_ERROR, "TenantDb needs the resolve_tenant middleware").into_response();
         let tenant = parts.extensions.get::<ResolvedTenant>().cloned().ok_or_else(missing)?;
         let manager = parts.extensions.get::<TenantManager>().cloned().ok_or_else(missing)?;
         manager

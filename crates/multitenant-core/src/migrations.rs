@@ -38,13 +38,7 @@ pub struct Migration {
 
 impl Migration {
     pub fn new(position: i32, name: &str, sql: &str, journal_when: Option<i64>) -> Self {
-        Migration {
-            position,
-            name: name.to_string(),
-            sql: sql.to_string(),
-            sha256: sha256_hex(sql),
-            journal_when,
-        }
+        Migration { position, name: name.to_string(), sql: sql.to_string(), sha256: sha256_hex(sql), journal_when }
     }
 }
 
@@ -93,10 +87,9 @@ impl fmt::Display for FolderError {
             FolderError::DuplicateEntry { what, value } => {
                 write!(f, "{JOURNAL_PATH} lists {what} {value} more than once")
             }
-            FolderError::UnnumberedFile(file) => write!(
-                f,
-                "{file} does not follow NNNN_name.sql (a number, an underscore, a name)"
-            ),
+            FolderError::UnnumberedFile(file) => {
+                write!(f, "{file} does not follow NNNN_name.sql (a number, an underscore, a name)")
+            }
             FolderError::DuplicateNumber { number, first, second } => {
                 write!(f, "{first} and {second} share the number {number}")
             }
@@ -142,8 +135,7 @@ pub fn parse_folder(files: &BTreeMap<String, String>) -> Result<Folder, FolderEr
 }
 
 fn parse_drizzle_kit(journal: &str, sql_files: &BTreeMap<&str, &str>) -> Result<Folder, FolderError> {
-    let journal: Journal =
-        serde_json::from_str(journal).map_err(|e| FolderError::MalformedJournal(e.to_string()))?;
+    let journal: Journal = serde_json::from_str(journal).map_err(|e| FolderError::MalformedJournal(e.to_string()))?;
     let mut seen_idx = BTreeSet::new();
     let mut seen_tag = BTreeSet::new();
     let mut migrations = Vec::with_capacity(journal.entries.len());
@@ -256,12 +248,9 @@ mod tests {
 
     #[test]
     fn reads_a_numbered_folder_in_number_order() {
-        let parsed = parse_folder(&folder(&[
-            ("0010_later.sql", "b"),
-            ("0002_first.sql", "a"),
-            ("README.md", "ignored"),
-        ]))
-        .unwrap();
+        let parsed =
+            parse_folder(&folder(&[("0010_later.sql", "b"), ("0002_first.sql", "a"), ("README.md", "ignored")]))
+                .unwrap();
         assert_eq!(parsed.format, FolderFormat::Numbered);
         let names: Vec<_> = parsed.migrations.iter().map(|m| (m.position, m.name.as_str())).collect();
         assert_eq!(names, vec![(2, "0002_first"), (10, "0010_later")]);

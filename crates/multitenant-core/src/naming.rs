@@ -186,9 +186,7 @@ impl SchemaTemplate {
             )));
         }
         if prefix.len() + suffix.len() >= MAX_IDENTIFIER_BYTES {
-            return Err(bad(format!(
-                "it leaves no room for the id within {MAX_IDENTIFIER_BYTES} bytes"
-            )));
+            return Err(bad(format!("it leaves no room for the id within {MAX_IDENTIFIER_BYTES} bytes")));
         }
         Ok(SchemaTemplate { prefix: prefix.to_string(), suffix: suffix.to_string() })
     }
@@ -234,10 +232,7 @@ impl Naming {
     /// Builds the rules, refusing a template that cannot produce any valid name (such as
     /// `pg_{id}`): it is tried with the sample id `a`.
     pub fn new(template: &str, shared_schema: &str) -> Result<Self, NamingError> {
-        let naming = Naming {
-            template: SchemaTemplate::parse(template)?,
-            shared_schema: shared_schema.to_string(),
-        };
+        let naming = Naming { template: SchemaTemplate::parse(template)?, shared_schema: shared_schema.to_string() };
         if let Err(err) = naming.schema_name("a") {
             return Err(NamingError::BadTemplate {
                 template: template.to_string(),
@@ -267,11 +262,7 @@ impl Naming {
             });
         }
         if is_quoted_keyword(&schema) {
-            return Err(NamingError::SchemaNameNeedsQuoting {
-                id: err_id,
-                schema,
-                reason: "it is an SQL keyword",
-            });
+            return Err(NamingError::SchemaNameNeedsQuoting { id: err_id, schema, reason: "it is an SQL keyword" });
         }
         if let Some(reason) = reserved_reason(&schema, &self.shared_schema) {
             return Err(NamingError::ReservedSchema { id: err_id, schema, reason });

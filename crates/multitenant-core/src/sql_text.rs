@@ -117,7 +117,9 @@ fn lex_into(sql: &str, from: usize, to: usize, out: &mut Vec<Token>) {
             }
             c if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => {
                 let mut j = i;
-                while j < to && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_' || bytes[j] == b'$' || bytes[j] >= 0x80) {
+                while j < to
+                    && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_' || bytes[j] == b'$' || bytes[j] >= 0x80)
+                {
                     j += 1;
                 }
                 out.push(Token { kind: Kind::Word(sql[i..j].to_lowercase()), start: i, end: j });
@@ -233,8 +235,7 @@ pub fn unqualify(sql: &str, schema: &str, names: &BTreeSet<String>) -> String {
             && name.start == dot.end
             && name.ident().is_some_and(|n| names.contains(n));
         // `x.public.users` (a column of a table named public) is not a schema qualifier.
-        let preceded_by_dot =
-            i > 0 && tokens[i - 1].kind == Kind::Dot && tokens[i - 1].end == qualifier.start;
+        let preceded_by_dot = i > 0 && tokens[i - 1].kind == Kind::Dot && tokens[i - 1].end == qualifier.start;
         if is_target && !preceded_by_dot {
             out.push_str(&sql[copied..qualifier.start]);
             copied = dot.end;
@@ -330,7 +331,8 @@ SELECT public.uuid_generate_v4(), "public"."countries".code FROM "public"."count
 
     #[test]
     fn splits_on_breakpoints() {
-        let sql = "CREATE TABLE a (id int);\n--> statement-breakpoint\nCREATE TABLE b (id int);\n--> statement-breakpoint\n";
+        let sql =
+            "CREATE TABLE a (id int);\n--> statement-breakpoint\nCREATE TABLE b (id int);\n--> statement-breakpoint\n";
         assert_eq!(split_statements(sql), vec!["CREATE TABLE a (id int);", "CREATE TABLE b (id int);"]);
     }
 }

@@ -138,13 +138,7 @@ pub struct Record {
 
 impl Record {
     pub fn new(name: Option<&str>, hash: Option<&str>, journal_when: Option<i64>, applied_at_ms: Option<i64>) -> Self {
-        Record {
-            id: 0,
-            name: name.map(str::to_string),
-            hash: hash.map(str::to_string),
-            journal_when,
-            applied_at_ms,
-        }
+        Record { id: 0, name: name.map(str::to_string), hash: hash.map(str::to_string), journal_when, applied_at_ms }
     }
 
     /// Whether this record says `migration` is applied (same rule as the view `mt.applied_migrations`).
@@ -267,7 +261,11 @@ mod tests {
         assert_eq!(table, "\"tenant_a\".\"__drizzle_migrations\"");
         assert_eq!(quote_identifier("we\"ird"), "\"we\"\"ird\"");
         assert!(TrackingFormat::Name.create_table_sql(&table).contains("name varchar(255) NOT NULL UNIQUE"));
-        assert!(TrackingFormat::DrizzleKit.insert_record_sql(&table, false).contains("(hash, created_at) VALUES ($2, $3)"));
-        assert!(TrackingFormat::Name.insert_record_sql(&table, true).contains("(id, name, applied_at) VALUES ($5, $1,"));
+        assert!(TrackingFormat::DrizzleKit
+            .insert_record_sql(&table, false)
+            .contains("(hash, created_at) VALUES ($2, $3)"));
+        assert!(TrackingFormat::Name
+            .insert_record_sql(&table, true)
+            .contains("(id, name, applied_at) VALUES ($5, $1,"));
     }
 }
