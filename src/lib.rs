@@ -24,6 +24,7 @@ extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!("../sql/tenants.sql", name = "tenants", requires = ["bootstrap", naming::schema_name]);
 extension_sql_file!("../sql/config.sql", name = "config", requires = ["tenants"]);
 extension_sql_file!("../sql/migrations.sql", name = "migrations", requires = ["config"]);
+extension_sql_file!("../sql/drift.sql", name = "drift", requires = ["tenants"]);
 extension_sql_file!(
     "../sql/comments.sql",
     name = "comments",

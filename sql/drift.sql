@@ -1,0 +1,201 @@
+-- The normalized model of a schema, read from pg_catalog: what drift is measured on.
+--
+-- One row per object: (object_type, object_name, definition). Normalization, so that two
+-- schemas built by the same migrations compare equal:
+--   * the schema's own name is removed from every deparsed expression and definition
+--     (`tenant_a.users` and `tenant_b.users` both read `users`);
+--   * constraints and indexes are identified by their table and definition, not by their
+--     name, so auto-generated names (users_email_key vs users_email_key1) never count as
+--     drift; a renamed index with the same definition is the same index;
+--   * columns are identified by table and name, so column order is ignored;
+--   * OIDs never appear.
+
+CREATE FUNCTION mt.strip_schema(definition text, schema_name text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    -- Schema names are plain identifiers (naming rules), so the qualifier is `name.` or "name".
+    SELECT regexp_replace(
+               regexp_replace(definition, '(^|[^a-z0-9_$"])' || schema_name || '\.', '\1', 'g'),
+               '"' || schema_name || '"\.', '', 'g')
+$$;
+COMMENT ON FUNCTION mt.strip_schema(text, text) IS
+    'multitenant: a deparsed definition with the given schema''s qualifier removed';
+
+CREATE FUNCTION mt.schema_objects(schema_name text)
+RETURNS TABLE (object_type text, object_name text, definition jsonb)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH nsp AS (
+    SELECT oid, nspname FROM pg_namespace WHERE nspname = schema_objects.schema_name
+), tracking AS (
+    SELECT mt.get_config('tracking_table') AS name
+), rel AS (
+    SELECT c.oid, c.relname, c.relkind, c.relrowsecurity, c.relforcerowsecurity, c.relpersistence, n.nspname
+      FROM pg_class c JOIN nsp n ON n.oid = c.relnamespace, tracking t
+     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND c.relname <> t.name
+       AND NOT EXISTS (SELECT FROM pg_depend d              -- owned by the tracking table
+                        WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'a'
+                          AND d.refobjid = to_regclass(format('%I.%I', n.nspname, t.name)))
+)
+-- tables (the first branch fixes the column types: text, not name, which is cut at 63 bytes)
+SELECT 'table'::text, r.relname::text,
+       jsonb_build_object('kind', CASE r.relkind WHEN 'p' THEN 'partitioned table' WHEN 'f' THEN 'foreign table' ELSE 'table' END,
+                          'partition_key', CASE WHEN r.relkind = 'p' THEN pg_get_partkeydef(r.oid) END,
+                          'unlogged', r.relpersistence = 'u',
+                          'row_security', r.relrowsecurity, 'force_row_security', r.relforcerowsecurity)
+  FROM rel r WHERE r.relkind IN ('r', 'p', 'f')
+UNION ALL
+-- columns
+SELECT 'column', r.relname || '.' || a.attname,
+       jsonb_build_object('type', mt.strip_schema(format_type(a.atttypid, a.atttypmod), r.nspname),
+                          'not_null', a.attnotnull,
+                          'default', CASE WHEN a.attgenerated = '' THEN mt.strip_schema(pg_get_expr(ad.adbin, ad.adrelid), r.nspname) END,
+                          'generated', CASE WHEN a.attgenerated <> '' THEN mt.strip_schema(pg_get_expr(ad.adbin, ad.adrelid), r.nspname) END,
+                          'identity', nullif(a.attidentity, ''),
+                          'collation', CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
+                                            THEN (SELECT collname FROM pg_collation WHERE oid = a.attcollation) END)
+  FROM rel r
+  JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+  JOIN pg_type t ON t.oid = a.atttypid
+  LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+ WHERE r.relkind IN ('r', 'p', 'f', 'v', 'm')
+UNION ALL
+-- constraints (not NOT NULL, which is a column property here), by definition
+SELECT 'constraint', r.relname || ': ' || mt.strip_schema(pg_get_constraintdef(k.oid), r.nspname),
+       jsonb_build_object('type', CASE k.contype WHEN 'p' THEN 'primary key' WHEN 'u' THEN 'unique' WHEN 'c' THEN 'check'
+                                                WHEN 'f' THEN 'foreign key' WHEN 'x' THEN 'exclusion' ELSE k.contype::text END,
+                          'definition', mt.strip_schema(pg_get_constraintdef(k.oid), r.nspname),
+                          'deferrable', k.condeferrable, 'deferred', k.condeferred, 'validated', k.convalidated)
+  FROM rel r JOIN pg_constraint k ON k.conrelid = r.oid
+UNION ALL
+-- indexes not backing a constraint, by definition (the name cut out)
+SELECT 'index', r.relname || ': ' || regexp_replace(mt.strip_schema(pg_get_indexdef(i.indexrelid), r.nspname), '^CREATE (UNIQUE )?INDEX \S+ ON ', 'CREATE \1INDEX ON '),
+       jsonb_build_object('definition', regexp_replace(mt.strip_schema(pg_get_indexdef(i.indexrelid), r.nspname), '^CREATE (UNIQUE )?INDEX \S+ ON ', 'CREATE \1INDEX ON '),
+                          'unique', i.indisunique)
+  FROM rel r JOIN pg_index i ON i.indrelid = r.oid
+ WHERE NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = r.oid)
+UNION ALL
+-- sequences (identity and serial ones included: their options are part of the schema)
+SELECT 'sequence', r.relname,
+       jsonb_build_object('type', format_type(s.seqtypid, NULL), 'start', s.seqstart, 'increment', s.seqincrement,
+                          'min', s.seqmin, 'max', s.seqmax, 'cache', s.seqcache, 'cycle', s.seqcycle,
+                          'owned_by', (SELECT oc.relname || '.' || oa.attname
+                                         FROM pg_depend d JOIN pg_class oc ON oc.oid = d.refobjid
+                                         JOIN pg_attribute oa ON oa.attrelid = d.refobjid AND oa.attnum = d.refobjsubid
+                                        WHERE d.classid = 'pg_class'::regclass AND d.objid = r.oid AND d.deptype IN ('a', 'i')
+                                          AND d.refclassid = 'pg_class'::regclass LIMIT 1))
+  FROM rel r JOIN pg_sequence s ON s.seqrelid = r.oid
+UNION ALL
+-- views and materialized views
+SELECT CASE r.relkind WHEN 'v' THEN 'view' ELSE 'materialized view' END, r.relname,
+       jsonb_build_object('definition', mt.strip_schema(pg_get_viewdef(r.oid), r.nspname))
+  FROM rel r WHERE r.relkind IN ('v', 'm')
+UNION ALL
+-- functions and procedures, by signature
+SELECT CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' ELSE 'function' END,
+       p.proname || '(' || mt.strip_schema(pg_get_function_identity_arguments(p.oid), n.nspname) || ')',
+       jsonb_build_object('result', mt.strip_schema(pg_get_function_result(p.oid), n.nspname),
+                          'language', l.lanname, 'volatility', p.provolatile, 'security_definer', p.prosecdef,
+                          'strict', p.proisstrict, 'config', p.proconfig,
+                          'body', CASE WHEN p.prokind <> 'a' THEN mt.strip_schema(p.prosrc, n.nspname) END)
+  FROM pg_proc p JOIN nsp n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
+UNION ALL
+-- triggers (internal ones, such as foreign key triggers, are the constraints' business)
+SELECT 'trigger', r.relname || '.' || g.tgname,
+       jsonb_build_object('definition', mt.strip_schema(pg_get_triggerdef(g.oid), r.nspname),
+                          'enabled', CASE g.tgenabled WHEN 'O' THEN 'origin' WHEN 'D' THEN 'disabled'
+                                                      WHEN 'R' THEN 'replica' WHEN 'A' THEN 'always' END)
+  FROM rel r JOIN pg_trigger g ON g.tgrelid = r.oid AND NOT g.tgisinternal
+UNION ALL
+-- enum types, labels in order
+SELECT 'enum', t.typname,
+       jsonb_build_object('labels', (SELECT jsonb_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid))
+  FROM pg_type t JOIN nsp n ON n.oid = t.typnamespace WHERE t.typtype = 'e'
+UNION ALL
+-- composite types (not the row types of tables)
+SELECT 'composite type', t.typname,
+       jsonb_build_object('attributes', (SELECT jsonb_agg(jsonb_build_array(a.attname, mt.strip_schema(format_type(a.atttypid, a.atttypmod), n.nspname)) ORDER BY a.attnum)
+                                           FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped))
+  FROM pg_type t JOIN nsp n ON n.oid = t.typnamespace JOIN pg_class c ON c.oid = t.typrelid
+ WHERE t.typtype = 'c' AND c.relkind = 'c'
+UNION ALL
+-- domains
+SELECT 'domain', t.typname,
+       jsonb_build_object('base_type', mt.strip_schema(format_type(t.typbasetype, t.typtypmod), n.nspname),
+                          'not_null', t.typnotnull, 'default', t.typdefault,
+                          'constraints', (SELECT jsonb_agg(mt.strip_schema(pg_get_constraintdef(k.oid), n.nspname) ORDER BY 1)
+                                            FROM pg_constraint k WHERE k.contypid = t.oid))
+  FROM pg_type t JOIN nsp n ON n.oid = t.typnamespace WHERE t.typtype = 'd'
+UNION ALL
+-- row-level security policies
+SELECT 'policy', r.relname || '.' || pol.polname,
+       jsonb_build_object('command', pol.polcmd, 'permissive', pol.polpermissive,
+                          'roles', (SELECT jsonb_agg(CASE WHEN x = 0 THEN 'public' ELSE pg_get_userbyid(x) END ORDER BY 1) FROM unnest(pol.polroles) x),
+                          'using', mt.strip_schema(pg_get_expr(pol.polqual, pol.polrelid), r.nspname),
+                          'with_check', mt.strip_schema(pg_get_expr(pol.polwithcheck, pol.polrelid), r.nspname))
+  FROM rel r JOIN pg_policy pol ON pol.polrelid = r.oid
+UNION ALL
+-- comments on relations and columns
+SELECT 'comment', r.relname || CASE WHEN d.objsubid > 0 THEN '.' || a.attname ELSE '' END,
+       jsonb_build_object('text', d.description)
+  FROM rel r JOIN pg_description d ON d.classoid = 'pg_class'::regclass AND d.objoid = r.oid
+  LEFT JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum = d.objsubid
+$$;
+COMMENT ON FUNCTION mt.schema_objects(text) IS
+    'multitenant: every object of a schema, normalized for comparison (schema qualifiers removed, constraints and indexes keyed by definition)';
+
+CREATE FUNCTION mt.introspect(tenant_id text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    schema text;
+BEGIN
+    SELECT t.schema_name INTO schema FROM mt.tenants t WHERE t.tenant_id = introspect.tenant_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'tenant "%" does not exist', tenant_id USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN (SELECT coalesce(jsonb_object_agg(object_type, objects), '{}')
+              FROM (SELECT o.object_type, jsonb_object_agg(o.object_name, o.definition) AS objects
+                      FROM mt.schema_objects(schema) o GROUP BY o.object_type) by_type);
+END
+$$;
+COMMENT ON FUNCTION mt.introspect(text) IS
+    'multitenant: the normalized model of a tenant''s schema as jsonb: {object_type: {object_name: definition}}';
+
+CREATE FUNCTION mt.tenant_drift(tenant_id text, reference_tenant text)
+RETURNS TABLE (object_type text, object_name text, change text, expected jsonb, actual jsonb)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    schema    text;
+    reference text;
+BEGIN
+    SELECT t.schema_name INTO schema FROM mt.tenants t WHERE t.tenant_id = tenant_drift.tenant_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'tenant "%" does not exist', tenant_id USING ERRCODE = 'undefined_object';
+    END IF;
+    SELECT t.schema_name INTO reference FROM mt.tenants t WHERE t.tenant_id = tenant_drift.reference_tenant;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'reference tenant "%" does not exist', reference_tenant USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN QUERY
+    SELECT coalesce(e.object_type, a.object_type),
+           coalesce(e.object_name, a.object_name),
+           CASE WHEN a.object_name IS NULL THEN 'missing' WHEN e.object_name IS NULL THEN 'extra' ELSE 'changed' END,
+           e.definition,
+           a.definition
+      FROM mt.schema_objects(reference) e
+      FULL JOIN mt.schema_objects(schema) a ON a.object_type = e.object_type AND a.object_name = e.object_name
+     WHERE e.definition IS DISTINCT FROM a.definition
+     ORDER BY 1, 2;
+END
+$$;
+COMMENT ON FUNCTION mt.tenant_drift(text, text) IS
+    'multitenant: every difference between a tenant''s schema and a reference tenant''s: missing, extra or changed objects with both definitions';
