@@ -20,3 +20,5 @@ COMMENT ON FUNCTION mt.clean_orphans(text[], boolean, integer) IS
     'multitenant: delete tracking records of migrations that are no longer registered';
 COMMENT ON FUNCTION mt.convert_tracking(text, text[], boolean, integer) IS
     'multitenant: rewrite tracking tables in another format (name, hash, drizzle-kit) without losing a record';
+COMMENT ON FUNCTION mt.refresh_template() IS
+    'multitenant: apply the registered tenant migrations to mt_template, the reference schema of the drift views';

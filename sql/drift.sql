@@ -22,13 +22,14 @@ $$;
 COMMENT ON FUNCTION mt.strip_schema(text, text) IS
     'multitenant: a deparsed definition with the given schema''s qualifier removed';
 
-CREATE FUNCTION mt.schema_objects(schema_name text)
-RETURNS TABLE (object_type text, object_name text, definition jsonb)
+-- Set-based over any number of schemas: one pass over the catalogs for all of them.
+CREATE FUNCTION mt.schema_objects(schema_names text[])
+RETURNS TABLE (schema_name text, object_type text, object_name text, definition jsonb)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 WITH nsp AS (
-    SELECT oid, nspname FROM pg_namespace WHERE nspname = schema_objects.schema_name
+    SELECT oid, nspname FROM pg_namespace WHERE nspname = ANY (schema_objects.schema_names)
 ), tracking AS (
     SELECT mt.get_config('tracking_table') AS name
 ), rel AS (
@@ -40,7 +41,7 @@ WITH nsp AS (
                           AND d.refobjid = to_regclass(format('%I.%I', n.nspname, t.name)))
 )
 -- tables (the first branch fixes the column types: text, not name, which is cut at 63 bytes)
-SELECT 'table'::text, r.relname::text,
+SELECT r.nspname::text, 'table'::text, r.relname::text,
        jsonb_build_object('kind', CASE r.relkind WHEN 'p' THEN 'partitioned table' WHEN 'f' THEN 'foreign table' ELSE 'table' END,
                           'partition_key', CASE WHEN r.relkind = 'p' THEN pg_get_partkeydef(r.oid) END,
                           'unlogged', r.relpersistence = 'u',
@@ -48,7 +49,7 @@ SELECT 'table'::text, r.relname::text,
   FROM rel r WHERE r.relkind IN ('r', 'p', 'f')
 UNION ALL
 -- columns
-SELECT 'column', r.relname || '.' || a.attname,
+SELECT r.nspname, 'column', r.relname || '.' || a.attname,
        jsonb_build_object('type', mt.strip_schema(format_type(a.atttypid, a.atttypmod), r.nspname),
                           'not_null', a.attnotnull,
                           'default', CASE WHEN a.attgenerated = '' THEN mt.strip_schema(pg_get_expr(ad.adbin, ad.adrelid), r.nspname) END,
@@ -63,7 +64,7 @@ SELECT 'column', r.relname || '.' || a.attname,
  WHERE r.relkind IN ('r', 'p', 'f', 'v', 'm')
 UNION ALL
 -- constraints (not NOT NULL, which is a column property here), by definition
-SELECT 'constraint', r.relname || ': ' || mt.strip_schema(pg_get_constraintdef(k.oid), r.nspname),
+SELECT r.nspname, 'constraint', r.relname || ': ' || mt.strip_schema(pg_get_constraintdef(k.oid), r.nspname),
        jsonb_build_object('type', CASE k.contype WHEN 'p' THEN 'primary key' WHEN 'u' THEN 'unique' WHEN 'c' THEN 'check'
                                                 WHEN 'f' THEN 'foreign key' WHEN 'x' THEN 'exclusion' ELSE k.contype::text END,
                           'definition', mt.strip_schema(pg_get_constraintdef(k.oid), r.nspname),
@@ -71,14 +72,14 @@ SELECT 'constraint', r.relname || ': ' || mt.strip_schema(pg_get_constraintdef(k
   FROM rel r JOIN pg_constraint k ON k.conrelid = r.oid
 UNION ALL
 -- indexes not backing a constraint, by definition (the name cut out)
-SELECT 'index', r.relname || ': ' || regexp_replace(mt.strip_schema(pg_get_indexdef(i.indexrelid), r.nspname), '^CREATE (UNIQUE )?INDEX \S+ ON ', 'CREATE \1INDEX ON '),
+SELECT r.nspname, 'index', r.relname || ': ' || regexp_replace(mt.strip_schema(pg_get_indexdef(i.indexrelid), r.nspname), '^CREATE (UNIQUE )?INDEX \S+ ON ', 'CREATE \1INDEX ON '),
        jsonb_build_object('definition', regexp_replace(mt.strip_schema(pg_get_indexdef(i.indexrelid), r.nspname), '^CREATE (UNIQUE )?INDEX \S+ ON ', 'CREATE \1INDEX ON '),
                           'unique', i.indisunique)
   FROM rel r JOIN pg_index i ON i.indrelid = r.oid
  WHERE NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = r.oid)
 UNION ALL
 -- sequences (identity and serial ones included: their options are part of the schema)
-SELECT 'sequence', r.relname,
+SELECT r.nspname, 'sequence', r.relname,
        jsonb_build_object('type', format_type(s.seqtypid, NULL), 'start', s.seqstart, 'increment', s.seqincrement,
                           'min', s.seqmin, 'max', s.seqmax, 'cache', s.seqcache, 'cycle', s.seqcycle,
                           'owned_by', (SELECT oc.relname || '.' || oa.attname
@@ -89,12 +90,12 @@ SELECT 'sequence', r.relname,
   FROM rel r JOIN pg_sequence s ON s.seqrelid = r.oid
 UNION ALL
 -- views and materialized views
-SELECT CASE r.relkind WHEN 'v' THEN 'view' ELSE 'materialized view' END, r.relname,
+SELECT r.nspname, CASE r.relkind WHEN 'v' THEN 'view' ELSE 'materialized view' END, r.relname,
        jsonb_build_object('definition', mt.strip_schema(pg_get_viewdef(r.oid), r.nspname))
   FROM rel r WHERE r.relkind IN ('v', 'm')
 UNION ALL
 -- functions and procedures, by signature
-SELECT CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' ELSE 'function' END,
+SELECT n.nspname, CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' ELSE 'function' END,
        p.proname || '(' || mt.strip_schema(pg_get_function_identity_arguments(p.oid), n.nspname) || ')',
        jsonb_build_object('result', mt.strip_schema(pg_get_function_result(p.oid), n.nspname),
                           'language', l.lanname, 'volatility', p.provolatile, 'security_definer', p.prosecdef,
@@ -103,26 +104,26 @@ SELECT CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' ELSE '
   FROM pg_proc p JOIN nsp n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
 UNION ALL
 -- triggers (internal ones, such as foreign key triggers, are the constraints' business)
-SELECT 'trigger', r.relname || '.' || g.tgname,
+SELECT r.nspname, 'trigger', r.relname || '.' || g.tgname,
        jsonb_build_object('definition', mt.strip_schema(pg_get_triggerdef(g.oid), r.nspname),
                           'enabled', CASE g.tgenabled WHEN 'O' THEN 'origin' WHEN 'D' THEN 'disabled'
                                                       WHEN 'R' THEN 'replica' WHEN 'A' THEN 'always' END)
   FROM rel r JOIN pg_trigger g ON g.tgrelid = r.oid AND NOT g.tgisinternal
 UNION ALL
 -- enum types, labels in order
-SELECT 'enum', t.typname,
+SELECT n.nspname, 'enum', t.typname,
        jsonb_build_object('labels', (SELECT jsonb_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid))
   FROM pg_type t JOIN nsp n ON n.oid = t.typnamespace WHERE t.typtype = 'e'
 UNION ALL
 -- composite types (not the row types of tables)
-SELECT 'composite type', t.typname,
+SELECT n.nspname, 'composite type', t.typname,
        jsonb_build_object('attributes', (SELECT jsonb_agg(jsonb_build_array(a.attname, mt.strip_schema(format_type(a.atttypid, a.atttypmod), n.nspname)) ORDER BY a.attnum)
                                            FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped))
   FROM pg_type t JOIN nsp n ON n.oid = t.typnamespace JOIN pg_class c ON c.oid = t.typrelid
  WHERE t.typtype = 'c' AND c.relkind = 'c'
 UNION ALL
 -- domains
-SELECT 'domain', t.typname,
+SELECT n.nspname, 'domain', t.typname,
        jsonb_build_object('base_type', mt.strip_schema(format_type(t.typbasetype, t.typtypmod), n.nspname),
                           'not_null', t.typnotnull, 'default', t.typdefault,
                           'constraints', (SELECT jsonb_agg(mt.strip_schema(pg_get_constraintdef(k.oid), n.nspname) ORDER BY 1)
@@ -130,7 +131,7 @@ SELECT 'domain', t.typname,
   FROM pg_type t JOIN nsp n ON n.oid = t.typnamespace WHERE t.typtype = 'd'
 UNION ALL
 -- row-level security policies
-SELECT 'policy', r.relname || '.' || pol.polname,
+SELECT r.nspname, 'policy', r.relname || '.' || pol.polname,
        jsonb_build_object('command', pol.polcmd, 'permissive', pol.polpermissive,
                           'roles', (SELECT jsonb_agg(CASE WHEN x = 0 THEN 'public' ELSE pg_get_userbyid(x) END ORDER BY 1) FROM unnest(pol.polroles) x),
                           'using', mt.strip_schema(pg_get_expr(pol.polqual, pol.polrelid), r.nspname),
@@ -138,12 +139,12 @@ SELECT 'policy', r.relname || '.' || pol.polname,
   FROM rel r JOIN pg_policy pol ON pol.polrelid = r.oid
 UNION ALL
 -- comments on relations and columns
-SELECT 'comment', r.relname || CASE WHEN d.objsubid > 0 THEN '.' || a.attname ELSE '' END,
+SELECT r.nspname, 'comment', r.relname || CASE WHEN d.objsubid > 0 THEN '.' || a.attname ELSE '' END,
        jsonb_build_object('text', d.description)
   FROM rel r JOIN pg_description d ON d.classoid = 'pg_class'::regclass AND d.objoid = r.oid
   LEFT JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum = d.objsubid
 $$;
-COMMENT ON FUNCTION mt.schema_objects(text) IS
+COMMENT ON FUNCTION mt.schema_objects(text[]) IS
     'multitenant: every object of a schema, normalized for comparison (schema qualifiers removed, constraints and indexes keyed by definition)';
 
 CREATE FUNCTION mt.introspect(tenant_id text)
@@ -161,13 +162,56 @@ BEGIN
     END IF;
     RETURN (SELECT coalesce(jsonb_object_agg(object_type, objects), '{}')
               FROM (SELECT o.object_type, jsonb_object_agg(o.object_name, o.definition) AS objects
-                      FROM mt.schema_objects(schema) o GROUP BY o.object_type) by_type);
+                      FROM mt.schema_objects(ARRAY[schema]) o GROUP BY o.object_type) by_type);
 END
 $$;
 COMMENT ON FUNCTION mt.introspect(text) IS
     'multitenant: the normalized model of a tenant''s schema as jsonb: {object_type: {object_name: definition}}';
 
-CREATE FUNCTION mt.tenant_drift(tenant_id text, reference_tenant text)
+-- The one comparison everything else uses. For each schema: a row with change NULL that
+-- carries its fingerprint (sha256 over its ordered objects), then one row per difference
+-- from the reference. Schemas whose fingerprint equals the reference's skip the joins.
+CREATE FUNCTION mt.drift(reference_schema text, schema_names text[])
+RETURNS TABLE (schema_name text, object_type text, object_name text, change text,
+               expected jsonb, actual jsonb, fingerprint text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH objects AS MATERIALIZED (
+    SELECT * FROM mt.schema_objects(array_append(drift.schema_names, drift.reference_schema))
+), fingerprints AS (
+    SELECT s.name AS schema_name,
+           encode(sha256(convert_to(coalesce(string_agg(o.object_type || E'\n' || o.object_name || E'\n' || o.definition::text, E'\n\n'
+                                                        ORDER BY o.object_type COLLATE "C", o.object_name COLLATE "C"), ''), 'UTF8')), 'hex') AS fingerprint
+      FROM unnest(array_append(drift.schema_names, drift.reference_schema)) AS s(name)
+      LEFT JOIN objects o ON o.schema_name = s.name
+     GROUP BY s.name
+), expected AS (
+    SELECT o.object_type, o.object_name, o.definition FROM objects o WHERE o.schema_name = drift.reference_schema
+), drifted AS (
+    SELECT f.schema_name FROM fingerprints f, fingerprints r
+     WHERE r.schema_name = drift.reference_schema AND f.schema_name = ANY (drift.schema_names)
+       AND f.fingerprint <> r.fingerprint
+)
+SELECT f.schema_name, NULL, NULL, NULL, NULL::jsonb, NULL::jsonb, f.fingerprint
+  FROM fingerprints f WHERE f.schema_name = ANY (drift.schema_names)
+UNION ALL
+SELECT d.schema_name, e.object_type, e.object_name, 'missing', e.definition, NULL, NULL
+  FROM drifted d CROSS JOIN expected e
+ WHERE NOT EXISTS (SELECT FROM objects a
+                    WHERE a.schema_name = d.schema_name AND a.object_type = e.object_type AND a.object_name = e.object_name)
+UNION ALL
+SELECT a.schema_name, a.object_type, a.object_name,
+       CASE WHEN e.object_name IS NULL THEN 'extra' ELSE 'changed' END, e.definition, a.definition, NULL
+  FROM objects a
+  JOIN drifted d ON d.schema_name = a.schema_name
+  LEFT JOIN expected e ON e.object_type = a.object_type AND e.object_name = a.object_name
+ WHERE e.definition IS DISTINCT FROM a.definition
+$$;
+COMMENT ON FUNCTION mt.drift(text, text[]) IS
+    'multitenant: fingerprints of the given schemas and every difference from the reference schema (the engine behind the drift views)';
+
+CREATE FUNCTION mt.tenant_drift(tenant_id text, reference_tenant text DEFAULT NULL)
 RETURNS TABLE (object_type text, object_name text, change text, expected jsonb, actual jsonb)
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
@@ -175,27 +219,46 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     schema    text;
-    reference text;
+    reference text := 'mt_template';
 BEGIN
     SELECT t.schema_name INTO schema FROM mt.tenants t WHERE t.tenant_id = tenant_drift.tenant_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'tenant "%" does not exist', tenant_id USING ERRCODE = 'undefined_object';
     END IF;
-    SELECT t.schema_name INTO reference FROM mt.tenants t WHERE t.tenant_id = tenant_drift.reference_tenant;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'reference tenant "%" does not exist', reference_tenant USING ERRCODE = 'undefined_object';
+    IF reference_tenant IS NOT NULL THEN
+        SELECT t.schema_name INTO reference FROM mt.tenants t WHERE t.tenant_id = tenant_drift.reference_tenant;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'reference tenant "%" does not exist', reference_tenant USING ERRCODE = 'undefined_object';
+        END IF;
+    ELSIF NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = reference) THEN
+        RAISE EXCEPTION 'the template schema mt_template does not exist yet'
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT * FROM mt.refresh_template() builds it from the registered migrations.';
     END IF;
     RETURN QUERY
-    SELECT coalesce(e.object_type, a.object_type),
-           coalesce(e.object_name, a.object_name),
-           CASE WHEN a.object_name IS NULL THEN 'missing' WHEN e.object_name IS NULL THEN 'extra' ELSE 'changed' END,
-           e.definition,
-           a.definition
-      FROM mt.schema_objects(reference) e
-      FULL JOIN mt.schema_objects(schema) a ON a.object_type = e.object_type AND a.object_name = e.object_name
-     WHERE e.definition IS DISTINCT FROM a.definition
+    SELECT d.object_type, d.object_name, d.change, d.expected, d.actual
+      FROM mt.drift(reference, ARRAY[schema]) d
+     WHERE d.change IS NOT NULL
      ORDER BY 1, 2;
 END
 $$;
 COMMENT ON FUNCTION mt.tenant_drift(text, text) IS
-    'multitenant: every difference between a tenant''s schema and a reference tenant''s: missing, extra or changed objects with both definitions';
+    'multitenant: every difference between a tenant''s schema and the template (or a reference tenant''s schema): missing, extra or changed objects with both definitions';
+
+CREATE VIEW mt.drift_report AS
+SELECT t.tenant_id, d.schema_name, d.object_type, d.object_name, d.change, d.expected, d.actual
+  FROM mt.drift('mt_template', ARRAY(SELECT schema_name FROM mt.tenants)) d
+  JOIN mt.tenants t ON t.schema_name = d.schema_name
+ WHERE d.change IS NOT NULL;
+COMMENT ON VIEW mt.drift_report IS
+    'multitenant: every difference between each tenant''s schema and mt_template, the schema the registered migrations produce';
+
+CREATE VIEW mt.drift_summary AS
+SELECT t.tenant_id, d.schema_name,
+       count(d.change) > 0 AS has_drift,
+       count(d.change) AS differences,
+       max(d.fingerprint) AS fingerprint
+  FROM mt.drift('mt_template', ARRAY(SELECT schema_name FROM mt.tenants)) d
+  JOIN mt.tenants t ON t.schema_name = d.schema_name
+ GROUP BY t.tenant_id, d.schema_name;
+COMMENT ON VIEW mt.drift_summary IS
+    'multitenant: per tenant, whether and how much its schema differs from mt_template, and its schema fingerprint';

@@ -124,7 +124,8 @@ pub struct Outcome {
     pub duration_ms: i64,
 }
 
-/// One schema to work on: a tenant's, or the shared schema (no tenant id, no ledger).
+/// One schema to work on: a tenant's, or the shared or template schema (no tenant id, no
+/// ledger).
 #[derive(Clone, Debug)]
 pub struct Target {
     pub tenant_id: Option<String>,
@@ -510,7 +511,7 @@ impl<T: Transactions> Job<'_, T> {
     }
 
     fn progress_key(&self) -> String {
-        self.target.tenant_id.clone().unwrap_or_else(|| format!("shared:{}", self.target.schema))
+        self.target.tenant_id.clone().unwrap_or_else(|| format!("schema:{}", self.target.schema))
     }
 
     fn record_progress(

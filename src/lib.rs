@@ -38,7 +38,8 @@ extension_sql_file!(
         migrations::migrate_shared,
         migrations::mark_missing,
         migrations::clean_orphans,
-        migrations::convert_tracking
+        migrations::convert_tracking,
+        migrations::refresh_template
     ]
 );
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);

@@ -70,7 +70,12 @@ fn read_folder(folder: &Path) -> std::io::Result<BTreeMap<String, String>> {
     Ok(files)
 }
 
-/// `mt.migrate_all(...)`: every (or the listed) tenant, in parallel background workers.
+/// The schema that every registered tenant migration is applied to, and nothing else: the
+/// reference for drift. Reserved by the naming rules (`mt_*`), so never a tenant's.
+const TEMPLATE_SCHEMA: &str = "mt_template";
+
+/// `mt.migrate_all(...)`: every (or the listed) tenant, in parallel background workers;
+/// then the template schema, so drift is measured against the same migrations.
 #[pg_extern(security_definer, volatile, requires = ["migrations"])]
 #[search_path(pg_catalog, pg_temp)]
 fn migrate_all(
@@ -79,7 +84,35 @@ fn migrate_all(
     mark_applied: default!(bool, false),
     tenant_ids: default!(Option<Vec<String>>, "NULL"),
 ) -> SetOfIterator<'static, pgrx::composite_type!('static, "mt.run_result")> {
-    run_in_workers("migrate_all", Operation::Migrate { dry_run, mark_applied }, tenant_ids, concurrency)
+    let results = run_in_workers("migrate_all", Operation::Migrate { dry_run, mark_applied }, tenant_ids, concurrency);
+    if !dry_run && !mark_applied {
+        let template = migrate_template();
+        if let Some(failure) = template.outcome.failure {
+            warning!(
+                "multitenant: the template schema {TEMPLATE_SCHEMA} could not be migrated ({}: {}); drift reports compare against it",
+                failure.sqlstate,
+                failure.message
+            );
+        }
+    }
+    rows(results)
+}
+
+/// `mt.refresh_template()`: applies the registered tenant migrations to `mt_template`,
+/// creating it if needed.
+#[pg_extern(security_definer, volatile, requires = ["migrations"])]
+#[search_path(pg_catalog, pg_temp)]
+fn refresh_template() -> SetOfIterator<'static, pgrx::composite_type!('static, "mt.run_result")> {
+    rows(vec![migrate_template()])
+}
+
+fn migrate_template() -> RunResult {
+    let missing = Spi::get_one::<bool>(&format!("SELECT to_regnamespace('{TEMPLATE_SCHEMA}') IS NULL"));
+    if missing == Ok(Some(true)) {
+        Spi::run(&format!("CREATE SCHEMA {TEMPLATE_SCHEMA}")).unwrap_or_else(|e| error!("{e}"));
+    }
+    let target = Target { tenant_id: None, schema: TEMPLATE_SCHEMA.to_string() };
+    run_in_process("refresh_template", Operation::Migrate { dry_run: false, mark_applied: false }, "tenant", target)
 }
 
 /// `mt.mark_missing(...)`: records registered-but-unrecorded migrations as applied, without
@@ -90,7 +123,7 @@ fn mark_missing(
     tenant_ids: default!(Option<Vec<String>>, "NULL"),
     concurrency: default!(Option<i32>, "NULL"),
 ) -> SetOfIterator<'static, pgrx::composite_type!('static, "mt.run_result")> {
-    run_in_workers("mark_missing", Operation::Migrate { dry_run: false, mark_applied: true }, tenant_ids, concurrency)
+    rows(run_in_workers("mark_missing", Operation::Migrate { dry_run: false, mark_applied: true }, tenant_ids, concurrency))
 }
 
 /// `mt.clean_orphans(...)`: deletes tracking records of migrations no longer registered.
@@ -101,7 +134,7 @@ fn clean_orphans(
     dry_run: default!(bool, false),
     concurrency: default!(Option<i32>, "NULL"),
 ) -> SetOfIterator<'static, pgrx::composite_type!('static, "mt.run_result")> {
-    run_in_workers("clean_orphans", Operation::CleanOrphans { dry_run }, tenant_ids, concurrency)
+    rows(run_in_workers("clean_orphans", Operation::CleanOrphans { dry_run }, tenant_ids, concurrency))
 }
 
 /// `mt.convert_tracking(...)`: rewrites tracking tables in another format, in place.
@@ -116,7 +149,7 @@ fn convert_tracking(
     let to = to_format.parse::<TrackingFormat>().unwrap_or_else(|e| {
         ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e);
     });
-    run_in_workers("convert_tracking", Operation::Convert { to, dry_run }, tenant_ids, concurrency)
+    rows(run_in_workers("convert_tracking", Operation::Convert { to, dry_run }, tenant_ids, concurrency))
 }
 
 /// `mt.migrate_tenant(...)`: one tenant, in the caller's transaction (each migration in a
@@ -131,7 +164,7 @@ fn migrate_tenant(
     let targets = resolve_targets(Some(vec![tenant_id.to_string()]));
     let (tenant_id, schema) = targets.into_iter().next().expect("resolve_targets checked the id");
     let target = Target { tenant_id: Some(tenant_id), schema };
-    rows(vec![run_in_process(Operation::Migrate { dry_run, mark_applied }, "tenant", target)])
+    rows(vec![run_in_process("migrate_tenant", Operation::Migrate { dry_run, mark_applied }, "tenant", target)])
 }
 
 /// `mt.migrate_shared(...)`: the shared-scope migrations, applied to the shared schema.
@@ -145,7 +178,7 @@ fn migrate_shared(
         .unwrap_or_else(|e| error!("{e}"))
         .unwrap_or_default();
     let target = Target { tenant_id: None, schema };
-    rows(vec![run_in_process(Operation::Migrate { dry_run, mark_applied }, "shared", target)])
+    rows(vec![run_in_process("migrate_shared", Operation::Migrate { dry_run, mark_applied }, "shared", target)])
 }
 
 fn run_in_workers(
@@ -153,7 +186,7 @@ fn run_in_workers(
     operation: Operation,
     tenant_ids: Option<Vec<String>>,
     concurrency: Option<i32>,
-) -> SetOfIterator<'static, RunRow> {
+) -> Vec<RunResult> {
     workers::ensure_nothing_uncommitted(function);
     let targets = resolve_targets(tenant_ids);
     let concurrency = concurrency.unwrap_or_else(|| crate::guc::MAX_WORKERS.get());
@@ -164,14 +197,14 @@ fn run_in_workers(
             format!("concurrency must be at least 1, not {concurrency}")
         );
     }
-    rows(workers::run(operation, &targets, concurrency))
+    workers::run(operation, &targets, concurrency)
 }
 
-/// Runs one schema in this backend, recording the run like a worker run.
-fn run_in_process(operation: Operation, scope: &str, target: Target) -> RunResult {
+/// Runs one schema in this backend, recording the run (as `function`) like a worker run.
+fn run_in_process(function: &str, operation: Operation, scope: &str, target: Target) -> RunResult {
     let run_id = Spi::get_one_with_args::<i64>(
         "INSERT INTO mt.runs (operation, options, tenants) VALUES ($1, $2::jsonb, 1) RETURNING run_id",
-        &[operation.name().into(), operation.options_json().into()],
+        &[function.into(), operation.options_json().into()],
     )
     .unwrap_or_else(|e| error!("{e}"))
     .unwrap_or_default();

@@ -17,10 +17,18 @@ SELECT t, count(*) AS differences FROM unnest(ARRAY['b', 'c', 'd']) t, mt.tenant
 SELECT count(*) AS tenants_with_drift FROM unnest(ARRAY['a', 'b', 'c', 'd']) t
  WHERE EXISTS (SELECT FROM mt.tenant_drift(t, 'b'));
 
+-- The template schema, mt_template, is what the registered migrations produce; the drift
+-- views compare every tenant with it.
+SELECT pg_temp.attempt('SELECT * FROM mt.tenant_drift(''a'')') AS before_template;
+SELECT schema_name, status, applied FROM mt.refresh_template();
+SELECT tenant_id, has_drift, differences FROM mt.drift_summary ORDER BY tenant_id;
+SELECT count(DISTINCT fingerprint) AS distinct_fingerprints FROM mt.drift_summary;
+SELECT count(*) AS reported FROM mt.drift_report;
+
 -- The model: object kinds, normalized definitions without the schema's name.
-SELECT object_type, count(*) FROM mt.schema_objects('tenant_a') GROUP BY 1 ORDER BY 1;
-SELECT count(*) AS mentions_own_schema FROM mt.schema_objects('tenant_a') WHERE definition::text LIKE '%tenant_a%';
-SELECT object_name, definition FROM mt.schema_objects('tenant_a')
+SELECT object_type, count(*) FROM mt.schema_objects(ARRAY['tenant_a']) GROUP BY 1 ORDER BY 1;
+SELECT count(*) AS mentions_own_schema FROM mt.schema_objects(ARRAY['tenant_a']) WHERE definition::text LIKE '%tenant_a%';
+SELECT object_name, definition FROM mt.schema_objects(ARRAY['tenant_a'])
  WHERE object_type IN ('enum', 'view', 'trigger') OR object_name IN ('tasks.priority', 'tasks.search') ORDER BY 1;
 SELECT jsonb_object_keys(mt.introspect('a')) AS kinds ORDER BY 1;
 SELECT mt.introspect('a') = mt.introspect('c') AS same_model;
@@ -56,6 +64,15 @@ SELECT object_type, object_name, change,
        CASE WHEN change = 'changed' THEN (SELECT jsonb_object_agg(k, jsonb_build_array(expected -> k, actual -> k))
                                            FROM jsonb_object_keys(expected) k WHERE expected -> k IS DISTINCT FROM actual -> k) END AS what_changed
   FROM mt.tenant_drift('b', 'a');
+
+-- The same differences in the views, against the template; the others stay clean.
+SELECT tenant_id, has_drift, differences FROM mt.drift_summary ORDER BY tenant_id;
+SELECT count(*) AS same_as_tenant_to_tenant FROM mt.drift_report r
+  JOIN mt.tenant_drift('b', 'a') d USING (object_type, object_name, change)
+ WHERE r.tenant_id = 'b';
+SELECT change, count(*) FROM mt.tenant_drift('b') GROUP BY change ORDER BY change;
+SELECT (SELECT fingerprint FROM mt.drift_summary WHERE tenant_id = 'a') = (SELECT fingerprint FROM mt.drift_summary WHERE tenant_id = 'c') AS a_equals_c,
+       (SELECT fingerprint FROM mt.drift_summary WHERE tenant_id = 'a') = (SELECT fingerprint FROM mt.drift_summary WHERE tenant_id = 'b') AS a_equals_b;
 
 -- Bad input.
 SELECT pg_temp.attempt('SELECT * FROM mt.tenant_drift(''nobody'', ''a'')') AS unknown_tenant;

@@ -19,7 +19,8 @@ SELECT n.nspname, count(*) FILTER (WHERE t.typtype = 'e') AS enums
   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
  WHERE n.nspname IN ('tenant_shop1', 'tenant_shop12') GROUP BY 1 ORDER BY 1;
 SELECT conrelid::regclass, confrelid::regclass
-  FROM pg_constraint WHERE conname = 'tasks_project_id_projects_id_fk' ORDER BY conrelid::regclass::text LIMIT 2;
+  FROM pg_constraint WHERE conname = 'tasks_project_id_projects_id_fk' AND conrelid::regclass::text LIKE 'tenant%'
+ ORDER BY conrelid::regclass::text LIMIT 2;
 SELECT format_type(a.atttypid, a.atttypmod) AS priority_type
   FROM pg_attribute a WHERE a.attrelid = 'tenant_shop3.tasks'::regclass AND a.attname = 'priority';
 INSERT INTO tenant_shop3.teams (name, slug) VALUES ('a', 'a') RETURNING id;
