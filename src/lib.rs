@@ -6,6 +6,7 @@
 
 use pgrx::prelude::*;
 
+mod drift;
 mod engine;
 mod guc;
 mod migrations;
@@ -39,7 +40,9 @@ extension_sql_file!(
         migrations::mark_missing,
         migrations::clean_orphans,
         migrations::convert_tracking,
-        migrations::refresh_template
+        migrations::refresh_template,
+        drift::fingerprint,
+        drift::diff_models
     ]
 );
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);

@@ -74,6 +74,16 @@ SELECT change, count(*) FROM mt.tenant_drift('b') GROUP BY change ORDER BY chang
 SELECT (SELECT fingerprint FROM mt.drift_summary WHERE tenant_id = 'a') = (SELECT fingerprint FROM mt.drift_summary WHERE tenant_id = 'c') AS a_equals_c,
        (SELECT fingerprint FROM mt.drift_summary WHERE tenant_id = 'a') = (SELECT fingerprint FROM mt.drift_summary WHERE tenant_id = 'b') AS a_equals_b;
 
+-- The fingerprint in Rust (multitenant-core) is the one the views compute in SQL, and the
+-- Rust diff of two models agrees with the set-based one.
+SELECT tenant_id, mt.fingerprint(mt.introspect(tenant_id)) = fingerprint AS same_fingerprint
+  FROM mt.drift_summary ORDER BY tenant_id;
+SELECT count(*) AS rust_diff FROM mt.diff_models(mt.introspect('a'), mt.introspect('b'));
+SELECT count(*) AS agree FROM mt.diff_models(mt.introspect('a'), mt.introspect('b')) r
+  JOIN mt.tenant_drift('b', 'a') s USING (object_type, object_name, change)
+ WHERE r.expected IS NOT DISTINCT FROM s.expected AND r.actual IS NOT DISTINCT FROM s.actual;
+SELECT pg_temp.attempt('SELECT mt.fingerprint(''[1]'')') AS not_a_model;
+
 -- Bad input.
 SELECT pg_temp.attempt('SELECT * FROM mt.tenant_drift(''nobody'', ''a'')') AS unknown_tenant;
 SELECT pg_temp.attempt('SELECT * FROM mt.tenant_drift(''a'', ''nobody'')') AS unknown_reference;

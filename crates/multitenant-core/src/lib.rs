@@ -7,6 +7,7 @@
 pub mod keywords;
 pub mod migrations;
 pub mod naming;
+pub mod schema;
 pub mod sql_text;
 pub mod tracking;
 

@@ -1,0 +1,45 @@
+//! SQL wrappers over `multitenant_core::schema`; the catalog side of drift is `sql/drift.sql`.
+
+use multitenant_core::schema::SchemaModel;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+fn model(json: JsonB) -> SchemaModel {
+    serde_json::from_value(json.0).unwrap_or_else(|e| {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("not a schema model ({{object_type: {{object_name: definition}}}}): {e}")
+        );
+    })
+}
+
+/// `mt.fingerprint(model)`: the fingerprint of a model from `mt.introspect`, equal to the one
+/// `mt.drift_summary` shows for the same schema.
+#[pg_extern(immutable, parallel_safe)]
+fn fingerprint(model_json: JsonB) -> String {
+    model(model_json).fingerprint()
+}
+
+/// `mt.diff_models(expected, actual)`: the differences between two models from
+/// `mt.introspect`, for instance taken from two databases.
+#[pg_extern(immutable, parallel_safe)]
+fn diff_models(
+    expected: JsonB,
+    actual: JsonB,
+) -> TableIterator<
+    'static,
+    (
+        name!(object_type, String),
+        name!(object_name, String),
+        name!(change, String),
+        name!(expected, Option<JsonB>),
+        name!(actual, Option<JsonB>),
+    ),
+> {
+    let differences = model(expected).diff(&model(actual));
+    TableIterator::new(differences.into_iter().map(|d| {
+        let change = serde_json::to_value(d.change).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        (d.object_type, d.object_name, change, d.expected.map(JsonB), d.actual.map(JsonB))
+    }))
+}
