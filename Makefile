@@ -60,6 +60,7 @@ bench: prereqs
 	bench/run.sh migrate 100x5 1000x3
 	bench/run.sh migrate --noop 10000
 	bench/run.sh client 1000 10
+	bench/run.sh drift 1000 10000
 
 clean: demo-stop
 	cargo clean

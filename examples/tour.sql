@@ -70,3 +70,10 @@ SELECT tenant_id, applied, status FROM mt.migrate_all(tenant_ids => ARRAY['acme'
 SELECT tenant_id, status, applied FROM mt.convert_tracking('drizzle-kit', ARRAY['initech']);
 SELECT id, left(hash, 12) AS hash, created_at FROM tenant_initech.__drizzle_migrations ORDER BY id LIMIT 3;
 SELECT tenant_id, status, applied FROM mt.convert_tracking('name', ARRAY['initech']);
+
+\echo '== 13. Drift: a hand-made change in one tenant, found against mt_template'
+ALTER TABLE tenant_globex_eu.users ALTER COLUMN name TYPE varchar(100);
+DROP INDEX tenant_globex_eu.tasks_open_idx;
+SELECT tenant_id, has_drift, differences, left(fingerprint, 12) AS fingerprint FROM mt.drift_summary ORDER BY tenant_id;
+SELECT tenant_id, object_type, object_name, change, expected ->> 'type' AS expected_type, actual ->> 'type' AS actual_type
+  FROM mt.drift_report ORDER BY tenant_id, object_type;

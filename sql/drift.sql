@@ -7,7 +7,8 @@
 --   * constraints and indexes are identified by their table and definition, not by their
 --     name, so auto-generated names (users_email_key vs users_email_key1) never count as
 --     drift; a renamed index with the same definition is the same index;
---   * columns are identified by table and name, so column order is ignored;
+--   * columns are identified by table and name, so column order is ignored unless
+--     mt.drift_column_order is on;
 --   * OIDs never appear.
 
 CREATE FUNCTION mt.strip_schema(definition text, schema_name text)
@@ -29,7 +30,8 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 WITH nsp AS (
-    SELECT oid, nspname FROM pg_namespace WHERE nspname = ANY (schema_objects.schema_names)
+    -- A join, not = ANY (array): that would compare every schema with every name.
+    SELECT n.oid, n.nspname FROM pg_namespace n JOIN unnest(schema_objects.schema_names) AS s(name) ON s.name = n.nspname
 ), tracking AS (
     SELECT mt.get_config('tracking_table') AS name
 ), rel AS (
@@ -57,6 +59,12 @@ SELECT r.nspname, 'column', r.relname || '.' || a.attname,
                           'identity', nullif(a.attidentity, ''),
                           'collation', CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
                                             THEN (SELECT collname FROM pg_collation WHERE oid = a.attcollation) END)
+       -- Column order counts only when asked for (SET mt.drift_column_order = on).
+       || CASE WHEN current_setting('mt.drift_column_order', true) IN ('on', 'true')
+               THEN jsonb_build_object('position', (SELECT count(*) FROM pg_attribute p
+                                                     WHERE p.attrelid = a.attrelid AND p.attnum > 0 AND p.attnum <= a.attnum
+                                                       AND NOT p.attisdropped))
+               ELSE '{}' END
   FROM rel r
   JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
   JOIN pg_type t ON t.oid = a.atttypid
@@ -177,24 +185,27 @@ RETURNS TABLE (schema_name text, object_type text, object_name text, change text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-WITH objects AS MATERIALIZED (
+WITH schemas AS MATERIALIZED (
+    SELECT DISTINCT name FROM unnest(drift.schema_names) AS s(name)
+), objects AS MATERIALIZED (
     SELECT * FROM mt.schema_objects(array_append(drift.schema_names, drift.reference_schema))
 ), fingerprints AS (
     SELECT s.name AS schema_name,
            encode(sha256(convert_to(coalesce(string_agg(o.object_type || E'\n' || o.object_name || E'\n' || o.definition::text, E'\n\n'
                                                         ORDER BY o.object_type COLLATE "C", o.object_name COLLATE "C"), ''), 'UTF8')), 'hex') AS fingerprint
-      FROM unnest(array_append(drift.schema_names, drift.reference_schema)) AS s(name)
+      FROM (SELECT name FROM schemas UNION SELECT drift.reference_schema) AS s(name)
       LEFT JOIN objects o ON o.schema_name = s.name
      GROUP BY s.name
+), reference AS (
+    SELECT f.fingerprint FROM fingerprints f WHERE f.schema_name = drift.reference_schema
 ), expected AS (
     SELECT o.object_type, o.object_name, o.definition FROM objects o WHERE o.schema_name = drift.reference_schema
 ), drifted AS (
-    SELECT f.schema_name FROM fingerprints f, fingerprints r
-     WHERE r.schema_name = drift.reference_schema AND f.schema_name = ANY (drift.schema_names)
-       AND f.fingerprint <> r.fingerprint
+    SELECT f.schema_name FROM fingerprints f JOIN schemas s ON s.name = f.schema_name, reference r
+     WHERE f.fingerprint <> r.fingerprint
 )
 SELECT f.schema_name, NULL, NULL, NULL, NULL::jsonb, NULL::jsonb, f.fingerprint
-  FROM fingerprints f WHERE f.schema_name = ANY (drift.schema_names)
+  FROM fingerprints f JOIN schemas s ON s.name = f.schema_name
 UNION ALL
 SELECT d.schema_name, e.object_type, e.object_name, 'missing', e.definition, NULL, NULL
   FROM drifted d CROSS JOIN expected e

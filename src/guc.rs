@@ -6,6 +6,8 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 pub static MAX_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(4);
 /// `lock_timeout` for each migration's transaction; 0 waits forever.
 pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
+/// Whether drift compares column order (off: columns match by table and name only).
+pub static DRIFT_COLUMN_ORDER: GucSetting<bool> = GucSetting::<bool>::new(false);
 /// `statement_timeout` for each migration's transaction; 0 means none.
 pub static STATEMENT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
 
@@ -29,6 +31,14 @@ pub fn init() {
         i32::MAX,
         GucContext::Userset,
         GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_bool_guc(
+        c"mt.drift_column_order",
+        c"Whether drift reports columns in a different order.",
+        c"Off by default: columns are matched by table and name, as queries see them.",
+        &DRIFT_COLUMN_ORDER,
+        GucContext::Userset,
+        GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"mt.statement_timeout",

@@ -1,15 +1,31 @@
 -- Drift: the normalized schema model and the tenant-to-tenant comparison.
 \i pg_test/helpers.sql
 
-SELECT count(*) FROM mt.load_migrations('/tmp/mt_regress_fixtures/drizzle');
-
--- Built by different paths: all at once, migration by migration, later with other OIDs
--- and other index and constraint names. No drift among them.
+-- Built by different paths: migration by migration as they were registered (c), all at
+-- once (a, b), later with other OIDs and renamed indexes and constraints (d). No drift.
+SELECT tenant_id FROM mt.create_tenant('c');
+DO $$
+DECLARE
+    f record;
+BEGIN
+    FOR f IN SELECT * FROM mt.read_migration_folder('/tmp/mt_regress_fixtures/drizzle') ORDER BY idx LOOP
+        PERFORM mt.add_migration(f.name, f.sql, 'tenant', f.idx, f.journal_when);
+        PERFORM * FROM mt.migrate_tenant('c');
+    END LOOP;
+END
+$$;
+SELECT action, count(*) FROM mt.load_migrations('/tmp/mt_regress_fixtures/drizzle') GROUP BY action;
+-- The other object kinds: a domain, a composite type, a materialized view, a procedure.
+SELECT mt.add_migration('0022_extras', $m$
+    CREATE DOMAIN email AS text CHECK (VALUE LIKE '%@%');
+    CREATE TYPE money_pair AS (amount numeric(12,2), currency char(3));
+    CREATE MATERIALIZED VIEW team_sizes AS SELECT team_id, count(*) AS members FROM team_members GROUP BY team_id;
+    CREATE PROCEDURE archive_project(p int) LANGUAGE sql AS $$UPDATE projects SET status = 'archived' WHERE id = p$$;
+$m$);
+SELECT tenant_id, applied FROM mt.migrate_tenant('c');
 SELECT tenant_id FROM mt.create_tenant('a');
 SELECT tenant_id FROM mt.create_tenant('b');
 CREATE TABLE public.shift_oids AS SELECT g FROM generate_series(1, 10) g;
-SELECT tenant_id FROM mt.create_tenant('c', migrate => false);
-SELECT count(*) FROM (SELECT * FROM mt.migrate_tenant('c', dry_run => false)) s;
 SELECT tenant_id FROM mt.create_tenant('d');
 ALTER TABLE tenant_d.teams RENAME CONSTRAINT teams_pkey TO teams_primary;
 ALTER INDEX tenant_d.tasks_open_idx RENAME TO open_tasks;
@@ -60,6 +76,13 @@ COMMENT ON TABLE tenant_b.users IS 'hand-edited';
 ALTER TABLE tenant_b.invoice_lines DROP CONSTRAINT invoice_lines_quantity_check;
 ALTER TABLE tenant_b.invoice_lines ADD CONSTRAINT invoice_lines_quantity_check CHECK (quantity >= 0);
 CREATE TABLE tenant_b.hotfix (id int);
+ALTER SEQUENCE tenant_b.teams_id_seq INCREMENT BY 2;
+ALTER DOMAIN tenant_b.email DROP CONSTRAINT email_check;
+ALTER DOMAIN tenant_b.email ADD CONSTRAINT email_check CHECK (VALUE LIKE '%@%.%');
+ALTER TYPE tenant_b.money_pair ADD ATTRIBUTE note text;
+DROP MATERIALIZED VIEW tenant_b.team_sizes;
+CREATE MATERIALIZED VIEW tenant_b.team_sizes AS SELECT team_id, count(*) AS members FROM tenant_b.team_members GROUP BY team_id HAVING count(*) > 1;
+CREATE OR REPLACE PROCEDURE tenant_b.archive_project(p int) LANGUAGE sql AS $$UPDATE tenant_b.projects SET status = 'paused' WHERE id = p$$;
 SELECT object_type, object_name, change,
        CASE WHEN change = 'changed' THEN (SELECT jsonb_object_agg(k, jsonb_build_array(expected -> k, actual -> k))
                                            FROM jsonb_object_keys(expected) k WHERE expected -> k IS DISTINCT FROM actual -> k) END AS what_changed
@@ -73,6 +96,14 @@ SELECT count(*) AS same_as_tenant_to_tenant FROM mt.drift_report r
 SELECT change, count(*) FROM mt.tenant_drift('b') GROUP BY change ORDER BY change;
 SELECT (SELECT fingerprint FROM mt.drift_summary WHERE tenant_id = 'a') = (SELECT fingerprint FROM mt.drift_summary WHERE tenant_id = 'c') AS a_equals_c,
        (SELECT fingerprint FROM mt.drift_summary WHERE tenant_id = 'a') = (SELECT fingerprint FROM mt.drift_summary WHERE tenant_id = 'b') AS a_equals_b;
+
+-- Column order is ignored unless asked for.
+ALTER TABLE tenant_c.labels DROP COLUMN name;
+ALTER TABLE tenant_c.labels ADD COLUMN name varchar(50) NOT NULL;
+SELECT count(*) AS reordered_columns_reported FROM mt.tenant_drift('c', 'a');
+SET mt.drift_column_order = on;
+SELECT object_name, change FROM mt.tenant_drift('c', 'a') ORDER BY 1;
+RESET mt.drift_column_order;
 
 -- The fingerprint in Rust (multitenant-core) is the one the views compute in SQL, and the
 -- Rust diff of two models agrees with the set-based one.
