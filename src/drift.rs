@@ -39,7 +39,8 @@ fn diff_models(
 > {
     let differences = model(expected).diff(&model(actual));
     TableIterator::new(differences.into_iter().map(|d| {
-        let change = serde_json::to_value(d.change).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let change =
+            serde_json::to_value(d.change).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
         (d.object_type, d.object_name, change, d.expected.map(JsonB), d.actual.map(JsonB))
     }))
 }

@@ -21,6 +21,10 @@ use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+/// The schema that every registered tenant migration is applied to, and nothing else: the
+/// reference for drift. Reserved by the naming rules (`mt_*`), so never a tenant's.
+pub const TEMPLATE_SCHEMA: &str = "mt_template";
+
 /// What a run does to each schema.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
@@ -338,7 +342,16 @@ impl<T: Transactions> Job<'_, T> {
             &[schema.as_str().into()],
         );
         if exists != Ok(Some(true)) {
-            ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_SCHEMA_NAME, format!("schema \"{schema}\" does not exist"));
+            if !(may_write && schema == TEMPLATE_SCHEMA) {
+                ereport!(
+                    ERROR,
+                    PgSqlErrorCode::ERRCODE_INVALID_SCHEMA_NAME,
+                    format!("schema \"{schema}\" does not exist")
+                );
+            }
+            // The template is created on first use; the schema lock taken in begin()
+            // keeps two runs from creating it at once.
+            Spi::run(&format!("CREATE SCHEMA {TEMPLATE_SCHEMA}")).unwrap_or_else(|e| error!("{e}"));
         }
         let columns: Vec<(String, String)> = Spi::connect(|client| {
             client

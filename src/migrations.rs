@@ -10,7 +10,7 @@ use pgrx::heap_tuple::PgHeapTuple;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::engine::{Job, Operation, Outcome, Plan, Settings, Target};
+use crate::engine::{Job, Operation, Outcome, Plan, Settings, Target, TEMPLATE_SCHEMA};
 use crate::txn::Subtransactions;
 use crate::workers::{self, RunResult};
 
@@ -70,12 +70,8 @@ fn read_folder(folder: &Path) -> std::io::Result<BTreeMap<String, String>> {
     Ok(files)
 }
 
-/// The schema that every registered tenant migration is applied to, and nothing else: the
-/// reference for drift. Reserved by the naming rules (`mt_*`), so never a tenant's.
-const TEMPLATE_SCHEMA: &str = "mt_template";
-
-/// `mt.migrate_all(...)`: every (or the listed) tenant, in parallel background workers;
-/// then the template schema, so drift is measured against the same migrations.
+/// `mt.migrate_all(...)`: every (or the listed) tenant, in parallel background workers,
+/// and the template schema alongside, so drift is measured against the same migrations.
 #[pg_extern(security_definer, volatile, requires = ["migrations"])]
 #[search_path(pg_catalog, pg_temp)]
 fn migrate_all(
@@ -84,18 +80,24 @@ fn migrate_all(
     mark_applied: default!(bool, false),
     tenant_ids: default!(Option<Vec<String>>, "NULL"),
 ) -> SetOfIterator<'static, pgrx::composite_type!('static, "mt.run_result")> {
-    let results = run_in_workers("migrate_all", Operation::Migrate { dry_run, mark_applied }, tenant_ids, concurrency);
-    if !dry_run && !mark_applied {
-        let template = migrate_template();
-        if let Some(failure) = template.outcome.failure {
-            warning!(
-                "multitenant: the template schema {TEMPLATE_SCHEMA} could not be migrated ({}: {}); drift reports compare against it",
-                failure.sqlstate,
-                failure.message
-            );
-        }
+    let with_template = !dry_run && !mark_applied;
+    let results = run_in_workers(
+        "migrate_all",
+        Operation::Migrate { dry_run, mark_applied },
+        tenant_ids,
+        concurrency,
+        with_template,
+    );
+    let (template, tenants): (Vec<RunResult>, Vec<RunResult>) =
+        results.into_iter().partition(|r| r.tenant_id.is_empty() && r.schema == TEMPLATE_SCHEMA);
+    if let Some(failure) = template.into_iter().find_map(|t| t.outcome.failure) {
+        warning!(
+            "multitenant: the template schema {TEMPLATE_SCHEMA} could not be migrated ({}: {}); drift reports compare against it",
+            failure.sqlstate,
+            failure.message
+        );
     }
-    rows(results)
+    rows(tenants)
 }
 
 /// `mt.refresh_template()`: applies the registered tenant migrations to `mt_template`,
@@ -107,10 +109,6 @@ fn refresh_template() -> SetOfIterator<'static, pgrx::composite_type!('static, "
 }
 
 fn migrate_template() -> RunResult {
-    let missing = Spi::get_one::<bool>(&format!("SELECT to_regnamespace('{TEMPLATE_SCHEMA}') IS NULL"));
-    if missing == Ok(Some(true)) {
-        Spi::run(&format!("CREATE SCHEMA {TEMPLATE_SCHEMA}")).unwrap_or_else(|e| error!("{e}"));
-    }
     let target = Target { tenant_id: None, schema: TEMPLATE_SCHEMA.to_string() };
     run_in_process("refresh_template", Operation::Migrate { dry_run: false, mark_applied: false }, "tenant", target)
 }
@@ -123,7 +121,13 @@ fn mark_missing(
     tenant_ids: default!(Option<Vec<String>>, "NULL"),
     concurrency: default!(Option<i32>, "NULL"),
 ) -> SetOfIterator<'static, pgrx::composite_type!('static, "mt.run_result")> {
-    rows(run_in_workers("mark_missing", Operation::Migrate { dry_run: false, mark_applied: true }, tenant_ids, concurrency))
+    rows(run_in_workers(
+        "mark_missing",
+        Operation::Migrate { dry_run: false, mark_applied: true },
+        tenant_ids,
+        concurrency,
+        false,
+    ))
 }
 
 /// `mt.clean_orphans(...)`: deletes tracking records of migrations no longer registered.
@@ -134,7 +138,7 @@ fn clean_orphans(
     dry_run: default!(bool, false),
     concurrency: default!(Option<i32>, "NULL"),
 ) -> SetOfIterator<'static, pgrx::composite_type!('static, "mt.run_result")> {
-    rows(run_in_workers("clean_orphans", Operation::CleanOrphans { dry_run }, tenant_ids, concurrency))
+    rows(run_in_workers("clean_orphans", Operation::CleanOrphans { dry_run }, tenant_ids, concurrency, false))
 }
 
 /// `mt.convert_tracking(...)`: rewrites tracking tables in another format, in place.
@@ -149,7 +153,7 @@ fn convert_tracking(
     let to = to_format.parse::<TrackingFormat>().unwrap_or_else(|e| {
         ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e);
     });
-    rows(run_in_workers("convert_tracking", Operation::Convert { to, dry_run }, tenant_ids, concurrency))
+    rows(run_in_workers("convert_tracking", Operation::Convert { to, dry_run }, tenant_ids, concurrency, false))
 }
 
 /// `mt.migrate_tenant(...)`: one tenant, in the caller's transaction (each migration in a
@@ -186,6 +190,7 @@ fn run_in_workers(
     operation: Operation,
     tenant_ids: Option<Vec<String>>,
     concurrency: Option<i32>,
+    with_template: bool,
 ) -> Vec<RunResult> {
     workers::ensure_nothing_uncommitted(function);
     let targets = resolve_targets(tenant_ids);
@@ -196,6 +201,11 @@ fn run_in_workers(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             format!("concurrency must be at least 1, not {concurrency}")
         );
+    }
+    let mut targets = targets;
+    if with_template {
+        // An item without a tenant id: no ledger, no tenant row.
+        targets.push((String::new(), TEMPLATE_SCHEMA.to_string()));
     }
     workers::run(operation, &targets, concurrency)
 }

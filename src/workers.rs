@@ -367,7 +367,8 @@ pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
         }
         let item = run.item_mut(index);
         item.state.store(ITEM_CLAIMED, Ordering::Release);
-        let target = Target { tenant_id: Some(item.tenant_id.get()), schema: item.schema.get() };
+        let tenant_id = item.tenant_id.get();
+        let target = Target { tenant_id: (!tenant_id.is_empty()).then_some(tenant_id), schema: item.schema.get() };
         let outcome = match &context {
             Ok((settings, plan)) => {
                 Job { tx: &tx, settings, plan, target: &target, operation, run_id: header.run_id }.run()

@@ -31,12 +31,19 @@ fn main() {
             )
             .unwrap();
         let (_, setup) = timed(|| client.query("SELECT * FROM mt.migrate_all()", &[]).unwrap());
-        client.batch_execute("DROP INDEX tenant_t1.tasks_open_idx; ALTER TABLE tenant_t1.users ALTER COLUMN name TYPE varchar(100)").unwrap();
+        client
+            .batch_execute(
+                "DROP INDEX tenant_t1.tasks_open_idx; ALTER TABLE tenant_t1.users ALTER COLUMN name TYPE varchar(100)",
+            )
+            .unwrap();
         client.batch_execute("ANALYZE").unwrap();
         client.batch_execute("CHECKPOINT").unwrap();
 
         let (drifted, summary) = timed(|| {
-            client.query_one("SELECT count(*) FILTER (WHERE has_drift) FROM mt.drift_summary", &[]).unwrap().get::<_, i64>(0)
+            client
+                .query_one("SELECT count(*) FILTER (WHERE has_drift) FROM mt.drift_summary", &[])
+                .unwrap()
+                .get::<_, i64>(0)
         });
         let (differences, report) =
             timed(|| client.query_one("SELECT count(*) FROM mt.drift_report", &[]).unwrap().get::<_, i64>(0));
@@ -58,8 +65,16 @@ fn main() {
         let looped_over = n.min(1000);
         println!("  baseline, mt.tenant_drift per tenant: {} for {looped_over} tenants", secs(baseline));
         if looped_over == n {
-            println!("  mt.drift_summary:                     {}  = {} of the baseline", secs(summary), ratio(summary, baseline));
-            println!("  mt.drift_report:                      {}  = {} of the baseline", secs(report), ratio(report, baseline));
+            println!(
+                "  mt.drift_summary:                     {}  = {} of the baseline",
+                secs(summary),
+                ratio(summary, baseline)
+            );
+            println!(
+                "  mt.drift_report:                      {}  = {} of the baseline",
+                secs(report),
+                ratio(report, baseline)
+            );
         } else {
             println!("  mt.drift_summary:                     {}  (all {n} tenants)", secs(summary));
             println!("  mt.drift_report:                      {}  (all {n} tenants)", secs(report));

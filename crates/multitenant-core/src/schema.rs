@@ -48,7 +48,9 @@ impl SchemaModel {
 
     /// Every object as (type, name, definition), in byte order of type then name.
     pub fn objects(&self) -> impl Iterator<Item = (&str, &str, &Value)> {
-        self.0.iter().flat_map(|(kind, objects)| objects.iter().map(move |(name, def)| (kind.as_str(), name.as_str(), def)))
+        self.0
+            .iter()
+            .flat_map(|(kind, objects)| objects.iter().map(move |(name, def)| (kind.as_str(), name.as_str(), def)))
     }
 
     /// What `actual` lacks, adds or changes compared with `self`, ordered by type and name.
