@@ -155,6 +155,25 @@ $$;
 COMMENT ON FUNCTION mt.schema_objects(text[]) IS
     'multitenant: every object of a schema, normalized for comparison (schema qualifiers removed, constraints and indexes keyed by definition)';
 
+CREATE FUNCTION mt.tenant_schema(tenant_id text, role text DEFAULT 'tenant')
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    schema text;
+BEGIN
+    SELECT t.schema_name INTO schema FROM mt.tenants t WHERE t.tenant_id = tenant_schema.tenant_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% "%" does not exist', role, tenant_id
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT tenant_id FROM mt.tenants lists the tenants.';
+    END IF;
+    RETURN schema;
+END
+$$;
+COMMENT ON FUNCTION mt.tenant_schema(text, text) IS
+    'multitenant: the registered schema of a tenant; 42704 naming the tenant (as "role") when there is none';
+
 CREATE FUNCTION mt.introspect(tenant_id text)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
@@ -162,12 +181,8 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    schema text;
+    schema text := mt.tenant_schema(tenant_id);
 BEGIN
-    SELECT t.schema_name INTO schema FROM mt.tenants t WHERE t.tenant_id = introspect.tenant_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'tenant "%" does not exist', tenant_id USING ERRCODE = 'undefined_object';
-    END IF;
     RETURN (SELECT coalesce(jsonb_object_agg(object_type, objects), '{}')
               FROM (SELECT o.object_type, jsonb_object_agg(o.object_name, o.definition) AS objects
                       FROM mt.schema_objects(ARRAY[schema]) o GROUP BY o.object_type) by_type);
@@ -229,18 +244,11 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    schema    text;
+    schema    text := mt.tenant_schema(tenant_id);
     reference text := 'mt_template';
 BEGIN
-    SELECT t.schema_name INTO schema FROM mt.tenants t WHERE t.tenant_id = tenant_drift.tenant_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'tenant "%" does not exist', tenant_id USING ERRCODE = 'undefined_object';
-    END IF;
     IF reference_tenant IS NOT NULL THEN
-        SELECT t.schema_name INTO reference FROM mt.tenants t WHERE t.tenant_id = tenant_drift.reference_tenant;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'reference tenant "%" does not exist', reference_tenant USING ERRCODE = 'undefined_object';
-        END IF;
+        reference := mt.tenant_schema(reference_tenant, 'reference tenant');
     ELSIF NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = reference) THEN
         RAISE EXCEPTION 'the template schema mt_template does not exist yet'
             USING ERRCODE = 'undefined_object', HINT = 'SELECT * FROM mt.refresh_template() builds it from the registered migrations.';

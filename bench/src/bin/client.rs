@@ -89,6 +89,16 @@ where
     counter.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// A plain deadpool pool with no tenancy, as an application would have without us.
+fn plain_pool(url: &str) -> Pool {
+    let manager = Manager::from_config(
+        url.parse().unwrap(),
+        tokio_postgres::NoTls,
+        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+    );
+    Pool::builder(manager).max_size(CONNECTIONS).runtime(Runtime::Tokio1).build().unwrap()
+}
+
 /// The query for tenants in round robin through `manager`, committing or dropping each
 /// checkout.
 async fn tenant_queries(seconds: u64, manager: &TenantManager, tenants: usize, commit: bool) -> f64 {
@@ -113,16 +123,7 @@ async fn main() {
     let seconds: u64 = args.get(1).map(|a| a.parse().expect("SECONDS")).unwrap_or(5);
     let database_url = tokio::task::spawn_blocking(move || setup(tenants)).await.unwrap();
 
-    let pg_config: tokio_postgres::Config = database_url.parse().unwrap();
-    let plain = Pool::builder(Manager::from_config(
-        pg_config,
-        tokio_postgres::NoTls,
-        ManagerConfig { recycling_method: RecyclingMethod::Fast },
-    ))
-    .max_size(CONNECTIONS)
-    .runtime(Runtime::Tokio1)
-    .build()
-    .unwrap();
+    let plain = plain_pool(&database_url);
     let baseline = measure(seconds, move |n| {
         let plain = plain.clone();
         async move {
@@ -135,15 +136,7 @@ async fn main() {
 
     // The same transaction shape as a shared-pool checkout, without tenancy: what a
     // transaction per checkout costs by itself.
-    let plain_tx = Pool::builder(Manager::from_config(
-        database_url.parse().unwrap(),
-        tokio_postgres::NoTls,
-        ManagerConfig { recycling_method: RecyclingMethod::Fast },
-    ))
-    .max_size(CONNECTIONS)
-    .runtime(Runtime::Tokio1)
-    .build()
-    .unwrap();
+    let plain_tx = plain_pool(&database_url);
     let baseline_tx = measure(seconds, move |n| {
         let plain = plain_tx.clone();
         async move {
