@@ -26,3 +26,11 @@ COMMENT ON FUNCTION mt.fingerprint(jsonb) IS
     'multitenant: the fingerprint of a schema model from mt.introspect (the same as mt.drift_summary shows)';
 COMMENT ON FUNCTION mt.diff_models(jsonb, jsonb) IS
     'multitenant: the differences between two schema models from mt.introspect (missing, extra, changed)';
+COMMENT ON FUNCTION mt.requalify(text, text, text) IS
+    'multitenant: SQL text with every qualifier naming one schema rewritten to name another, outside literals and comments';
+COMMENT ON FUNCTION mt.template_is_current() IS
+    'multitenant: whether mt_template has exactly the registered tenant migrations applied, so new tenants are cloned from it';
+COMMENT ON FUNCTION mt.create_tenants(text[], integer, text) IS
+    'multitenant: create many tenants in parallel background workers, each atomically (cloned from mt_template when current); one row per tenant';
+COMMENT ON FUNCTION mt.seed_all(text, integer, text[], boolean) IS
+    'multitenant: run a tenant seed in every (or the listed) tenant in parallel background workers, each in its own transaction; one row per tenant';

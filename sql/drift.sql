@@ -23,6 +23,21 @@ $$;
 COMMENT ON FUNCTION mt.strip_schema(text, text) IS
     'multitenant: a deparsed definition with the given schema''s qualifier removed';
 
+-- Function settings with the schema's own name in search_path written as "$schema", so a
+-- function pinned to its tenant's schema reads the same in every tenant.
+CREATE FUNCTION mt.strip_schema_setting(settings text[], schema_name text)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT array_agg(CASE WHEN s LIKE 'search_path=%'
+                          THEN 'search_path=' || (SELECT string_agg(CASE WHEN btrim(e, ' "') = schema_name THEN '$schema' ELSE btrim(e) END, ', ' ORDER BY i)
+                                                    FROM unnest(string_to_array(substr(s, 13), ',')) WITH ORDINALITY AS p(e, i))
+                          ELSE s END ORDER BY o)
+      FROM unnest(settings) WITH ORDINALITY AS c(s, o)
+$$;
+COMMENT ON FUNCTION mt.strip_schema_setting(text[], text) IS
+    'multitenant: function settings with the given schema''s name in search_path replaced by $schema';
+
 -- Set-based over any number of schemas: one pass over the catalogs for all of them.
 CREATE FUNCTION mt.schema_objects(schema_names text[])
 RETURNS TABLE (schema_name text, object_type text, object_name text, definition jsonb)
@@ -107,7 +122,7 @@ SELECT n.nspname, CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggreg
        p.proname || '(' || mt.strip_schema(pg_get_function_identity_arguments(p.oid), n.nspname) || ')',
        jsonb_build_object('result', mt.strip_schema(pg_get_function_result(p.oid), n.nspname),
                           'language', l.lanname, 'volatility', p.provolatile, 'security_definer', p.prosecdef,
-                          'strict', p.proisstrict, 'config', p.proconfig,
+                          'strict', p.proisstrict, 'config', mt.strip_schema_setting(p.proconfig, n.nspname),
                           'body', CASE WHEN p.prokind <> 'a' THEN mt.strip_schema(p.prosrc, n.nspname) END)
   FROM pg_proc p JOIN nsp n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
 UNION ALL

@@ -28,9 +28,23 @@ pub const TEMPLATE_SCHEMA: &str = "mt_template";
 /// What a run does to each schema.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
-    Migrate { dry_run: bool, mark_applied: bool },
-    Convert { to: TrackingFormat, dry_run: bool },
-    CleanOrphans { dry_run: bool },
+    Migrate {
+        dry_run: bool,
+        mark_applied: bool,
+    },
+    Convert {
+        to: TrackingFormat,
+        dry_run: bool,
+    },
+    CleanOrphans {
+        dry_run: bool,
+    },
+    /// `mt.create_tenant` for each new tenant id; the seed to run, if any, is the run's argument.
+    Provision,
+    /// `mt.seed_tenant` for each tenant; the seed name is the run's argument.
+    Seed {
+        force: bool,
+    },
 }
 
 impl Operation {
@@ -40,6 +54,8 @@ impl Operation {
             Operation::Migrate { .. } => "migrate",
             Operation::Convert { .. } => "convert_tracking",
             Operation::CleanOrphans { .. } => "clean_orphans",
+            Operation::Provision => "create_tenants",
+            Operation::Seed { .. } => "seed_all",
         }
     }
 
@@ -48,6 +64,7 @@ impl Operation {
             Operation::Migrate { dry_run, .. }
             | Operation::Convert { dry_run, .. }
             | Operation::CleanOrphans { dry_run } => dry_run,
+            Operation::Provision | Operation::Seed { .. } => false,
         }
     }
 
@@ -59,6 +76,8 @@ impl Operation {
             }
             Operation::Convert { to, dry_run } => format!("{{\"to_format\": \"{to}\", \"dry_run\": {dry_run}}}"),
             Operation::CleanOrphans { dry_run } => format!("{{\"dry_run\": {dry_run}}}"),
+            Operation::Provision => "{}".to_string(),
+            Operation::Seed { force } => format!("{{\"force\": {force}}}"),
         }
     }
 }
@@ -76,10 +95,13 @@ pub enum Status {
     Cleaned,
     Failed,
     Cancelled,
+    Created,
+    Seeded,
+    Skipped,
 }
 
 impl Status {
-    pub const ALL: [Status; 9] = [
+    pub const ALL: [Status; 12] = [
         Status::Migrated,
         Status::UpToDate,
         Status::DryRun,
@@ -89,6 +111,9 @@ impl Status {
         Status::Cleaned,
         Status::Failed,
         Status::Cancelled,
+        Status::Created,
+        Status::Seeded,
+        Status::Skipped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +127,9 @@ impl Status {
             Status::Cleaned => "cleaned",
             Status::Failed => "failed",
             Status::Cancelled => "cancelled",
+            Status::Created => "created",
+            Status::Seeded => "seeded",
+            Status::Skipped => "skipped",
         }
     }
 
@@ -174,7 +202,25 @@ impl Plan {
     /// qualifiers removed from names the tenant migrations created so far (see
     /// `multitenant_core::sql_text`).
     pub fn load(scope: &str) -> Plan {
-        let migrations: Vec<Migration> = Spi::connect(|client| {
+        let migrations = Plan::registered(scope);
+        let to_run = if scope == "tenant" {
+            let mut created = BTreeSet::new();
+            migrations
+                .iter()
+                .map(|m| {
+                    created.extend(sql_text::created_names(&m.sql, "public"));
+                    sql_text::unqualify(&m.sql, "public", &created)
+                })
+                .collect()
+        } else {
+            migrations.iter().map(|m| m.sql.clone()).collect()
+        };
+        Plan { migrations, to_run }
+    }
+
+    /// The migrations registered for `scope`, in order, as written.
+    pub fn registered(scope: &str) -> Vec<Migration> {
+        Spi::connect(|client| {
             client
                 .select(
                     "SELECT idx, name, sql, sha256, journal_when FROM mt.migrations WHERE scope = $1 ORDER BY idx",
@@ -192,20 +238,7 @@ impl Plan {
                 })
                 .collect::<Result<Vec<_>, pgrx::spi::Error>>()
         })
-        .unwrap_or_else(|e| error!("multitenant: cannot read mt.migrations: {e}"));
-        let to_run = if scope == "tenant" {
-            let mut created = BTreeSet::new();
-            migrations
-                .iter()
-                .map(|m| {
-                    created.extend(sql_text::created_names(&m.sql, "public"));
-                    sql_text::unqualify(&m.sql, "public", &created)
-                })
-                .collect()
-        } else {
-            migrations.iter().map(|m| m.sql.clone()).collect()
-        };
-        Plan { migrations, to_run }
+        .unwrap_or_else(|e| error!("multitenant: cannot read mt.migrations: {e}"))
     }
 }
 
@@ -284,6 +317,7 @@ impl<T: Transactions> Job<'_, T> {
                 .atomic(|| self.clean_orphans(&inspected))
                 .map(|n| (Status::Cleaned, n, 0))
                 .map_err(|f| (f, 0, 0)),
+            Operation::Provision | Operation::Seed { .. } => unreachable!("run by workers::call_one"),
         };
         match result {
             Ok((status, applied, pending)) => self.finish(outcome(status, applied, pending, None)),
@@ -353,36 +387,15 @@ impl<T: Transactions> Job<'_, T> {
             // keeps two runs from creating it at once.
             Spi::run(&format!("CREATE SCHEMA {TEMPLATE_SCHEMA}")).unwrap_or_else(|e| error!("{e}"));
         }
-        let columns: Vec<(String, String)> = Spi::connect(|client| {
-            client
-                .select(
-                    "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod) \
-                       FROM pg_catalog.pg_attribute a \
-                      WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
-                    None,
-                    &[table.as_str().into()],
-                )?
-                .map(|row| Ok((row.get::<String>(1)?.unwrap_or_default(), row.get::<String>(2)?.unwrap_or_default())))
-                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
-        })
-        .unwrap_or_else(|e| error!("multitenant: cannot read {table}: {e}"));
-
-        let (format, records) = if columns.is_empty() {
-            let format = self.settings.default_format;
-            if may_write {
-                Spi::run(&format.create_table_sql(&table)).unwrap_or_else(|e| error!("{e}"));
+        let (format, records) = match read_tracking(&table) {
+            Some(found) => found,
+            None => {
+                let format = self.settings.default_format;
+                if may_write {
+                    Spi::run(&format.create_table_sql(&table)).unwrap_or_else(|e| error!("{e}"));
+                }
+                (format, Vec::new())
             }
-            (format, Vec::new())
-        } else {
-            let Some(format) = TrackingFormat::detect(columns.iter().map(|(c, t)| (c.as_str(), t.as_str()))) else {
-                ereport!(
-                    ERROR,
-                    PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
-                    format!("tracking table {table} has a layout multitenant does not recognise"),
-                    "Expected the name, hash or drizzle-kit format; see mt.convert_tracking."
-                );
-            };
-            (format, read_records(&table, format))
         };
         if may_write {
             if let Some(tenant_id) = &self.target.tenant_id {
@@ -549,27 +562,43 @@ impl<T: Transactions> Job<'_, T> {
         error: Option<&str>,
         finished: bool,
     ) {
-        Spi::run_with_args(
-            "INSERT INTO mt.run_tenants AS r (run_id, tenant_id, schema_name, status, applied, pending, sqlstate, error, finished_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $9 THEN clock_timestamp() END) \
-             ON CONFLICT (run_id, tenant_id) DO UPDATE \
-                SET status = EXCLUDED.status, applied = EXCLUDED.applied, pending = EXCLUDED.pending, \
-                    sqlstate = EXCLUDED.sqlstate, error = EXCLUDED.error, finished_at = EXCLUDED.finished_at, \
-                    current_migration = CASE WHEN $9 THEN NULL ELSE r.current_migration END",
-            &[
-                self.run_id.into(),
-                self.progress_key().into(),
-                self.target.schema.as_str().into(),
-                status.into(),
-                applied.into(),
-                pending.into(),
-                sqlstate.into(),
-                error.into(),
-                finished.into(),
-            ],
-        )
-        .unwrap_or_else(|e| error!("multitenant: cannot record progress: {e}"));
+        let progress = Progress { status, applied, pending, sqlstate, error, finished };
+        record_run_tenant(self.run_id, &self.progress_key(), &self.target.schema, &progress);
     }
+}
+
+/// One row of `mt.run_tenants`, as a run goes.
+pub struct Progress<'a> {
+    pub status: &'a str,
+    pub applied: i32,
+    pub pending: i32,
+    pub sqlstate: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub finished: bool,
+}
+
+/// Upserts one schema's row of a run in `mt.run_tenants`.
+pub fn record_run_tenant(run_id: i64, key: &str, schema: &str, progress: &Progress) {
+    Spi::run_with_args(
+        "INSERT INTO mt.run_tenants AS r (run_id, tenant_id, schema_name, status, applied, pending, sqlstate, error, finished_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $9 THEN clock_timestamp() END) \
+         ON CONFLICT (run_id, tenant_id) DO UPDATE \
+            SET status = EXCLUDED.status, applied = EXCLUDED.applied, pending = EXCLUDED.pending, \
+                sqlstate = EXCLUDED.sqlstate, error = EXCLUDED.error, finished_at = EXCLUDED.finished_at, \
+                current_migration = CASE WHEN $9 THEN NULL ELSE r.current_migration END",
+        &[
+            run_id.into(),
+            key.into(),
+            schema.into(),
+            progress.status.into(),
+            progress.applied.into(),
+            progress.pending.into(),
+            progress.sqlstate.into(),
+            progress.error.into(),
+            progress.finished.into(),
+        ],
+    )
+    .unwrap_or_else(|e| error!("multitenant: cannot record progress: {e}"));
 }
 
 /// SQLSTATE 57014 (query_canceled): the caller or an operator stopped the run.
@@ -583,6 +612,36 @@ pub fn report_activity(text: &str) {
     if let Ok(text) = std::ffi::CString::new(text) {
         unsafe { pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, text.as_ptr()) };
     }
+}
+
+/// The format and records of a tracking table (`"schema"."table"`), or None when it does
+/// not exist; a table of another layout is an error.
+pub fn read_tracking(table: &str) -> Option<(TrackingFormat, Vec<Record>)> {
+    let columns: Vec<(String, String)> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod) \
+                   FROM pg_catalog.pg_attribute a \
+                  WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+                None,
+                &[table.into()],
+            )?
+            .map(|row| Ok((row.get::<String>(1)?.unwrap_or_default(), row.get::<String>(2)?.unwrap_or_default())))
+            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+    })
+    .unwrap_or_else(|e| error!("multitenant: cannot read {table}: {e}"));
+    if columns.is_empty() {
+        return None;
+    }
+    let Some(format) = TrackingFormat::detect(columns.iter().map(|(c, t)| (c.as_str(), t.as_str()))) else {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+            format!("tracking table {table} has a layout multitenant does not recognise"),
+            "Expected the name, hash or drizzle-kit format; see mt.convert_tracking."
+        );
+    };
+    Some((format, read_records(table, format)))
 }
 
 fn read_records(table: &str, format: TrackingFormat) -> Vec<Record> {

@@ -6,11 +6,13 @@
 
 use pgrx::prelude::*;
 
+mod clone;
 mod drift;
 mod engine;
 mod guc;
 mod migrations;
 mod naming;
+mod seed;
 mod txn;
 mod workers;
 
@@ -26,6 +28,8 @@ extension_sql_file!("../sql/tenants.sql", name = "tenants", requires = ["bootstr
 extension_sql_file!("../sql/config.sql", name = "config", requires = ["tenants"]);
 extension_sql_file!("../sql/migrations.sql", name = "migrations", requires = ["config"]);
 extension_sql_file!("../sql/drift.sql", name = "drift", requires = ["tenants"]);
+extension_sql_file!("../sql/clone.sql", name = "clone", requires = ["drift", "migrations"]);
+extension_sql_file!("../sql/seeds.sql", name = "seeds", requires = ["tenants"]);
 extension_sql_file!(
     "../sql/comments.sql",
     name = "comments",
@@ -42,7 +46,13 @@ extension_sql_file!(
         migrations::convert_tracking,
         migrations::refresh_template,
         drift::fingerprint,
-        drift::diff_models
+        drift::diff_models,
+        clone::requalify,
+        clone::template_is_current,
+        clone::create_tenants,
+        seed::seed_all,
+        "clone",
+        "seeds"
     ]
 );
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);

@@ -193,7 +193,22 @@ fn run_in_workers(
     with_template: bool,
 ) -> Vec<RunResult> {
     workers::ensure_nothing_uncommitted(function);
-    let targets = resolve_targets(tenant_ids);
+    let mut targets = resolve_targets(tenant_ids);
+    if with_template {
+        // An item without a tenant id: no ledger, no tenant row.
+        targets.push((String::new(), TEMPLATE_SCHEMA.to_string()));
+    }
+    fan_out(operation, "", &targets, concurrency)
+}
+
+/// Runs `operation` over `targets` in background workers, `concurrency` at a time (default
+/// `mt.max_workers`). The caller has checked `workers::ensure_nothing_uncommitted`.
+pub(crate) fn fan_out(
+    operation: Operation,
+    argument: &str,
+    targets: &[(String, String)],
+    concurrency: Option<i32>,
+) -> Vec<RunResult> {
     let concurrency = concurrency.unwrap_or_else(|| crate::guc::MAX_WORKERS.get());
     if concurrency < 1 {
         ereport!(
@@ -202,12 +217,7 @@ fn run_in_workers(
             format!("concurrency must be at least 1, not {concurrency}")
         );
     }
-    let mut targets = targets;
-    if with_template {
-        // An item without a tenant id: no ledger, no tenant row.
-        targets.push((String::new(), TEMPLATE_SCHEMA.to_string()));
-    }
-    workers::run(operation, &targets, concurrency)
+    workers::run(operation, argument, targets, concurrency)
 }
 
 /// Runs one schema in this backend, recording the run (as `function`) like a worker run.
@@ -236,7 +246,7 @@ fn run_in_process(function: &str, operation: Operation, scope: &str, target: Tar
 }
 
 /// The (tenant id, schema) pairs to work on; unknown ids are an error naming them.
-fn resolve_targets(tenant_ids: Option<Vec<String>>) -> Vec<(String, String)> {
+pub(crate) fn resolve_targets(tenant_ids: Option<Vec<String>>) -> Vec<(String, String)> {
     if let Some(ids) = &tenant_ids {
         let unknown = Spi::get_one_with_args::<String>(
             "SELECT string_agg(format('\"%s\"', id), ', ' ORDER BY id) FROM unnest($1::text[]) AS id \
@@ -267,7 +277,7 @@ fn resolve_targets(tenant_ids: Option<Vec<String>>) -> Vec<(String, String)> {
     .unwrap_or_else(|e| error!("{e}"))
 }
 
-fn rows(results: Vec<RunResult>) -> SetOfIterator<'static, RunRow> {
+pub(crate) fn rows(results: Vec<RunResult>) -> SetOfIterator<'static, RunRow> {
     SetOfIterator::new(results.into_iter().map(|r| row(r.tenant_id, r.schema, r.outcome)))
 }
 
@@ -275,7 +285,7 @@ fn row(tenant_id: String, schema: String, outcome: Outcome) -> RunRow {
     let build = || -> Result<RunRow, Box<dyn std::error::Error>> {
         let mut tuple = PgHeapTuple::new_composite_type("mt.run_result")?;
         tuple.set_by_name("tenant_id", (!tenant_id.is_empty()).then_some(tenant_id))?;
-        tuple.set_by_name("schema_name", schema)?;
+        tuple.set_by_name("schema_name", (!schema.is_empty()).then_some(schema))?;
         tuple.set_by_name("applied", outcome.applied)?;
         tuple.set_by_name("pending", outcome.pending)?;
         tuple.set_by_name("status", outcome.status.as_str())?;

@@ -25,7 +25,7 @@ use pgrx::pg_sys;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 
-use crate::engine::{self, Failure, Job, Operation, Outcome, Plan, Settings, Status, Target, Transactions};
+use crate::engine::{self, Failure, Job, Operation, Outcome, Plan, Progress, Settings, Status, Target, Transactions};
 use crate::txn::{wait_latch, OwnTransactions};
 
 const MAGIC: u32 = 0x6d74_7275;
@@ -49,6 +49,8 @@ struct Header {
     role: pg_sys::Oid,
     lock_timeout_ms: i32,
     statement_timeout_ms: i32,
+    /// The seed name of provisioning and seeding runs.
+    argument: FixedText<NAME_BYTES>,
 }
 
 #[repr(C)]
@@ -92,6 +94,8 @@ fn encode(operation: Operation) -> [u8; 4] {
         Operation::Migrate { dry_run, mark_applied } => [1, dry_run as u8, mark_applied as u8, 0],
         Operation::Convert { to, dry_run } => [2, dry_run as u8, 0, format_code(to)],
         Operation::CleanOrphans { dry_run } => [3, dry_run as u8, 0, 0],
+        Operation::Provision => [4, 0, 0, 0],
+        Operation::Seed { force } => [5, 0, force as u8, 0],
     }
 }
 
@@ -100,6 +104,8 @@ fn decode(code: [u8; 4]) -> Operation {
     match code[0] {
         2 => Operation::Convert { to: TrackingFormat::ALL[code[3] as usize % 3], dry_run },
         3 => Operation::CleanOrphans { dry_run },
+        4 => Operation::Provision,
+        5 => Operation::Seed { force: code[2] != 0 },
         _ => Operation::Migrate { dry_run, mark_applied: code[2] != 0 },
     }
 }
@@ -186,8 +192,9 @@ pub fn ensure_nothing_uncommitted(function: &str) {
 }
 
 /// Runs `operation` over `targets` (tenant id, schema) with up to `concurrency` workers and
-/// returns every outcome, in the order given.
-pub fn run(operation: Operation, targets: &[(String, String)], concurrency: i32) -> Vec<RunResult> {
+/// returns every outcome, in the order given. `argument` is the seed name, for the
+/// operations that take one.
+pub fn run(operation: Operation, argument: &str, targets: &[(String, String)], concurrency: i32) -> Vec<RunResult> {
     if targets.is_empty() {
         return Vec::new();
     }
@@ -211,6 +218,7 @@ pub fn run(operation: Operation, targets: &[(String, String)], concurrency: i32)
         header.role = pg_sys::GetUserId();
         header.lock_timeout_ms = crate::guc::LOCK_TIMEOUT_MS.get();
         header.statement_timeout_ms = crate::guc::STATEMENT_TIMEOUT_MS.get();
+        header.argument.set(argument);
     }
     for (index, (tenant_id, schema)) in targets.iter().enumerate() {
         let item = run.item_mut(index);
@@ -237,7 +245,8 @@ pub fn run(operation: Operation, targets: &[(String, String)], concurrency: i32)
         .enumerate()
         .map(|(index, (tenant_id, schema))| RunResult {
             tenant_id: tenant_id.clone(),
-            schema: schema.clone(),
+            // Provisioning learns the schema name only when the tenant is created.
+            schema: Some(run.item(index).schema.get()).filter(|s| !s.is_empty()).unwrap_or_else(|| schema.clone()),
             outcome: run.outcome(index).unwrap_or(Outcome {
                 status: Status::Failed,
                 applied: 0,
@@ -369,11 +378,16 @@ pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
         item.state.store(ITEM_CLAIMED, Ordering::Release);
         let tenant_id = item.tenant_id.get();
         let target = Target { tenant_id: (!tenant_id.is_empty()).then_some(tenant_id), schema: item.schema.get() };
-        let outcome = match &context {
-            Ok((settings, plan)) => {
+        let outcome = match (&context, operation) {
+            (_, Operation::Provision | Operation::Seed { .. }) => {
+                let (outcome, schema) = call_one(&tx, operation, &header.argument.get(), &target, header.run_id);
+                item.schema.set(&schema);
+                outcome
+            }
+            (Ok((settings, plan)), _) => {
                 Job { tx: &tx, settings, plan, target: &target, operation, run_id: header.run_id }.run()
             }
-            Err(failure) => Outcome {
+            (Err(failure), _) => Outcome {
                 status: Status::Failed,
                 applied: 0,
                 pending: 0,
@@ -397,6 +411,71 @@ pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
     }
     if header.cancel.load(Ordering::SeqCst) {
         close_run(&tx, header.run_id, "cancelled");
+    }
+}
+
+/// Provisions or seeds one tenant in its own transaction by calling the SQL function that
+/// does it for one; returns the outcome and the tenant's schema.
+fn call_one(
+    tx: &OwnTransactions,
+    operation: Operation,
+    argument: &str,
+    target: &Target,
+    run_id: i64,
+) -> (Outcome, String) {
+    let started = Instant::now();
+    let tenant_id = target.tenant_id.clone().unwrap_or_default();
+    let argument = Some(argument.to_string()).filter(|a| !a.is_empty());
+    let done = tx.atomic(|| {
+        engine::report_activity(&format!("multitenant: {} {}", operation.name(), tenant_id));
+        let (status, schema) = match operation {
+            Operation::Provision => {
+                let schema = Spi::get_one_with_args::<String>(
+                    "SELECT (mt.create_tenant($1, seed => $2)).schema_name",
+                    &[tenant_id.as_str().into(), argument.clone().into()],
+                );
+                (Status::Created, schema.unwrap_or_else(|e| error!("{e}")).unwrap_or_default())
+            }
+            Operation::Seed { force } => {
+                let result = Spi::get_one_with_args::<String>(
+                    "SELECT mt.seed_tenant($1, $2, $3)",
+                    &[tenant_id.as_str().into(), argument.clone().into(), force.into()],
+                );
+                let seeded = result.unwrap_or_else(|e| error!("{e}")).as_deref() == Some("seeded");
+                (if seeded { Status::Seeded } else { Status::Skipped }, target.schema.clone())
+            }
+            _ => unreachable!("migration operations run as a Job"),
+        };
+        let applied = (status != Status::Skipped) as i32;
+        let progress =
+            Progress { status: status.as_str(), applied, pending: 0, sqlstate: None, error: None, finished: true };
+        engine::record_run_tenant(run_id, &tenant_id, &schema, &progress);
+        (status, schema)
+    });
+    let outcome = |status, applied, failure| Outcome {
+        status,
+        applied,
+        pending: 0,
+        failure,
+        duration_ms: started.elapsed().as_millis() as i64,
+    };
+    match done {
+        Ok((status, schema)) => (outcome(status, (status != Status::Skipped) as i32, None), schema),
+        Err(failure) => {
+            let status = if tx.cancelled() { Status::Cancelled } else { Status::Failed };
+            let _ = tx.atomic(|| {
+                let progress = Progress {
+                    status: status.as_str(),
+                    applied: 0,
+                    pending: 0,
+                    sqlstate: Some(&failure.sqlstate),
+                    error: Some(&failure.message),
+                    finished: true,
+                };
+                engine::record_run_tenant(run_id, &tenant_id, &target.schema, &progress);
+            });
+            (outcome(status, 0, Some(failure)), target.schema.clone())
+        }
     }
 }
 
@@ -430,6 +509,9 @@ mod tests {
             Operation::Migrate { dry_run: true, mark_applied: false },
             Operation::Migrate { dry_run: false, mark_applied: true },
             Operation::CleanOrphans { dry_run: true },
+            Operation::Provision,
+            Operation::Seed { force: true },
+            Operation::Seed { force: false },
         ]
         .into_iter()
         .chain(TrackingFormat::ALL.into_iter().map(|to| Operation::Convert { to, dry_run: false }));

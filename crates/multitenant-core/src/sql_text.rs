@@ -245,6 +245,28 @@ pub fn unqualify(sql: &str, schema: &str, names: &BTreeSet<String>) -> String {
     out
 }
 
+/// Rewrites every `from.` schema qualifier (any quoting) to `to.`, inside code and
+/// dollar-quoted bodies but never inside string literals or comments: what a cloned function
+/// header or body needs so that it names the clone's objects, not the source's.
+pub fn requalify(sql: &str, from: &str, to: &str) -> String {
+    let tokens = lex(sql);
+    let mut out = String::with_capacity(sql.len());
+    let mut copied = 0;
+    for i in 0..tokens.len().saturating_sub(1) {
+        let (qualifier, dot) = (&tokens[i], &tokens[i + 1]);
+        // Whitespace may stand around the dot (`acme . users` is valid SQL).
+        let is_qualifier = qualifier.ident() == Some(from) && dot.kind == Kind::Dot;
+        let preceded_by_dot = i > 0 && tokens[i - 1].kind == Kind::Dot;
+        if is_qualifier && !preceded_by_dot {
+            out.push_str(&sql[copied..qualifier.start]);
+            out.push_str(&crate::tracking::quote_identifier(to));
+            copied = qualifier.end;
+        }
+    }
+    out.push_str(&sql[copied..]);
+    out
+}
+
 /// The text drizzle-kit puts between statements.
 pub const STATEMENT_BREAKPOINT: &str = "--> statement-breakpoint";
 
@@ -334,5 +356,18 @@ SELECT public.uuid_generate_v4(), "public"."countries".code FROM "public"."count
         let sql =
             "CREATE TABLE a (id int);\n--> statement-breakpoint\nCREATE TABLE b (id int);\n--> statement-breakpoint\n";
         assert_eq!(split_statements(sql), vec!["CREATE TABLE a (id int);", "CREATE TABLE b (id int);"]);
+    }
+
+    #[test]
+    fn requalify_rewrites_qualifiers_in_code_and_bodies_only() {
+        let sql = "CREATE FUNCTION acme.f() RETURNS int LANGUAGE sql AS $$ SELECT count(*) FROM \"acme\".users \
+                   WHERE note <> 'acme.users' -- acme.x\n $$; SELECT t.acme.c FROM acme_eu.t, acme . u";
+        assert_eq!(
+            requalify(sql, "acme", "beta"),
+            "CREATE FUNCTION \"beta\".f() RETURNS int LANGUAGE sql AS $$ SELECT count(*) FROM \"beta\".users \
+                   WHERE note <> 'acme.users' -- acme.x\n $$; SELECT t.acme.c FROM acme_eu.t, \"beta\" . u"
+        );
+        assert_eq!(requalify("select 1", "acme", "beta"), "select 1");
+        assert_eq!(requalify("SELECT \"Acme\".x, ACME.y", "acme", "beta"), "SELECT \"Acme\".x, \"beta\".y");
     }
 }

@@ -1,0 +1,576 @@
+-- Cloning a schema, inside the caller's transaction.
+--
+-- Every object of the source is deparsed by PostgreSQL's own functions (format_type,
+-- pg_get_expr, pg_get_constraintdef, pg_get_indexdef, pg_get_viewdef, pg_get_triggerdef,
+-- pg_get_functiondef) while search_path = pg_catalog, <source>: they then write the
+-- source's own objects unqualified and everything else (shared tables, extensions) qualified.
+-- The statements run with search_path = pg_catalog, <target>, so the same names resolve to
+-- the clone's objects. Qualifiers the deparsers keep (function headers and bodies, names
+-- shadowed by pg_catalog) are rewritten by mt.requalify, a lexer that never touches string
+-- literals or comments; function settings such as SET search_path are rewritten too.
+--
+-- Steps, in order:
+--   10 enum types            11 domains, composite types     20 sequences
+--   30 functions that use no table or view of the schema     31 domain constraints
+--   40 tables (columns, defaults, identity, generated)       -- 50: rows (mt.clone_schema)
+--   60 primary key, unique, exclusion and check constraints  61 indexes  62 sequence owners
+--   65 functions that use tables   70 views, materialized views (by dependency)
+--   71 indexes on materialized views   75 functions that use views   80 foreign keys
+--   85 triggers   86 row level security and policies   90 comments   91 owners and grants
+--   92 function settings           95 refresh materialized views that were populated
+
+CREATE FUNCTION mt.clone_statements(source_schema text, target_schema text)
+RETURNS TABLE (step integer, object_type text, object_name text, statement text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    source_oid oid := (SELECT n.oid FROM pg_namespace n WHERE n.nspname = source_schema);
+    tracking   text := mt.get_config('tracking_table');
+    target     text := quote_ident(target_schema);
+    unsupported record;
+BEGIN
+    IF source_oid IS NULL THEN
+        RAISE EXCEPTION 'schema "%" does not exist', source_schema USING ERRCODE = 'invalid_schema_name';
+    END IF;
+
+    -- Refuse what would otherwise come out wrong, before anything is written.
+    SELECT u.kind, u.name INTO unsupported FROM (
+        SELECT CASE c.relkind WHEN 'p' THEN 'partitioned table' WHEN 'f' THEN 'foreign table' ELSE 'inherited table' END AS kind,
+               c.relname::text AS name
+          FROM pg_class c
+         WHERE c.relnamespace = source_oid
+           AND (c.relkind IN ('p', 'f') OR c.relispartition OR EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = c.oid))
+        UNION ALL
+        SELECT CASE t.typtype WHEN 'r' THEN 'range type' WHEN 'm' THEN 'multirange type' ELSE 'base type' END, t.typname
+          FROM pg_type t
+         WHERE t.typnamespace = source_oid AND t.typtype IN ('b', 'r', 'm')
+           AND NOT (t.typtype = 'b' AND t.typcategory = 'A')                    -- implicit array types
+           AND NOT (t.typtype = 'm' AND EXISTS (SELECT FROM pg_range r WHERE r.rngmultitypid = t.oid))
+        UNION ALL
+        SELECT 'aggregate', p.proname FROM pg_proc p WHERE p.pronamespace = source_oid AND p.prokind = 'a'
+    ) u LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'schema "%" holds the % "%", which cannot be cloned', source_schema, unsupported.kind, unsupported.name
+            USING ERRCODE = 'feature_not_supported';
+    END IF;
+
+    -- From here on the deparsers write the source's objects unqualified.
+    PERFORM set_config('search_path', format('pg_catalog, %I, pg_temp', source_schema), true);
+
+    RETURN QUERY
+    WITH members AS (       -- objects an extension owns are the extension's business
+        SELECT d.classid, d.objid FROM pg_depend d WHERE d.deptype = 'e'
+    ), rel AS (
+        SELECT c.oid, c.relname, c.relkind, c.relpersistence, c.reloptions, c.relowner, c.relacl,
+               c.relrowsecurity, c.relforcerowsecurity, c.relispopulated,
+               format('%s.%I', target, c.relname) AS qualified
+          FROM pg_class c
+         WHERE c.relnamespace = source_oid AND c.relkind IN ('r', 'v', 'm', 'S', 'c')
+           AND NOT EXISTS (SELECT FROM members m WHERE m.classid = 'pg_class'::regclass AND m.objid = c.oid)
+    ), identity_seq AS (    -- sequences behind identity columns come with their column
+        SELECT d.objid AS seq, d.refobjid AS rel, d.refobjsubid AS attnum
+          FROM pg_depend d JOIN rel s ON s.oid = d.objid
+         WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'i' AND s.relkind = 'S'
+    ), typ AS (
+        SELECT t.oid, t.typname, t.typtype, t.typowner, t.typacl, t.typrelid, format('%s.%I', target, t.typname) AS qualified
+          FROM pg_type t
+         WHERE t.typnamespace = source_oid
+           AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND EXISTS (SELECT FROM rel r WHERE r.oid = t.typrelid AND r.relkind = 'c')))
+           AND NOT EXISTS (SELECT FROM members m WHERE m.classid = 'pg_type'::regclass AND m.objid = t.oid)
+    ), fn AS (
+        SELECT p.oid, p.proname, p.prokind, p.proowner, p.proacl, p.proconfig,
+               format('%s.%I(%s)', target, p.proname, pg_get_function_identity_arguments(p.oid)) AS qualified,
+               -- which relations of the schema it needs to exist first (through types or a SQL body)
+               (SELECT max(CASE WHEN r.relkind IN ('v', 'm') THEN 2 ELSE 1 END)
+                  FROM pg_depend d
+                  JOIN rel r ON r.oid = d.refobjid AND d.refclassid = 'pg_class'::regclass
+                             OR r.oid = (SELECT t.typrelid FROM pg_type t WHERE t.oid = d.refobjid AND d.refclassid = 'pg_type'::regclass)
+                 WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND r.relkind IN ('r', 'v', 'm')) AS needs
+          FROM pg_proc p
+         WHERE p.pronamespace = source_oid
+           AND NOT EXISTS (SELECT FROM members m WHERE m.classid = 'pg_proc'::regclass AND m.objid = p.oid)
+    ), view_depth AS (      -- a view comes after the views it reads
+        WITH RECURSIVE edges AS (
+            SELECT DISTINCT w.ev_class AS view, d.refobjid AS uses
+              FROM pg_rewrite w
+              JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid AND d.refclassid = 'pg_class'::regclass
+              JOIN rel r ON r.oid = d.refobjid AND r.relkind IN ('v', 'm')
+             WHERE w.ev_class IN (SELECT oid FROM rel WHERE relkind IN ('v', 'm')) AND d.refobjid <> w.ev_class
+        ), walk(view, depth) AS (
+            SELECT oid, 0 FROM rel WHERE relkind IN ('v', 'm')
+            UNION ALL
+            SELECT e.view, w.depth + 1 FROM walk w JOIN edges e ON e.uses = w.view WHERE w.depth < 100
+        )
+        SELECT view, max(depth) AS depth FROM walk GROUP BY view
+    ), statements(step, sort_key, object_type, object_name, statement) AS (
+        -- 10: enums
+        SELECT 10, t.oid::bigint, 'type', t.typname::text,
+               format('CREATE TYPE %s AS ENUM (%s)', t.qualified,
+                      (SELECT string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid))
+          FROM typ t WHERE t.typtype = 'e'
+        UNION ALL
+        -- 11: domains and composite types, in creation order
+        SELECT 11, t.oid::bigint, 'type', t.typname::text,
+               CASE WHEN t.typtype = 'd' THEN
+                   format('CREATE DOMAIN %s AS %s%s%s%s', t.qualified, format_type(b.typbasetype, b.typtypmod),
+                          CASE WHEN b.typcollation <> 0 AND b.typcollation <> bt.typcollation
+                               THEN ' COLLATE ' || (SELECT format('%I.%I', cn.nspname, co.collname) FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = b.typcollation) ELSE '' END,
+                          CASE WHEN b.typdefault IS NOT NULL THEN ' DEFAULT ' || b.typdefault ELSE '' END,
+                          CASE WHEN b.typnotnull THEN ' NOT NULL' ELSE '' END)
+               ELSE
+                   format('CREATE TYPE %s AS (%s)', t.qualified,
+                          (SELECT string_agg(format('%I %s%s', a.attname, format_type(a.atttypid, a.atttypmod),
+                                                    CASE WHEN a.attcollation <> 0 AND a.attcollation <> at.typcollation
+                                                         THEN ' COLLATE ' || (SELECT format('%I.%I', cn.nspname, co.collname) FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = a.attcollation) ELSE '' END),
+                                             ', ' ORDER BY a.attnum)
+                             FROM pg_attribute a JOIN pg_type at ON at.oid = a.atttypid
+                            WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped))
+               END
+          FROM typ t JOIN pg_type b ON b.oid = t.oid LEFT JOIN pg_type bt ON bt.oid = b.typbasetype
+         WHERE t.typtype IN ('d', 'c')
+        UNION ALL
+        -- 20: sequences (not those of identity columns)
+        SELECT 20, s.oid::bigint, 'sequence', s.relname::text,
+               format('CREATE SEQUENCE %s AS %s INCREMENT BY %s MINVALUE %s MAXVALUE %s START WITH %s CACHE %s %s',
+                      s.qualified, format_type(q.seqtypid, NULL), q.seqincrement, q.seqmin, q.seqmax, q.seqstart, q.seqcache,
+                      CASE WHEN q.seqcycle THEN 'CYCLE' ELSE 'NO CYCLE' END)
+          FROM rel s JOIN pg_sequence q ON q.seqrelid = s.oid
+         WHERE s.relkind = 'S' AND NOT EXISTS (SELECT FROM identity_seq i WHERE i.seq = s.oid)
+        UNION ALL
+        -- 30, 65, 75: functions and procedures, by what they need
+        SELECT CASE f.needs WHEN 1 THEN 65 WHEN 2 THEN 75 ELSE 30 END, f.oid::bigint,
+               CASE f.prokind WHEN 'p' THEN 'procedure' ELSE 'function' END, f.proname::text,
+               pg_get_functiondef(f.oid)
+          FROM fn f
+        UNION ALL
+        -- 31: domain constraints (they may call the functions)
+        SELECT 31, k.oid::bigint, 'constraint', t.typname || '.' || k.conname,
+               format('ALTER DOMAIN %s ADD CONSTRAINT %I %s', t.qualified, k.conname, pg_get_constraintdef(k.oid))
+          FROM typ t JOIN pg_constraint k ON k.contypid = t.oid
+        UNION ALL
+        -- 40: tables with their columns
+        SELECT 40, r.oid::bigint, 'table', r.relname::text,
+               format('CREATE %sTABLE %s (%s)%s', CASE WHEN r.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END, r.qualified,
+                      coalesce((SELECT string_agg(
+                          format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod))
+                          || CASE WHEN a.attcollation <> 0 AND a.attcollation <> at.typcollation
+                                  THEN ' COLLATE ' || (SELECT format('%I.%I', cn.nspname, co.collname) FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = a.attcollation) ELSE '' END
+                          || CASE WHEN a.attgenerated = 's' THEN format(' GENERATED ALWAYS AS (%s) STORED', pg_get_expr(ad.adbin, ad.adrelid))
+                                  WHEN a.attidentity <> '' THEN
+                                      (SELECT format(' GENERATED %s AS IDENTITY (SEQUENCE NAME %s.%I INCREMENT BY %s MINVALUE %s MAXVALUE %s START WITH %s CACHE %s %s)',
+                                                     CASE a.attidentity WHEN 'a' THEN 'ALWAYS' ELSE 'BY DEFAULT' END, target, sc.relname,
+                                                     q.seqincrement, q.seqmin, q.seqmax, q.seqstart, q.seqcache, CASE WHEN q.seqcycle THEN 'CYCLE' ELSE 'NO CYCLE' END)
+                                         FROM identity_seq i JOIN pg_class sc ON sc.oid = i.seq JOIN pg_sequence q ON q.seqrelid = i.seq
+                                        WHERE i.rel = r.oid AND i.attnum = a.attnum)
+                                  WHEN ad.adbin IS NOT NULL THEN ' DEFAULT ' || pg_get_expr(ad.adbin, ad.adrelid)
+                                  ELSE '' END
+                          || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END,
+                          ', ' ORDER BY a.attnum)
+                         FROM pg_attribute a JOIN pg_type at ON at.oid = a.atttypid
+                         LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+                        WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped), ''),
+                      CASE WHEN r.reloptions IS NOT NULL THEN format(' WITH (%s)', array_to_string(r.reloptions, ', ')) ELSE '' END)
+          FROM rel r WHERE r.relkind = 'r'
+        UNION ALL
+        -- 60: constraints other than foreign keys; 80: foreign keys, after the rows
+        SELECT CASE WHEN k.contype = 'f' THEN 80 ELSE 60 END, k.oid::bigint, 'constraint', r.relname || '.' || k.conname,
+               format('ALTER TABLE %s ADD CONSTRAINT %I %s', r.qualified, k.conname, pg_get_constraintdef(k.oid))
+          FROM rel r JOIN pg_constraint k ON k.conrelid = r.oid
+         WHERE k.contype IN ('p', 'u', 'x', 'c', 'f') AND k.conislocal
+        UNION ALL
+        -- 61, 71: indexes that no constraint owns
+        SELECT CASE WHEN r.relkind = 'm' THEN 71 ELSE 61 END, i.indexrelid::bigint, 'index', ic.relname::text,
+               pg_get_indexdef(i.indexrelid)
+          FROM rel r JOIN pg_index i ON i.indrelid = r.oid JOIN pg_class ic ON ic.oid = i.indexrelid
+         WHERE NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = r.oid AND k.contype IN ('p', 'u', 'x'))
+        UNION ALL
+        -- 62: serial-style sequences owned by a column
+        SELECT 62, s.oid::bigint, 'sequence', s.relname::text,
+               format('ALTER SEQUENCE %s OWNED BY %s.%I', s.qualified, r.qualified, a.attname)
+          FROM rel s
+          JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = s.oid AND d.deptype = 'a' AND d.refclassid = 'pg_class'::regclass
+          JOIN rel r ON r.oid = d.refobjid
+          JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum = d.refobjsubid
+         WHERE s.relkind = 'S'
+        UNION ALL
+        -- 70: views and materialized views, each after those it reads
+        SELECT 70, v.depth * 4294967296 + r.oid::bigint, CASE r.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END, r.relname::text,
+               format('CREATE %s %s%s AS %s%s', CASE r.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END, r.qualified,
+                      CASE WHEN r.reloptions IS NOT NULL THEN format(' WITH (%s)', array_to_string(r.reloptions, ', ')) ELSE '' END,
+                      rtrim(pg_get_viewdef(r.oid), ';'), CASE r.relkind WHEN 'm' THEN ' WITH NO DATA' ELSE '' END)
+          FROM rel r JOIN view_depth v ON v.view = r.oid
+        UNION ALL
+        -- 85: triggers (not the internal ones behind foreign keys), then their enabled state
+        SELECT 85, g.oid::bigint, 'trigger', r.relname || '.' || g.tgname,
+               pg_get_triggerdef(g.oid)
+               || CASE g.tgenabled WHEN 'D' THEN format('; ALTER TABLE %s DISABLE TRIGGER %I', r.qualified, g.tgname)
+                                   WHEN 'R' THEN format('; ALTER TABLE %s ENABLE REPLICA TRIGGER %I', r.qualified, g.tgname)
+                                   WHEN 'A' THEN format('; ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', r.qualified, g.tgname)
+                                   ELSE '' END
+          FROM rel r JOIN pg_trigger g ON g.tgrelid = r.oid
+         WHERE NOT g.tgisinternal
+        UNION ALL
+        -- 86: row level security
+        SELECT 86, r.oid::bigint, 'table', r.relname::text,
+               format('ALTER TABLE %s %s ROW LEVEL SECURITY', r.qualified, CASE WHEN r.relforcerowsecurity THEN 'FORCE' ELSE 'ENABLE' END)
+               || CASE WHEN r.relforcerowsecurity AND r.relrowsecurity THEN format('; ALTER TABLE %s ENABLE ROW LEVEL SECURITY', r.qualified) ELSE '' END
+          FROM rel r WHERE r.relrowsecurity OR r.relforcerowsecurity
+        UNION ALL
+        SELECT 86, p.oid::bigint, 'policy', r.relname || '.' || p.polname,
+               format('CREATE POLICY %I ON %s AS %s FOR %s TO %s%s%s', p.polname, r.qualified,
+                      CASE WHEN p.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
+                      CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
+                      (SELECT string_agg(CASE WHEN role = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(role)) END, ', ') FROM unnest(p.polroles) AS role),
+                      CASE WHEN p.polqual IS NOT NULL THEN format(' USING (%s)', pg_get_expr(p.polqual, p.polrelid)) ELSE '' END,
+                      CASE WHEN p.polwithcheck IS NOT NULL THEN format(' WITH CHECK (%s)', pg_get_expr(p.polwithcheck, p.polrelid)) ELSE '' END)
+          FROM rel r JOIN pg_policy p ON p.polrelid = r.oid
+        UNION ALL
+        -- 90: comments on every kind of object cloned
+        SELECT 90, o.sort_key, 'comment', o.name, format('COMMENT ON %s IS %L', o.target_object, d.description)
+          FROM (
+            SELECT 'pg_class'::regclass AS classid, r.oid AS objid, 0 AS objsubid, r.oid::bigint AS sort_key, r.relname::text AS name,
+                   CASE r.relkind WHEN 'v' THEN 'VIEW ' WHEN 'm' THEN 'MATERIALIZED VIEW ' WHEN 'S' THEN 'SEQUENCE ' WHEN 'c' THEN 'TYPE ' ELSE 'TABLE ' END || r.qualified AS target_object
+              FROM rel r
+            UNION ALL
+            SELECT 'pg_class'::regclass, r.oid, a.attnum, r.oid::bigint, r.relname || '.' || a.attname, format('COLUMN %s.%I', r.qualified, a.attname)
+              FROM rel r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+            UNION ALL
+            SELECT 'pg_class'::regclass, ic.oid, 0, ic.oid::bigint, ic.relname::text, format('INDEX %s.%I', target, ic.relname)
+              FROM rel r JOIN pg_index i ON i.indrelid = r.oid JOIN pg_class ic ON ic.oid = i.indexrelid
+            UNION ALL
+            SELECT 'pg_type'::regclass, t.oid, 0, t.oid::bigint, t.typname::text, CASE t.typtype WHEN 'd' THEN 'DOMAIN ' ELSE 'TYPE ' END || t.qualified
+              FROM typ t WHERE t.typtype <> 'c'
+            UNION ALL
+            SELECT 'pg_proc'::regclass, f.oid, 0, f.oid::bigint, f.proname::text, CASE f.prokind WHEN 'p' THEN 'PROCEDURE ' ELSE 'FUNCTION ' END || f.qualified
+              FROM fn f
+            UNION ALL
+            SELECT 'pg_constraint'::regclass, k.oid, 0, k.oid::bigint, k.conname::text, format('CONSTRAINT %I ON %s', k.conname, r.qualified)
+              FROM rel r JOIN pg_constraint k ON k.conrelid = r.oid
+            UNION ALL
+            SELECT 'pg_constraint'::regclass, k.oid, 0, k.oid::bigint, k.conname::text, format('CONSTRAINT %I ON DOMAIN %s', k.conname, t.qualified)
+              FROM typ t JOIN pg_constraint k ON k.contypid = t.oid
+            UNION ALL
+            SELECT 'pg_trigger'::regclass, g.oid, 0, g.oid::bigint, g.tgname::text, format('TRIGGER %I ON %s', g.tgname, r.qualified)
+              FROM rel r JOIN pg_trigger g ON g.tgrelid = r.oid WHERE NOT g.tgisinternal
+            UNION ALL
+            SELECT 'pg_policy'::regclass, p.oid, 0, p.oid::bigint, p.polname::text, format('POLICY %I ON %s', p.polname, r.qualified)
+              FROM rel r JOIN pg_policy p ON p.polrelid = r.oid
+          ) o
+          JOIN pg_description d ON d.classoid = o.classid AND d.objoid = o.objid AND d.objsubid = o.objsubid
+        UNION ALL
+        -- 91: owners, then privileges exactly as the source has them
+        SELECT 91, o.sort_key, 'owner', o.name, format('ALTER %s %s OWNER TO %I', o.kind, o.target_object, pg_get_userbyid(o.owner))
+          FROM (
+            SELECT r.oid::bigint AS sort_key, r.relname::text AS name, r.relowner AS owner, r.qualified AS target_object,
+                   CASE r.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE' WHEN 'c' THEN 'TYPE' ELSE 'TABLE' END AS kind
+              FROM rel r WHERE NOT EXISTS (SELECT FROM identity_seq i WHERE i.seq = r.oid)
+            UNION ALL
+            SELECT t.oid::bigint, t.typname::text, t.typowner, t.qualified, CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END
+              FROM typ t WHERE t.typtype <> 'c'
+            UNION ALL
+            SELECT f.oid::bigint, f.proname::text, f.proowner, f.qualified, CASE f.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END
+              FROM fn f
+          ) o
+         WHERE o.owner <> (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user)
+        UNION ALL
+        SELECT 91, o.sort_key, 'grant', o.name,
+               format('REVOKE ALL ON %s %s FROM PUBLIC, %I', o.kind, o.target_object, pg_get_userbyid(o.owner))
+               || coalesce((SELECT string_agg(format('; GRANT %s%s ON %s %s TO %s%s', x.privilege_type,
+                                                     CASE WHEN o.column_name IS NOT NULL THEN format(' (%I)', o.column_name) ELSE '' END,
+                                                     o.kind, o.target_object,
+                                                     CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(x.grantee)) END,
+                                                     CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), '')
+                              FROM aclexplode(o.acl) x), '')
+          FROM (
+            SELECT r.oid::bigint AS sort_key, r.relname::text AS name, r.relowner AS owner, r.relacl AS acl, r.qualified AS target_object,
+                   CASE r.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'c' THEN 'TYPE' ELSE 'TABLE' END AS kind, NULL::name AS column_name
+              FROM rel r WHERE r.relacl IS NOT NULL
+            UNION ALL
+            SELECT t.oid::bigint, t.typname::text, t.typowner, t.typacl, t.qualified, CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, NULL
+              FROM typ t WHERE t.typacl IS NOT NULL AND t.typtype <> 'c'
+            UNION ALL
+            SELECT f.oid::bigint, f.proname::text, f.proowner, f.proacl, f.qualified, CASE f.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, NULL
+              FROM fn f WHERE f.proacl IS NOT NULL
+          ) o
+        UNION ALL
+        -- column privileges add to the table's: grants only
+        SELECT 91, r.oid::bigint, 'grant', r.relname || '.' || a.attname,
+               (SELECT string_agg(format('GRANT %s (%I) ON TABLE %s TO %s%s', x.privilege_type, a.attname, r.qualified,
+                                         CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(x.grantee)) END,
+                                         CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), '; ')
+                  FROM aclexplode(a.attacl) x)
+          FROM rel r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+         WHERE a.attacl IS NOT NULL
+        UNION ALL
+        -- 92: function settings; a search_path naming the source names the target instead
+        SELECT 92, f.oid::bigint, CASE f.prokind WHEN 'p' THEN 'procedure' ELSE 'function' END, f.proname::text,
+               format('ALTER %s %s RESET ALL', CASE f.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, f.qualified)
+               || (SELECT string_agg(format('; ALTER %s %s SET %I = %s', CASE f.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
+                                            f.qualified, split_part(setting, '=', 1),
+                                            CASE WHEN split_part(setting, '=', 1) = 'search_path'
+                                                 THEN (SELECT string_agg(quote_literal(CASE WHEN trim(both ' "' FROM p) = source_schema THEN target_schema ELSE trim(both ' ' FROM p) END), ', ')
+                                                         FROM unnest(string_to_array(substr(setting, strpos(setting, '=') + 1), ',')) AS p)
+                                                 ELSE quote_literal(substr(setting, strpos(setting, '=') + 1)) END), '')
+                     FROM unnest(f.proconfig) AS setting)
+          FROM fn f
+         WHERE EXISTS (SELECT FROM unnest(f.proconfig) AS setting WHERE setting LIKE 'search\_path=%')
+        UNION ALL
+        -- 95: materialized views that hold rows in the source
+        SELECT 95, v.depth * 4294967296 + r.oid::bigint, 'materialized view', r.relname::text,
+               format('REFRESH MATERIALIZED VIEW %s', r.qualified)
+          FROM rel r JOIN view_depth v ON v.view = r.oid
+         WHERE r.relkind = 'm' AND r.relispopulated
+    )
+    -- Deparsers always qualify some names (function headers, the table of an index or a
+    -- trigger) and bodies are text: whatever still names the source now names the target.
+    SELECT s.step, s.object_type, s.object_name, mt.requalify(s.statement, source_schema, target_schema)
+      FROM statements s
+     ORDER BY s.step, s.sort_key, s.statement;
+END
+$$;
+COMMENT ON FUNCTION mt.clone_statements(text, text) IS
+    'multitenant: the DDL that clones one schema into another, step by step (rows are copied between steps 40 and 60); what mt.clone_schema runs';
+
+-- The expression that fills one column of a copied row under an anonymize rule.
+CREATE FUNCTION mt.anonymize_expression(rule jsonb, table_name text, column_name text, column_type text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    hashed   text := format('encode(sha256(convert_to(%I::text, %L)), %L)', column_name, 'UTF8', 'hex');
+    keys     text[];
+BEGIN
+    IF jsonb_typeof(rule) = 'null' OR rule = '"null"' THEN
+        RETURN 'NULL';
+    ELSIF rule = '"hash"' THEN
+        RETURN CASE WHEN column_type = 'uuid' THEN format('left(%s, 32)::uuid', hashed)
+                    WHEN column_type ~ '^(text|character varying|character|citext)\M' THEN format('%s::%s', hashed, column_type)
+                    ELSE mt.anonymize_error(table_name, column_name, format('a hash needs a text or uuid column, not %s', column_type)) END;
+    ELSIF jsonb_typeof(rule) = 'object' THEN
+        keys := ARRAY(SELECT jsonb_object_keys(rule));
+        IF keys = '{value}' THEN
+            RETURN CASE WHEN jsonb_typeof(rule -> 'value') = 'null' THEN 'NULL'
+                        ELSE format('%L::%s', rule ->> 'value', column_type) END;
+        ELSIF keys = '{template}' AND jsonb_typeof(rule -> 'template') = 'string' THEN
+            RETURN format('replace(%L, %L, %s)::%s', rule ->> 'template', '{hash}', hashed, column_type);
+        ELSIF keys = '{sql}' AND jsonb_typeof(rule -> 'sql') = 'string' THEN
+            RETURN format('(%s)::%s', rule ->> 'sql', column_type);
+        END IF;
+    END IF;
+    RETURN mt.anonymize_error(table_name, column_name, format('unknown rule %s', rule));
+END
+$$;
+COMMENT ON FUNCTION mt.anonymize_expression(jsonb, text, text, text) IS
+    'multitenant: the SQL expression an anonymize rule puts in place of a column when rows are cloned';
+
+CREATE FUNCTION mt.anonymize_error(table_name text, column_name text, problem text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+    RAISE EXCEPTION 'anonymize rule for %.%: %', table_name, column_name, problem
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'A rule is null, "hash", {"value": …}, {"template": "…{hash}…"} or {"sql": "expression"}.';
+END
+$$;
+COMMENT ON FUNCTION mt.anonymize_error(text, text, text) IS
+    'multitenant: raises the 22023 error for a bad anonymize rule';
+
+-- Copies every row of the source's tables into the clone (only the tracking table's unless
+-- include_data), parents before children, with anonymize rules applied.
+CREATE FUNCTION mt.clone_rows(source_schema text, target_schema text, include_data boolean, anonymize jsonb)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    source_oid oid := (SELECT n.oid FROM pg_namespace n WHERE n.nspname = source_schema);
+    tracking   text := mt.get_config('tracking_table');
+    item       record;
+    copied     bigint;
+    total      bigint := 0;
+BEGIN
+    IF anonymize IS NOT NULL AND NOT include_data THEN
+        RAISE EXCEPTION 'anonymize rules need include_data => true' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF anonymize IS NOT NULL AND jsonb_typeof(anonymize) <> 'object' THEN
+        RAISE EXCEPTION 'anonymize must be a JSON object of tables, not %', jsonb_typeof(anonymize)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example {"users": {"email": {"template": "user-{hash}@example.com"}, "name": null}}.';
+    END IF;
+
+    -- Every table and column a rule names must exist, before a row is copied.
+    SELECT r.key AS table_name, c.key AS column_name,
+           EXISTS (SELECT FROM pg_class t WHERE t.relnamespace = source_oid AND t.relname = r.key AND t.relkind = 'r') AS table_exists,
+           jsonb_typeof(r.value) AS rules_type
+      INTO item
+      FROM jsonb_each(coalesce(anonymize, '{}')) r
+      LEFT JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof(r.value) = 'object' THEN r.value END) c ON true
+     WHERE NOT EXISTS (SELECT FROM pg_class t WHERE t.relnamespace = source_oid AND t.relname = r.key AND t.relkind = 'r')
+        OR jsonb_typeof(r.value) <> 'object'
+        OR c.key IS NOT NULL AND NOT EXISTS (SELECT FROM pg_class t JOIN pg_attribute a ON a.attrelid = t.oid
+                        WHERE t.relnamespace = source_oid AND t.relname = r.key AND a.attname = c.key
+                          AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '')
+     LIMIT 1;
+    IF FOUND THEN
+        IF NOT item.table_exists THEN
+            RAISE EXCEPTION 'anonymize names table "%", which schema "%" does not have', item.table_name, source_schema
+                USING ERRCODE = 'undefined_table';
+        ELSIF item.rules_type <> 'object' THEN
+            RAISE EXCEPTION 'anonymize rules for table "%" must be a JSON object of columns, not %', item.table_name, item.rules_type
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        RAISE EXCEPTION 'anonymize names column "%" of table "%", which does not exist or is generated', item.column_name, item.table_name
+            USING ERRCODE = 'undefined_column';
+    END IF;
+
+    -- Queries below name both schemas explicitly; type names resolve in the target.
+    PERFORM set_config('search_path', format('pg_catalog, %I, pg_temp', target_schema), true);
+    FOR item IN
+        WITH RECURSIVE tables AS (
+            SELECT c.oid, c.relname FROM pg_class c
+             WHERE c.relnamespace = source_oid AND c.relkind = 'r' AND (include_data OR c.relname = tracking)
+        ), parents AS (
+            SELECT DISTINCT k.conrelid AS child, k.confrelid AS parent
+              FROM pg_constraint k JOIN tables c ON c.oid = k.conrelid JOIN tables p ON p.oid = k.confrelid
+             WHERE k.contype = 'f' AND k.conrelid <> k.confrelid
+        ), depth(oid, level) AS (
+            SELECT oid, 0 FROM tables
+            UNION ALL
+            SELECT p.child, d.level + 1 FROM depth d JOIN parents p ON p.parent = d.oid WHERE d.level < 100
+        )
+        SELECT t.relname,
+               string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) AS columns,
+               string_agg(CASE
+                   WHEN anonymize -> t.relname::text ? a.attname
+                       THEN mt.anonymize_expression(anonymize -> t.relname::text -> a.attname::text, t.relname, a.attname,
+                                                    mt.strip_schema(format_type(a.atttypid, a.atttypmod), source_schema))
+                   -- types of the source schema (enums, domains, composites) reach the clone's through text
+                   WHEN ty.typnamespace = source_oid OR el.typnamespace = source_oid
+                       THEN format('%I::text::%s', a.attname, mt.strip_schema(format_type(a.atttypid, a.atttypmod), source_schema))
+                   ELSE format('%I', a.attname) END, ', ' ORDER BY a.attnum) AS expressions
+          FROM tables t
+          JOIN (SELECT oid, max(level) AS level FROM depth GROUP BY oid) d ON d.oid = t.oid
+          JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+          JOIN pg_type ty ON ty.oid = a.atttypid
+          LEFT JOIN pg_type el ON el.oid = ty.typelem AND ty.typcategory = 'A'
+         GROUP BY t.oid, t.relname, d.level
+         ORDER BY d.level, t.relname
+    LOOP
+        EXECUTE format('INSERT INTO %I.%I (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %I.%I',
+                       target_schema, item.relname, item.columns, item.expressions, source_schema, item.relname);
+        GET DIAGNOSTICS copied = ROW_COUNT;
+        total := total + copied;
+    END LOOP;
+
+    -- Sequences carry on where the source's are, and never below a copied value.
+    FOR item IN
+        SELECT s.relname, pg_sequence_last_value(s.oid) AS last_value, q.seqstart, q.seqincrement,
+               t.relname AS table_name, a.attname
+          FROM pg_class s JOIN pg_sequence q ON q.seqrelid = s.oid
+          LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = s.oid AND d.deptype IN ('a', 'i')
+                                AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0
+          LEFT JOIN pg_class t ON t.oid = d.refobjid
+          LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+         WHERE s.relnamespace = source_oid AND s.relkind = 'S'
+    LOOP
+        PERFORM setval(format('%I.%I', target_schema, item.relname)::regclass,
+                       coalesce(item.last_value, item.seqstart), item.last_value IS NOT NULL);
+        IF item.attname IS NOT NULL AND item.seqincrement > 0 AND (include_data OR item.table_name = tracking) THEN
+            EXECUTE format('SELECT setval(%L::regclass, max(%I)::bigint) FROM %I.%I HAVING max(%I)::bigint > %s',
+                           format('%I.%I', target_schema, item.relname), item.attname, target_schema, item.table_name,
+                           item.attname, coalesce(item.last_value, item.seqstart - 1));
+        END IF;
+    END LOOP;
+    RETURN total;
+END
+$$;
+COMMENT ON FUNCTION mt.clone_rows(text, text, boolean, jsonb) IS
+    'multitenant: copy rows from one schema''s tables into its clone''s (the tracking table''s always), applying anonymize rules';
+
+CREATE FUNCTION mt.clone_schema(
+    source_schema text,
+    target_schema text,
+    include_data  boolean DEFAULT false,
+    anonymize     jsonb DEFAULT NULL
+)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET check_function_bodies = off
+AS $$
+DECLARE
+    item  record;
+    rows_copied bigint := 0;
+    copied boolean := false;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = target_schema) THEN
+        RAISE EXCEPTION 'schema "%" does not exist', target_schema USING ERRCODE = 'invalid_schema_name';
+    END IF;
+    IF mt.schema_object_count(target_schema) > 0
+       OR to_regclass(format('%I.%I', target_schema, mt.get_config('tracking_table'))) IS NOT NULL THEN
+        RAISE EXCEPTION 'schema "%" is not empty', target_schema USING ERRCODE = 'schema_and_data_statement_mixing_not_supported',
+            HINT = 'Clone into a new tenant, or drop what the schema holds first.';
+    END IF;
+    -- Migrations take this lock exclusively; clones of one source may run side by side.
+    PERFORM pg_advisory_xact_lock_shared(hashtext('multitenant'), hashtext(source_schema));
+
+    FOR item IN SELECT * FROM mt.clone_statements(source_schema, target_schema) LOOP
+        IF item.step >= 60 AND NOT copied THEN
+            rows_copied := mt.clone_rows(source_schema, target_schema, include_data, anonymize);
+            copied := true;
+        END IF;
+        PERFORM set_config('search_path', format('pg_catalog, %I, pg_temp', target_schema), true);
+        EXECUTE item.statement;
+    END LOOP;
+    IF NOT copied THEN
+        rows_copied := mt.clone_rows(source_schema, target_schema, include_data, anonymize);
+    END IF;
+    RETURN rows_copied;
+END
+$$;
+COMMENT ON FUNCTION mt.clone_schema(text, text, boolean, jsonb) IS
+    'multitenant: copy every object of one schema (and, with include_data, its rows) into an existing empty schema; returns the rows copied';
+
+CREATE FUNCTION mt.clone_tenant(
+    source        text,
+    target        text,
+    include_data  boolean DEFAULT false,
+    anonymize     jsonb DEFAULT NULL
+)
+RETURNS mt.tenants
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    original mt.tenants;
+    created  mt.tenants;
+BEGIN
+    SELECT * INTO original FROM mt.tenants t WHERE t.tenant_id = source;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'tenant "%" does not exist', source
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT tenant_id FROM mt.tenants lists the tenants.';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = original.schema_name) THEN
+        RAISE EXCEPTION 'schema "%" of tenant "%" does not exist', original.schema_name, source
+            USING ERRCODE = 'invalid_schema_name';
+    END IF;
+
+    -- Validates the target id and that it is free; the schema comes out empty.
+    created := mt.create_tenant(target, metadata => original.metadata, migrate => false);
+    PERFORM mt.clone_schema(original.schema_name, created.schema_name, include_data, anonymize);
+
+    INSERT INTO mt.tracking_records (tenant_id, record_id, name, hash, journal_when, applied_at)
+    SELECT created.tenant_id, r.record_id, r.name, r.hash, r.journal_when, r.applied_at
+      FROM mt.tracking_records r WHERE r.tenant_id = original.tenant_id;
+    UPDATE mt.tenants t SET tracking_format = original.tracking_format WHERE t.tenant_id = created.tenant_id
+    RETURNING * INTO created;
+    RETURN created;
+END
+$$;
+COMMENT ON FUNCTION mt.clone_tenant(text, text, boolean, jsonb) IS
+    'multitenant: create tenant target as a copy of tenant source: every object, the migration records and, with include_data, the rows (anonymized by rules); one transaction';

@@ -1,0 +1,85 @@
+//! Cloning and template provisioning: the Rust pieces the SQL in `sql/clone.sql` calls.
+
+use multitenant_core::sql_text;
+use multitenant_core::tracking;
+use pgrx::prelude::*;
+
+use crate::engine::{self, Failure, Operation, Outcome, Plan, Status, TEMPLATE_SCHEMA};
+use crate::migrations::{fan_out, rows};
+use crate::workers::{self, RunResult};
+
+/// `mt.requalify(sql, from_schema, to_schema)`: `sql` with every `from_schema.` qualifier
+/// naming `to_schema` instead, in code and function bodies but not in literals or comments.
+#[pg_extern(immutable, parallel_safe)]
+fn requalify(sql: &str, from_schema: &str, to_schema: &str) -> String {
+    sql_text::requalify(sql, from_schema, to_schema)
+}
+
+/// `mt.template_is_current()`: whether `mt_template` has exactly the registered tenant
+/// migrations applied, so that a new tenant may be cloned from it instead of migrated.
+#[pg_extern(security_definer, stable, requires = ["migrations"])]
+#[search_path(pg_catalog, pg_temp)]
+fn template_is_current() -> bool {
+    let table = Spi::get_one::<String>("SELECT mt.get_config('tracking_table')")
+        .unwrap_or_else(|e| error!("{e}"))
+        .unwrap_or_default();
+    let Some((_, records)) = engine::read_tracking(&tracking::qualified(TEMPLATE_SCHEMA, &table)) else {
+        return false;
+    };
+    let migrations = Plan::registered("tenant");
+    tracking::pending(&migrations, &records).is_empty() && tracking::orphans(&records, &migrations).is_empty()
+}
+
+/// `mt.create_tenants(tenant_ids, concurrency, seed)`: each tenant created by
+/// `mt.create_tenant` in its own transaction, in parallel background workers; one failure
+/// does not stop the others.
+#[pg_extern(security_definer, volatile, requires = ["migrations", "seeds"])]
+#[search_path(pg_catalog, pg_temp)]
+fn create_tenants(
+    tenant_ids: Vec<Option<String>>,
+    concurrency: default!(Option<i32>, "NULL"),
+    seed: default!(Option<String>, "NULL"),
+) -> SetOfIterator<'static, pgrx::composite_type!('static, "mt.run_result")> {
+    workers::ensure_nothing_uncommitted("create_tenants");
+    if let Some(seed) = &seed {
+        crate::seed::ensure_tenant_seed(seed);
+    }
+    // Ids that cannot be passed to a worker intact fail here; the rest are checked by
+    // mt.create_tenant itself, in the worker.
+    let checked: Vec<Result<String, String>> = tenant_ids
+        .into_iter()
+        .map(|id| match id {
+            None => Err(String::new()),
+            Some(id) if id.len() > 63 => Err(id),
+            Some(id) => Ok(id),
+        })
+        .collect();
+    let targets: Vec<(String, String)> =
+        checked.iter().filter_map(|c| c.as_ref().ok()).map(|id| (id.clone(), String::new())).collect();
+    let mut created = fan_out(Operation::Provision, seed.as_deref().unwrap_or(""), &targets, concurrency).into_iter();
+    let results: Vec<RunResult> = checked
+        .into_iter()
+        .map(|c| match c {
+            Ok(_) => created.next().expect("one result per target"),
+            Err(id) => RunResult {
+                outcome: Outcome {
+                    status: Status::Failed,
+                    applied: 0,
+                    pending: 0,
+                    failure: Some(Failure {
+                        sqlstate: "22023".into(),
+                        message: if id.is_empty() {
+                            "tenant id must not be NULL".into()
+                        } else {
+                            format!("tenant id \"{id}\" is longer than 63 bytes")
+                        },
+                    }),
+                    duration_ms: 0,
+                },
+                tenant_id: id,
+                schema: String::new(),
+            },
+        })
+        .collect();
+    rows(results)
+}
