@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs a benchmark against a throwaway cluster with a release build of the extension.
 #   bench/run.sh migrate [N ...]        bench/run.sh migrate --noop 10000
+#   bench/run.sh provision [N ...]      bench/run.sh drift [N ...]      bench/run.sh client ...
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PORT="${BENCH_PORT:-54353}"

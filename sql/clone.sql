@@ -19,6 +19,17 @@
 --   85 triggers   86 row level security and policies   90 comments   91 owners and grants
 --   92 function settings           95 refresh materialized views that were populated
 
+-- Whether an extension owns the object: then it is the extension's business, not the clone's.
+CREATE FUNCTION mt.is_extension_member(classid regclass, objid oid)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT EXISTS (SELECT FROM pg_catalog.pg_depend d
+                    WHERE d.classid = is_extension_member.classid AND d.objid = is_extension_member.objid AND d.deptype = 'e')
+$$;
+COMMENT ON FUNCTION mt.is_extension_member(regclass, oid) IS
+    'multitenant: whether an extension owns the object';
+
 CREATE FUNCTION mt.clone_statements(source_schema text, target_schema text)
 RETURNS TABLE (step integer, object_type text, object_name text, statement text)
 LANGUAGE plpgsql
@@ -59,44 +70,50 @@ BEGIN
     PERFORM set_config('search_path', format('pg_catalog, %I, pg_temp', source_schema), true);
 
     RETURN QUERY
-    WITH members AS (       -- objects an extension owns are the extension's business
-        SELECT d.classid, d.objid FROM pg_depend d WHERE d.deptype = 'e'
-    ), rel AS (
+    -- Catalog lookups go through indexes (pg_depend by depender, pg_class by oid): the
+    -- catalogs grow with every tenant, and a clone should not slow down as they do.
+    WITH rel AS (
         SELECT c.oid, c.relname, c.relkind, c.relpersistence, c.reloptions, c.relowner, c.relacl,
                c.relrowsecurity, c.relforcerowsecurity, c.relispopulated,
                format('%s.%I', target, c.relname) AS qualified
           FROM pg_class c
          WHERE c.relnamespace = source_oid AND c.relkind IN ('r', 'v', 'm', 'S', 'c')
-           AND NOT EXISTS (SELECT FROM members m WHERE m.classid = 'pg_class'::regclass AND m.objid = c.oid)
+           AND NOT mt.is_extension_member('pg_class'::regclass, c.oid)
     ), identity_seq AS (    -- sequences behind identity columns come with their column
-        SELECT d.objid AS seq, d.refobjid AS rel, d.refobjsubid AS attnum
-          FROM pg_depend d JOIN rel s ON s.oid = d.objid
-         WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'i' AND s.relkind = 'S'
+        SELECT s.oid AS seq, o.rel, o.attnum
+          FROM rel s, LATERAL (SELECT d.refobjid AS rel, d.refobjsubid AS attnum FROM pg_depend d
+                                WHERE d.classid = 'pg_class'::regclass AND d.objid = s.oid AND d.objsubid = 0
+                                  AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'i') o
+         WHERE s.relkind = 'S'
     ), typ AS (
         SELECT t.oid, t.typname, t.typtype, t.typowner, t.typacl, t.typrelid, format('%s.%I', target, t.typname) AS qualified
           FROM pg_type t
          WHERE t.typnamespace = source_oid
            AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND EXISTS (SELECT FROM rel r WHERE r.oid = t.typrelid AND r.relkind = 'c')))
-           AND NOT EXISTS (SELECT FROM members m WHERE m.classid = 'pg_type'::regclass AND m.objid = t.oid)
+           AND NOT mt.is_extension_member('pg_type'::regclass, t.oid)
     ), fn AS (
         SELECT p.oid, p.proname, p.prokind, p.proowner, p.proacl, p.proconfig,
                format('%s.%I(%s)', target, p.proname, pg_get_function_identity_arguments(p.oid)) AS qualified,
                -- which relations of the schema it needs to exist first (through types or a SQL body)
                (SELECT max(CASE WHEN r.relkind IN ('v', 'm') THEN 2 ELSE 1 END)
                   FROM pg_depend d
-                  JOIN rel r ON r.oid = d.refobjid AND d.refclassid = 'pg_class'::regclass
-                             OR r.oid = (SELECT t.typrelid FROM pg_type t WHERE t.oid = d.refobjid AND d.refclassid = 'pg_type'::regclass)
-                 WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND r.relkind IN ('r', 'v', 'm')) AS needs
+                  LEFT JOIN pg_type t ON d.refclassid = 'pg_type'::regclass AND t.oid = d.refobjid
+                  JOIN pg_class r ON r.oid = CASE WHEN d.refclassid = 'pg_class'::regclass THEN d.refobjid ELSE t.typrelid END
+                 WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.objsubid = 0
+                   AND r.relnamespace = source_oid AND r.relkind IN ('r', 'v', 'm')) AS needs
           FROM pg_proc p
          WHERE p.pronamespace = source_oid
-           AND NOT EXISTS (SELECT FROM members m WHERE m.classid = 'pg_proc'::regclass AND m.objid = p.oid)
+           AND NOT mt.is_extension_member('pg_proc'::regclass, p.oid)
     ), view_depth AS (      -- a view comes after the views it reads
         WITH RECURSIVE edges AS (
-            SELECT DISTINCT w.ev_class AS view, d.refobjid AS uses
-              FROM pg_rewrite w
-              JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid AND d.refclassid = 'pg_class'::regclass
-              JOIN rel r ON r.oid = d.refobjid AND r.relkind IN ('v', 'm')
-             WHERE w.ev_class IN (SELECT oid FROM rel WHERE relkind IN ('v', 'm')) AND d.refobjid <> w.ev_class
+            SELECT DISTINCT v.oid AS view, u.uses
+              FROM rel v, LATERAL (
+                  SELECT d.refobjid AS uses
+                    FROM pg_rewrite w
+                    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid AND d.objsubid = 0
+                   WHERE w.ev_class = v.oid AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid) u
+              JOIN rel r ON r.oid = u.uses AND r.relkind IN ('v', 'm')
+             WHERE v.relkind IN ('v', 'm')
         ), walk(view, depth) AS (
             SELECT oid, 0 FROM rel WHERE relkind IN ('v', 'm')
             UNION ALL
@@ -189,7 +206,9 @@ BEGIN
         SELECT 62, s.oid::bigint, 'sequence', s.relname::text,
                format('ALTER SEQUENCE %s OWNED BY %s.%I', s.qualified, r.qualified, a.attname)
           FROM rel s
-          JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = s.oid AND d.deptype = 'a' AND d.refclassid = 'pg_class'::regclass
+          CROSS JOIN LATERAL (SELECT d.refobjid, d.refobjsubid FROM pg_depend d
+                               WHERE d.classid = 'pg_class'::regclass AND d.objid = s.oid AND d.objsubid = 0
+                                 AND d.deptype = 'a' AND d.refclassid = 'pg_class'::regclass) d
           JOIN rel r ON r.oid = d.refobjid
           JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum = d.refobjsubid
          WHERE s.relkind = 'S'
@@ -470,8 +489,9 @@ BEGIN
         SELECT s.relname, pg_sequence_last_value(s.oid) AS last_value, q.seqstart, q.seqincrement,
                t.relname AS table_name, a.attname
           FROM pg_class s JOIN pg_sequence q ON q.seqrelid = s.oid
-          LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = s.oid AND d.deptype IN ('a', 'i')
-                                AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0
+          LEFT JOIN LATERAL (SELECT o.refobjid, o.refobjsubid FROM pg_depend o
+                              WHERE o.classid = 'pg_class'::regclass AND o.objid = s.oid AND o.objsubid = 0
+                                AND o.deptype IN ('a', 'i') AND o.refclassid = 'pg_class'::regclass AND o.refobjsubid > 0) d ON true
           LEFT JOIN pg_class t ON t.oid = d.refobjid
           LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
          WHERE s.relnamespace = source_oid AND s.relkind = 'S'

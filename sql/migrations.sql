@@ -67,6 +67,7 @@ CREATE TABLE mt.run_tenants (
     finished_at       timestamptz,
     sqlstate          text,
     error             text,
+    pid               integer DEFAULT pg_catalog.pg_backend_pid(),
     PRIMARY KEY (run_id, tenant_id)
 );
 COMMENT ON TABLE mt.run_tenants IS

@@ -584,7 +584,7 @@ pub fn record_run_tenant(run_id: i64, key: &str, schema: &str, progress: &Progre
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $9 THEN clock_timestamp() END) \
          ON CONFLICT (run_id, tenant_id) DO UPDATE \
             SET status = EXCLUDED.status, applied = EXCLUDED.applied, pending = EXCLUDED.pending, \
-                sqlstate = EXCLUDED.sqlstate, error = EXCLUDED.error, finished_at = EXCLUDED.finished_at, \
+                sqlstate = EXCLUDED.sqlstate, error = EXCLUDED.error, finished_at = EXCLUDED.finished_at, pid = EXCLUDED.pid, \
                 current_migration = CASE WHEN $9 THEN NULL ELSE r.current_migration END",
         &[
             run_id.into(),

@@ -31,6 +31,11 @@ extension_sql_file!("../sql/drift.sql", name = "drift", requires = ["tenants"]);
 extension_sql_file!("../sql/clone.sql", name = "clone", requires = ["drift", "migrations"]);
 extension_sql_file!("../sql/seeds.sql", name = "seeds", requires = ["tenants"]);
 extension_sql_file!(
+    "../sql/health.sql",
+    name = "health",
+    requires = ["drift", "migrations", clone::template_is_current]
+);
+extension_sql_file!(
     "../sql/comments.sql",
     name = "comments",
     requires = [
@@ -52,7 +57,8 @@ extension_sql_file!(
         clone::create_tenants,
         seed::seed_all,
         "clone",
-        "seeds"
+        "seeds",
+        "health"
     ]
 );
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);

@@ -1,0 +1,242 @@
+-- Health: one verdict per tenant, a JSON health check for load balancers, Prometheus
+-- metrics, and what the background workers are doing.
+
+-- Runs that change a tenant's migrations; a failure in one of them degrades the tenant
+-- (a failed seed or a refused mt.create_tenants id says nothing about an existing tenant).
+CREATE FUNCTION mt.is_migration_operation(operation text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    -- As mt.runs.operation names them: migrate_all runs are 'migrate' (or 'mark_applied').
+    SELECT operation IN ('migrate', 'mark_applied', 'convert_tracking', 'clean_orphans', 'migrate_tenant')
+$$;
+COMMENT ON FUNCTION mt.is_migration_operation(text) IS
+    'multitenant: whether runs of this operation count for a tenant''s health (migration runs do; seeds and provisioning do not)';
+
+CREATE VIEW mt.health AS
+WITH last_run AS (
+    SELECT DISTINCT ON (rt.tenant_id) rt.tenant_id, rt.status, rt.sqlstate, rt.error, rt.finished_at
+      FROM mt.run_tenants rt JOIN mt.runs r ON r.run_id = rt.run_id
+     WHERE mt.is_migration_operation(r.operation) AND rt.finished_at IS NOT NULL
+     ORDER BY rt.tenant_id, rt.run_id DESC
+), drift AS (
+    -- Measured against mt_template only while it has exactly the registered migrations;
+    -- otherwise every tenant ahead of or behind it would look drifted.
+    SELECT d.tenant_id, d.differences FROM mt.drift_summary d WHERE mt.template_is_current()
+), size AS (
+    SELECT c.relnamespace, sum(pg_total_relation_size(c.oid))::bigint AS bytes
+      FROM pg_class c WHERE c.relkind IN ('r', 'm') GROUP BY c.relnamespace
+), facts AS (
+    SELECT t.tenant_id, t.schema_name, t.status AS tenant_status, n.oid IS NOT NULL AS schema_exists,
+           to_regclass(format('%I.%I', t.schema_name, mt.get_config('tracking_table'))) IS NOT NULL AS tracking_exists,
+           EXISTS (SELECT FROM mt.migrations m WHERE m.scope = 'tenant') AS migrations_registered,
+           s.pending, s.last_applied_at, l.status AS last_run_status, l.sqlstate AS last_run_sqlstate, l.error AS last_run_error,
+           d.differences, z.bytes
+      FROM mt.tenants t
+      JOIN mt.status s ON s.tenant_id = t.tenant_id
+      LEFT JOIN pg_namespace n ON n.nspname = t.schema_name
+      LEFT JOIN last_run l ON l.tenant_id = t.tenant_id
+      LEFT JOIN drift d ON d.tenant_id = t.tenant_id
+      LEFT JOIN size z ON z.relnamespace = n.oid
+), verdicts AS (
+    SELECT f.*,
+           array_remove(ARRAY[
+               CASE WHEN NOT f.schema_exists THEN format('schema %s is missing', f.schema_name) END,
+               CASE WHEN f.schema_exists AND NOT f.tracking_exists AND f.migrations_registered
+                    THEN format('tracking table %s is missing', mt.get_config('tracking_table')) END
+           ], NULL) AS unhealthy_reasons,
+           -- A tenant without its schema or tracking table is unhealthy for that alone.
+           CASE WHEN f.schema_exists AND (f.tracking_exists OR NOT f.migrations_registered) THEN array_remove(ARRAY[
+               CASE WHEN f.pending > 0 THEN format('%s pending migration(s)', f.pending) END,
+               CASE WHEN f.last_run_status = 'failed' THEN format('last migration run failed (%s: %s)', f.last_run_sqlstate, f.last_run_error) END,
+               CASE WHEN f.differences > 0 THEN format('schema differs from mt_template (%s difference(s))', f.differences) END
+           ], NULL) ELSE '{}' END AS degraded_reasons
+      FROM facts f
+)
+SELECT v.tenant_id,
+       v.schema_name,
+       CASE WHEN cardinality(v.unhealthy_reasons) > 0 THEN 'unhealthy'
+            WHEN cardinality(v.degraded_reasons) > 0 THEN 'degraded'
+            ELSE 'ok' END AS status,
+       v.unhealthy_reasons || v.degraded_reasons AS reasons,
+       v.tenant_status,
+       CASE WHEN v.schema_exists AND (v.tracking_exists OR NOT v.migrations_registered) THEN v.pending END AS pending_migrations,
+       v.last_applied_at AS last_migration_at,
+       v.last_run_status,
+       CASE WHEN v.schema_exists THEN v.differences > 0 END AS has_drift,
+       v.bytes AS schema_bytes
+  FROM verdicts v;
+COMMENT ON VIEW mt.health IS
+    'multitenant: per tenant, ok / degraded (pending migrations, failed last run, drift) / unhealthy (schema or tracking table missing), with the reasons';
+
+CREATE FUNCTION mt.health_check(tenant_ids text[] DEFAULT NULL, include_shared boolean DEFAULT true)
+RETURNS jsonb
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    started    timestamptz := clock_timestamp();
+    unknown    text;
+    pools      jsonb;
+    shared     text := mt.get_config('shared_schema');
+    shared_at  timestamptz;
+    shared_status text;
+    shared_error  text;
+    shared_ms  numeric;
+BEGIN
+    SELECT string_agg(format('"%s"', id), ', ') INTO unknown
+      FROM unnest(tenant_ids) AS id WHERE NOT EXISTS (SELECT FROM mt.tenants t WHERE t.tenant_id = id);
+    IF unknown IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown tenant(s): %', unknown
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT tenant_id FROM mt.tenants lists the tenants.';
+    END IF;
+
+    SELECT coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+               'tenantId', h.tenant_id, 'schemaName', h.schema_name, 'status', h.status,
+               'reasons', to_jsonb(h.reasons), 'pendingMigrations', h.pending_migrations,
+               'lastMigrationAt', h.last_migration_at, 'hasDrift', h.has_drift, 'schemaBytes', h.schema_bytes,
+               'error', CASE WHEN h.status <> 'ok' THEN array_to_string(h.reasons, '; ') END))
+             ORDER BY h.tenant_id), '[]')
+      INTO pools
+      FROM mt.health h
+     WHERE tenant_ids IS NULL OR h.tenant_id = ANY (tenant_ids);
+
+    IF include_shared THEN
+        shared_at := clock_timestamp();
+        IF NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = shared) THEN
+            shared_status := 'unhealthy';
+            shared_error := format('shared schema %s is missing', shared);
+        ELSIF EXISTS (SELECT FROM mt.migrations m WHERE m.scope = 'shared')
+              AND (SELECT count(*) FROM mt.migrate_shared(dry_run => true) r WHERE r.pending > 0) > 0 THEN
+            shared_status := 'degraded';
+            shared_error := 'shared migrations are pending';
+        ELSE
+            shared_status := 'ok';
+        END IF;
+        shared_ms := round(extract(epoch FROM clock_timestamp() - shared_at) * 1000, 3);
+    END IF;
+
+    RETURN jsonb_strip_nulls(jsonb_build_object(
+        'healthy', NOT EXISTS (SELECT FROM jsonb_array_elements(pools) p WHERE p ->> 'status' = 'unhealthy')
+                   AND coalesce(shared_status, 'ok') <> 'unhealthy',
+        'pools', pools,
+        'sharedDb', shared_status,
+        'sharedDbResponseTimeMs', shared_ms,
+        'sharedDbError', shared_error,
+        'totalPools', jsonb_array_length(pools),
+        'degradedPools', (SELECT count(*) FROM jsonb_array_elements(pools) p WHERE p ->> 'status' = 'degraded'),
+        'unhealthyPools', (SELECT count(*) FROM jsonb_array_elements(pools) p WHERE p ->> 'status' = 'unhealthy'),
+        'timestamp', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+        'durationMs', round(extract(epoch FROM clock_timestamp() - started) * 1000, 3)));
+END
+$$;
+COMMENT ON FUNCTION mt.health_check(text[], boolean) IS
+    'multitenant: health of every (or the listed) tenant and the shared schema as JSON (healthy, pools, sharedDb, totals, timestamp, durationMs); healthy is false when anything is unhealthy';
+
+-- What is running: multitenant background workers, and any backend working on a run.
+CREATE VIEW mt.activity AS
+SELECT a.pid,
+       a.backend_type,
+       rt.run_id,
+       r.operation,
+       rt.tenant_id,
+       rt.schema_name,
+       rt.current_migration,
+       coalesce(rt.started_at, a.backend_start) AS started_at,
+       a.state,
+       a.wait_event_type,
+       a.wait_event,
+       a.wait_event_type = 'Lock' AS waiting,
+       a.query AS activity
+  FROM pg_stat_activity a
+  LEFT JOIN mt.run_tenants rt ON rt.pid = a.pid AND rt.finished_at IS NULL
+  LEFT JOIN mt.runs r ON r.run_id = rt.run_id
+ WHERE a.backend_type = 'multitenant worker' OR rt.run_id IS NOT NULL;
+COMMENT ON VIEW mt.activity IS
+    'multitenant: background workers and backends working on a run: tenant, migration, since when, what they wait for (needs pg_read_all_stats to see other roles'' queries)';
+
+-- Prometheus label value: backslash, double quote and newline escaped.
+CREATE FUNCTION mt.prometheus_label(value text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT '"' || replace(replace(replace(value, E'\\', E'\\\\'), '"', E'\\"'), E'\n', E'\\n') || '"'
+$$;
+COMMENT ON FUNCTION mt.prometheus_label(text) IS
+    'multitenant: a Prometheus label value, quoted and escaped';
+
+CREATE FUNCTION mt.metrics(prefix text DEFAULT 'multitenant')
+RETURNS text
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    lines text[] := '{}';
+    healths mt.health[];
+    buckets numeric[] := '{0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300}';
+BEGIN
+    IF prefix IS NULL OR prefix !~ '^[a-zA-Z_:][a-zA-Z0-9_:]*$' THEN
+        RAISE EXCEPTION 'invalid metric prefix %', coalesce(quote_literal(prefix), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'A prefix matches [a-zA-Z_:][a-zA-Z0-9_:]*.';
+    END IF;
+
+    -- Read once: the view measures drift and sizes, which is the expensive part.
+    healths := ARRAY(SELECT h FROM mt.health h);
+
+    lines := lines || mt.metric_family(prefix || '_tenants', 'gauge', 'Tenants by health status',
+        ARRAY(SELECT format('{status=%s} %s', mt.prometheus_label(s), (SELECT count(*) FROM unnest(healths) h WHERE h.status = s))
+                FROM unnest(ARRAY['ok', 'degraded', 'unhealthy']) s));
+    lines := lines || mt.metric_family(prefix || '_pending_migrations', 'gauge', 'Registered tenant migrations not yet applied, summed over tenants',
+        ARRAY[format(' %s', (SELECT coalesce(sum(pending_migrations), 0) FROM unnest(healths)))]);
+    lines := lines || mt.metric_family(prefix || '_tenants_behind', 'gauge', 'Tenants with at least one pending migration',
+        ARRAY[format(' %s', (SELECT count(*) FROM unnest(healths) WHERE pending_migrations > 0))]);
+    lines := lines || mt.metric_family(prefix || '_drift_tenants', 'gauge', 'Tenants whose schema differs from mt_template',
+        ARRAY[format(' %s', (SELECT count(*) FROM unnest(healths) WHERE has_drift))]);
+    lines := lines || mt.metric_family(prefix || '_schema_size_bytes', 'gauge', 'Size of each tenant''s tables, indexes and TOAST',
+        ARRAY(SELECT format('{tenant=%s} %s', mt.prometheus_label(tenant_id), coalesce(schema_bytes, 0))
+                FROM unnest(healths) ORDER BY tenant_id));
+    lines := lines || mt.metric_family(prefix || '_runs_total', 'counter', 'Runs recorded in mt.runs, by operation and status',
+        ARRAY(SELECT format('{operation=%s,status=%s} %s', mt.prometheus_label(operation), mt.prometheus_label(status), count(*))
+                FROM mt.runs GROUP BY operation, status ORDER BY 1));
+    lines := lines || mt.metric_family(prefix || '_tenant_runs_total', 'counter', 'Per-tenant outcomes of finished migration runs',
+        ARRAY(SELECT format('{outcome=%s} %s', mt.prometheus_label(rt.status), count(*))
+                FROM mt.run_tenants rt JOIN mt.runs r USING (run_id)
+               WHERE mt.is_migration_operation(r.operation) AND rt.finished_at IS NOT NULL
+               GROUP BY rt.status ORDER BY 1));
+    lines := lines || mt.metric_family(prefix || '_migration_duration_seconds', 'histogram', 'Time a finished migration run spent on one tenant',
+        (WITH d AS (
+            SELECT extract(epoch FROM rt.finished_at - rt.started_at) AS seconds
+              FROM mt.run_tenants rt JOIN mt.runs r USING (run_id)
+             WHERE mt.is_migration_operation(r.operation) AND rt.finished_at IS NOT NULL
+         )
+         SELECT ARRAY(SELECT format('_bucket{le=%s} %s', mt.prometheus_label(b::text), (SELECT count(*) FROM d WHERE d.seconds <= b))
+                        FROM unnest(buckets) b)
+             || format('_bucket{le="+Inf"} %s', (SELECT count(*) FROM d))
+             || format('_sum %s', (SELECT coalesce(round(sum(seconds), 6), 0) FROM d))
+             || format('_count %s', (SELECT count(*) FROM d))));
+    lines := lines || mt.metric_family(prefix || '_last_run_timestamp_seconds', 'gauge', 'When the latest run started, as a Unix timestamp',
+        ARRAY(SELECT format(' %s', round(extract(epoch FROM max(started_at)), 3)) FROM mt.runs HAVING count(*) > 0));
+    lines := lines || mt.metric_family(prefix || '_background_workers', 'gauge', 'multitenant background workers running',
+        ARRAY[format(' %s', (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'multitenant worker'))]);
+    lines := lines || mt.metric_family(prefix || '_connections', 'gauge', 'Client connections per database and state, from pg_stat_activity',
+        ARRAY(SELECT format('{database=%s,state=%s} %s', mt.prometheus_label(datname), mt.prometheus_label(coalesce(state, 'unknown')), count(*))
+                FROM pg_stat_activity WHERE backend_type = 'client backend' AND datname IS NOT NULL
+               GROUP BY datname, state ORDER BY 1));
+    RETURN array_to_string(lines, E'\n') || E'\n';
+END
+$$;
+COMMENT ON FUNCTION mt.metrics(text) IS
+    'multitenant: Prometheus text exposition of tenant health, pending migrations, runs, run durations, drift, schema sizes, workers and connections';
+
+-- One metric family: HELP and TYPE lines, then each sample as name || suffix.
+CREATE FUNCTION mt.metric_family(name text, type text, help text, samples text[])
+RETURNS text[]
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT ARRAY[format('# HELP %s %s', name, replace(replace(help, E'\\', E'\\\\'), E'\n', E'\\n')), format('# TYPE %s %s', name, type)]
+           || ARRAY(SELECT name || s FROM unnest(samples) s)
+$$;
+COMMENT ON FUNCTION mt.metric_family(text, text, text, text[]) IS
+    'multitenant: the exposition lines of one metric family: HELP, TYPE and its samples';
