@@ -142,7 +142,7 @@ SELECT a.pid,
        r.operation,
        rt.tenant_id,
        rt.schema_name,
-       rt.current_migration,
+       rt.current_migration AS last_applied_migration,
        coalesce(rt.started_at, a.backend_start) AS started_at,
        a.state,
        a.wait_event_type,
@@ -154,7 +154,7 @@ SELECT a.pid,
   LEFT JOIN mt.runs r ON r.run_id = rt.run_id
  WHERE a.backend_type = 'multitenant worker' OR rt.run_id IS NOT NULL;
 COMMENT ON VIEW mt.activity IS
-    'multitenant: background workers and backends working on a run: tenant, migration, since when, what they wait for (needs pg_read_all_stats to see other roles'' queries)';
+    'multitenant: background workers and backends working on a run: tenant, the migration last applied, since when, what they wait for, and activity naming the migration in progress (needs pg_read_all_stats to see other roles'' queries)';
 
 -- Prometheus label value: backslash, double quote and newline escaped.
 CREATE FUNCTION mt.prometheus_label(value text)
