@@ -77,3 +77,31 @@ DROP INDEX tenant_globex_eu.tasks_open_idx;
 SELECT tenant_id, has_drift, differences, left(fingerprint, 12) AS fingerprint FROM mt.drift_summary ORDER BY tenant_id;
 SELECT tenant_id, object_type, object_name, change, expected ->> 'type' AS expected_type, actual ->> 'type' AS actual_type
   FROM mt.drift_report ORDER BY tenant_id, object_type;
+
+\echo '== 14. Clone a tenant with its rows, personal data anonymized; drift proves the copy exact'
+INSERT INTO tenant_acme.users (email, name) VALUES ('ann@acme.test', 'Ann Archer'), ('bob@acme.test', 'Bob Baker');
+SELECT tenant_id, schema_name FROM mt.clone_tenant('acme', 'acme-staging', include_data => true, anonymize => '{
+    "users": {"email": {"template": "user-{hash}@example.com"}, "name": null}}');
+SELECT id, left(email, 20) || '…' AS email, name FROM tenant_acme_staging.users ORDER BY id;
+SELECT count(*) AS differences FROM mt.tenant_drift('acme-staging', 'acme');
+
+\echo '== 15. New tenants are copies of mt_template when it is current (no migration replay)'
+SELECT mt.template_is_current();
+SELECT tenant_id FROM mt.create_tenant('hooli');
+SELECT tenant_id, status, sqlstate FROM mt.create_tenants(ARRAY['pied-piper', 'raviga', 'bad id!'], concurrency => 2);
+
+\echo '== 16. Seeds: run once per tenant, with a history; forced reruns are recorded'
+SELECT name, scope FROM mt.register_seed('starter-teams',
+    $$INSERT INTO teams (name, slug) VALUES ('Everyone', 'everyone') ON CONFLICT DO NOTHING$$);
+SELECT tenant_id, status FROM mt.seed_all('starter-teams', concurrency => 2) ORDER BY tenant_id;
+SELECT tenant_id, status FROM mt.seed_all('starter-teams', tenant_ids => ARRAY['hooli']);
+SELECT seed_name, count(*) AS tenants_seeded FROM mt.seed_history GROUP BY 1;
+
+\echo '== 17. Health: one verdict per tenant, a JSON check for load balancers, Prometheus metrics'
+DROP TABLE tenant_raviga.__drizzle_migrations;
+SELECT tenant_id, status, reasons FROM mt.health ORDER BY tenant_id;
+SELECT h -> 'healthy' AS healthy, h -> 'totalPools' AS pools, h -> 'degradedPools' AS degraded,
+       h -> 'unhealthyPools' AS unhealthy, h -> 'sharedDb' AS shared_db
+  FROM mt.health_check() h;
+SELECT line FROM regexp_split_to_table(mt.metrics(), E'\n') AS line
+ WHERE line ~ '^(# TYPE )?multitenant_(tenants|pending_migrations|drift_tenants|background_workers)[ {]';
