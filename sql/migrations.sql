@@ -85,7 +85,7 @@ CREATE TYPE mt.run_result AS (
     duration_ms bigint
 );
 COMMENT ON TYPE mt.run_result IS
-    'multitenant: one schema''s outcome of a run: status is migrated, up_to_date, dry_run, marked, converted, unchanged, cleaned, failed or cancelled';
+    'multitenant: one schema''s outcome of a run: status is migrated, up_to_date, dry_run, marked, converted, unchanged, cleaned, created, seeded, skipped, failed or cancelled';
 
 CREATE VIEW mt.run_progress AS
 SELECT r.run_id, r.operation, r.status, r.tenants,
