@@ -5,6 +5,10 @@
 -- migration record (the tracking table is cloned with its records).
 CREATE TABLE public.plans (id int PRIMARY KEY, name text);
 INSERT INTO public.plans VALUES (1, 'free'), (2, 'pro');
+-- Roles are cluster-wide: one left by an earlier run of this suite goes first.
+SET client_min_messages = warning;
+DROP ROLE IF EXISTS clone_reader;
+RESET client_min_messages;
 CREATE ROLE clone_reader;
 SELECT mt.add_migration('0001_start', 'CREATE TABLE settings (key text PRIMARY KEY, value text)');
 SELECT tenant_id FROM mt.create_tenant('acme');
@@ -156,3 +160,7 @@ CREATE TABLE tenant_acme.events (at date) PARTITION BY RANGE (at);
 SELECT pg_temp.attempt($$SELECT mt.clone_tenant('acme', 'delta')$$) AS partitioned;
 DROP TABLE tenant_acme.events;
 SELECT count(*) AS tenants FROM mt.tenants;
+
+-- Leave the cluster as it was.
+DROP OWNED BY clone_reader;
+DROP ROLE clone_reader;
