@@ -75,7 +75,10 @@ BEGIN
     WITH rel AS (
         SELECT c.oid, c.relname, c.relkind, c.relpersistence, c.reloptions, c.relowner, c.relacl,
                c.relrowsecurity, c.relforcerowsecurity, c.relispopulated,
-               format('%s.%I', target, c.relname) AS qualified
+               format('%s.%I', target, c.relname) AS qualified,
+               -- the word ALTER, COMMENT ON and GRANT use for it
+               CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                              WHEN 'c' THEN 'TYPE' ELSE 'TABLE' END AS keyword
           FROM pg_class c
          WHERE c.relnamespace = source_oid AND c.relkind IN ('r', 'v', 'm', 'S', 'c')
            AND NOT mt.is_extension_member('pg_class'::regclass, c.oid)
@@ -86,7 +89,8 @@ BEGIN
                                   AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'i') o
          WHERE s.relkind = 'S'
     ), typ AS (
-        SELECT t.oid, t.typname, t.typtype, t.typowner, t.typacl, t.typrelid, format('%s.%I', target, t.typname) AS qualified
+        SELECT t.oid, t.typname, t.typtype, t.typowner, t.typacl, t.typrelid, format('%s.%I', target, t.typname) AS qualified,
+               CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END AS keyword
           FROM pg_type t
          WHERE t.typnamespace = source_oid
            AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND EXISTS (SELECT FROM rel r WHERE r.oid = t.typrelid AND r.relkind = 'c')))
@@ -94,6 +98,7 @@ BEGIN
     ), fn AS (
         SELECT p.oid, p.proname, p.prokind, p.proowner, p.proacl, p.proconfig,
                format('%s.%I(%s)', target, p.proname, pg_get_function_identity_arguments(p.oid)) AS qualified,
+               CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END AS keyword,
                -- which relations of the schema it needs to exist first (through types or a SQL body)
                (SELECT max(CASE WHEN r.relkind IN ('v', 'm') THEN 2 ELSE 1 END)
                   FROM pg_depend d
@@ -132,14 +137,14 @@ BEGIN
                CASE WHEN t.typtype = 'd' THEN
                    format('CREATE DOMAIN %s AS %s%s%s%s', t.qualified, format_type(b.typbasetype, b.typtypmod),
                           CASE WHEN b.typcollation <> 0 AND b.typcollation <> bt.typcollation
-                               THEN ' COLLATE ' || (SELECT format('%I.%I', cn.nspname, co.collname) FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = b.typcollation) ELSE '' END,
+                               THEN ' COLLATE ' || b.typcollation::regcollation::text ELSE '' END,
                           CASE WHEN b.typdefault IS NOT NULL THEN ' DEFAULT ' || b.typdefault ELSE '' END,
                           CASE WHEN b.typnotnull THEN ' NOT NULL' ELSE '' END)
                ELSE
                    format('CREATE TYPE %s AS (%s)', t.qualified,
                           (SELECT string_agg(format('%I %s%s', a.attname, format_type(a.atttypid, a.atttypmod),
                                                     CASE WHEN a.attcollation <> 0 AND a.attcollation <> at.typcollation
-                                                         THEN ' COLLATE ' || (SELECT format('%I.%I', cn.nspname, co.collname) FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = a.attcollation) ELSE '' END),
+                                                         THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END),
                                              ', ' ORDER BY a.attnum)
                              FROM pg_attribute a JOIN pg_type at ON at.oid = a.atttypid
                             WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped))
@@ -157,7 +162,7 @@ BEGIN
         UNION ALL
         -- 30, 65, 75: functions and procedures, by what they need
         SELECT CASE f.needs WHEN 1 THEN 65 WHEN 2 THEN 75 ELSE 30 END, f.oid::bigint,
-               CASE f.prokind WHEN 'p' THEN 'procedure' ELSE 'function' END, f.proname::text,
+               lower(f.keyword), f.proname::text,
                pg_get_functiondef(f.oid)
           FROM fn f
         UNION ALL
@@ -172,7 +177,7 @@ BEGIN
                       coalesce((SELECT string_agg(
                           format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod))
                           || CASE WHEN a.attcollation <> 0 AND a.attcollation <> at.typcollation
-                                  THEN ' COLLATE ' || (SELECT format('%I.%I', cn.nspname, co.collname) FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = a.attcollation) ELSE '' END
+                                  THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END
                           || CASE WHEN a.attgenerated = 's' THEN format(' GENERATED ALWAYS AS (%s) STORED', pg_get_expr(ad.adbin, ad.adrelid))
                                   WHEN a.attidentity <> '' THEN
                                       (SELECT format(' GENERATED %s AS IDENTITY (SEQUENCE NAME %s.%I INCREMENT BY %s MINVALUE %s MAXVALUE %s START WITH %s CACHE %s %s)',
@@ -214,8 +219,8 @@ BEGIN
          WHERE s.relkind = 'S'
         UNION ALL
         -- 70: views and materialized views, each after those it reads
-        SELECT 70, v.depth * 4294967296 + r.oid::bigint, CASE r.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END, r.relname::text,
-               format('CREATE %s %s%s AS %s%s', CASE r.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END, r.qualified,
+        SELECT 70, v.depth * 4294967296 + r.oid::bigint, lower(r.keyword), r.relname::text,
+               format('CREATE %s %s%s AS %s%s', r.keyword, r.qualified,
                       CASE WHEN r.reloptions IS NOT NULL THEN format(' WITH (%s)', array_to_string(r.reloptions, ', ')) ELSE '' END,
                       rtrim(pg_get_viewdef(r.oid), ';'), CASE r.relkind WHEN 'm' THEN ' WITH NO DATA' ELSE '' END)
           FROM rel r JOIN view_depth v ON v.view = r.oid
@@ -249,7 +254,7 @@ BEGIN
         SELECT 90, o.sort_key, 'comment', o.name, format('COMMENT ON %s IS %L', o.target_object, d.description)
           FROM (
             SELECT 'pg_class'::regclass AS classid, r.oid AS objid, 0 AS objsubid, r.oid::bigint AS sort_key, r.relname::text AS name,
-                   CASE r.relkind WHEN 'v' THEN 'VIEW ' WHEN 'm' THEN 'MATERIALIZED VIEW ' WHEN 'S' THEN 'SEQUENCE ' WHEN 'c' THEN 'TYPE ' ELSE 'TABLE ' END || r.qualified AS target_object
+                   r.keyword || ' ' || r.qualified AS target_object
               FROM rel r
             UNION ALL
             SELECT 'pg_class'::regclass, r.oid, a.attnum, r.oid::bigint, r.relname || '.' || a.attname, format('COLUMN %s.%I', r.qualified, a.attname)
@@ -258,10 +263,10 @@ BEGIN
             SELECT 'pg_class'::regclass, ic.oid, 0, ic.oid::bigint, ic.relname::text, format('INDEX %s.%I', target, ic.relname)
               FROM rel r JOIN pg_index i ON i.indrelid = r.oid JOIN pg_class ic ON ic.oid = i.indexrelid
             UNION ALL
-            SELECT 'pg_type'::regclass, t.oid, 0, t.oid::bigint, t.typname::text, CASE t.typtype WHEN 'd' THEN 'DOMAIN ' ELSE 'TYPE ' END || t.qualified
+            SELECT 'pg_type'::regclass, t.oid, 0, t.oid::bigint, t.typname::text, t.keyword || ' ' || t.qualified
               FROM typ t WHERE t.typtype <> 'c'
             UNION ALL
-            SELECT 'pg_proc'::regclass, f.oid, 0, f.oid::bigint, f.proname::text, CASE f.prokind WHEN 'p' THEN 'PROCEDURE ' ELSE 'FUNCTION ' END || f.qualified
+            SELECT 'pg_proc'::regclass, f.oid, 0, f.oid::bigint, f.proname::text, f.keyword || ' ' || f.qualified
               FROM fn f
             UNION ALL
             SELECT 'pg_constraint'::regclass, k.oid, 0, k.oid::bigint, k.conname::text, format('CONSTRAINT %I ON %s', k.conname, r.qualified)
@@ -282,13 +287,13 @@ BEGIN
         SELECT 91, o.sort_key, 'owner', o.name, format('ALTER %s %s OWNER TO %I', o.kind, o.target_object, pg_get_userbyid(o.owner))
           FROM (
             SELECT r.oid::bigint AS sort_key, r.relname::text AS name, r.relowner AS owner, r.qualified AS target_object,
-                   CASE r.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE' WHEN 'c' THEN 'TYPE' ELSE 'TABLE' END AS kind
+                   r.keyword AS kind
               FROM rel r WHERE NOT EXISTS (SELECT FROM identity_seq i WHERE i.seq = r.oid)
             UNION ALL
-            SELECT t.oid::bigint, t.typname::text, t.typowner, t.qualified, CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END
+            SELECT t.oid::bigint, t.typname::text, t.typowner, t.qualified, t.keyword
               FROM typ t WHERE t.typtype <> 'c'
             UNION ALL
-            SELECT f.oid::bigint, f.proname::text, f.proowner, f.qualified, CASE f.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END
+            SELECT f.oid::bigint, f.proname::text, f.proowner, f.qualified, f.keyword
               FROM fn f
           ) o
          WHERE o.owner <> (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user)
@@ -303,13 +308,13 @@ BEGIN
                               FROM aclexplode(o.acl) x), '')
           FROM (
             SELECT r.oid::bigint AS sort_key, r.relname::text AS name, r.relowner AS owner, r.relacl AS acl, r.qualified AS target_object,
-                   CASE r.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'c' THEN 'TYPE' ELSE 'TABLE' END AS kind, NULL::name AS column_name
+                   CASE WHEN r.keyword IN ('SEQUENCE', 'TYPE') THEN r.keyword ELSE 'TABLE' END AS kind, NULL::name AS column_name
               FROM rel r WHERE r.relacl IS NOT NULL
             UNION ALL
-            SELECT t.oid::bigint, t.typname::text, t.typowner, t.typacl, t.qualified, CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, NULL
+            SELECT t.oid::bigint, t.typname::text, t.typowner, t.typacl, t.qualified, t.keyword, NULL
               FROM typ t WHERE t.typacl IS NOT NULL AND t.typtype <> 'c'
             UNION ALL
-            SELECT f.oid::bigint, f.proname::text, f.proowner, f.proacl, f.qualified, CASE f.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, NULL
+            SELECT f.oid::bigint, f.proname::text, f.proowner, f.proacl, f.qualified, f.keyword, NULL
               FROM fn f WHERE f.proacl IS NOT NULL
           ) o
         UNION ALL
@@ -323,9 +328,9 @@ BEGIN
          WHERE a.attacl IS NOT NULL
         UNION ALL
         -- 92: function settings; a search_path naming the source names the target instead
-        SELECT 92, f.oid::bigint, CASE f.prokind WHEN 'p' THEN 'procedure' ELSE 'function' END, f.proname::text,
-               format('ALTER %s %s RESET ALL', CASE f.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, f.qualified)
-               || (SELECT string_agg(format('; ALTER %s %s SET %I = %s', CASE f.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
+        SELECT 92, f.oid::bigint, lower(f.keyword), f.proname::text,
+               format('ALTER %s %s RESET ALL', f.keyword, f.qualified)
+               || (SELECT string_agg(format('; ALTER %s %s SET %I = %s', f.keyword,
                                             f.qualified, split_part(setting, '=', 1),
                                             CASE WHEN split_part(setting, '=', 1) = 'search_path'
                                                  THEN (SELECT string_agg(quote_literal(CASE WHEN trim(both ' "' FROM p) = source_schema THEN target_schema ELSE trim(both ' ' FROM p) END), ', ')

@@ -34,3 +34,5 @@ COMMENT ON FUNCTION mt.create_tenants(text[], integer, text) IS
     'multitenant: create many tenants in parallel background workers, each atomically (cloned from mt_template when current); one row per tenant';
 COMMENT ON FUNCTION mt.seed_all(text, integer, text[], boolean) IS
     'multitenant: run a tenant seed in every (or the listed) tenant in parallel background workers, each in its own transaction; one row per tenant';
+COMMENT ON FUNCTION mt.shared_pending() IS
+    'multitenant: how many shared migrations the shared schema has not applied (NULL without a tracking table); reads only';

@@ -77,7 +77,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     started    timestamptz := clock_timestamp();
-    unknown    text;
     pools      jsonb;
     shared     text := mt.get_config('shared_schema');
     shared_at  timestamptz;
@@ -85,12 +84,7 @@ DECLARE
     shared_error  text;
     shared_ms  numeric;
 BEGIN
-    SELECT string_agg(format('"%s"', id), ', ') INTO unknown
-      FROM unnest(tenant_ids) AS id WHERE NOT EXISTS (SELECT FROM mt.tenants t WHERE t.tenant_id = id);
-    IF unknown IS NOT NULL THEN
-        RAISE EXCEPTION 'unknown tenant(s): %', unknown
-            USING ERRCODE = 'undefined_object', HINT = 'SELECT tenant_id FROM mt.tenants lists the tenants.';
-    END IF;
+    PERFORM mt.tenant_schema(id) FROM unnest(tenant_ids) AS id;   -- 42704 for an unknown id
 
     SELECT coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
                'tenantId', h.tenant_id, 'schemaName', h.schema_name, 'status', h.status,
@@ -107,8 +101,8 @@ BEGIN
         IF NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = shared) THEN
             shared_status := 'unhealthy';
             shared_error := format('shared schema %s is missing', shared);
-        ELSIF EXISTS (SELECT FROM mt.migrations m WHERE m.scope = 'shared')
-              AND (SELECT count(*) FROM mt.migrate_shared(dry_run => true) r WHERE r.pending > 0) > 0 THEN
+        -- Read-only: a probe must not write (a dry run would record a run each time).
+        ELSIF EXISTS (SELECT FROM mt.migrations m WHERE m.scope = 'shared') AND coalesce(mt.shared_pending(), 1) > 0 THEN
             shared_status := 'degraded';
             shared_error := 'shared migrations are pending';
         ELSE

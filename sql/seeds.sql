@@ -167,14 +167,8 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    schema text := (SELECT t.schema_name FROM mt.tenants t WHERE t.tenant_id = seed_tenant.tenant_id);
 BEGIN
-    IF schema IS NULL THEN
-        RAISE EXCEPTION 'tenant "%" does not exist', tenant_id
-            USING ERRCODE = 'undefined_object', HINT = 'SELECT tenant_id FROM mt.tenants lists the tenants.';
-    END IF;
-    RETURN mt.run_seed(name, 'tenant', tenant_id, schema, force);
+    RETURN mt.run_seed(name, 'tenant', tenant_id, mt.tenant_schema(tenant_id), force);
 END
 $$;
 COMMENT ON FUNCTION mt.seed_tenant(text, text, boolean) IS

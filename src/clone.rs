@@ -1,10 +1,9 @@
 //! Cloning and template provisioning: the Rust pieces the SQL in `sql/clone.sql` calls.
 
 use multitenant_core::sql_text;
-use multitenant_core::tracking;
 use pgrx::prelude::*;
 
-use crate::engine::{self, Failure, Operation, Outcome, Plan, Status, TEMPLATE_SCHEMA};
+use crate::engine::{self, Failure, Operation, Outcome, Status, TEMPLATE_SCHEMA};
 use crate::migrations::{fan_out, rows};
 use crate::workers::{self, RunResult};
 
@@ -20,14 +19,7 @@ fn requalify(sql: &str, from_schema: &str, to_schema: &str) -> String {
 #[pg_extern(security_definer, stable, requires = ["migrations"])]
 #[search_path(pg_catalog, pg_temp)]
 fn template_is_current() -> bool {
-    let table = Spi::get_one::<String>("SELECT mt.get_config('tracking_table')")
-        .unwrap_or_else(|e| error!("{e}"))
-        .unwrap_or_default();
-    let Some((_, records)) = engine::read_tracking(&tracking::qualified(TEMPLATE_SCHEMA, &table)) else {
-        return false;
-    };
-    let migrations = Plan::registered("tenant");
-    tracking::pending(&migrations, &records).is_empty() && tracking::orphans(&records, &migrations).is_empty()
+    engine::pending_and_orphans(TEMPLATE_SCHEMA, "tenant") == Some((0, 0))
 }
 
 /// `mt.create_tenants(tenant_ids, concurrency, seed)`: each tenant created by

@@ -644,6 +644,18 @@ pub fn read_tracking(table: &str) -> Option<(TrackingFormat, Vec<Record>)> {
     Some((format, read_records(table, format)))
 }
 
+/// How a schema without a ledger (the template, the shared schema) stands against `scope`'s
+/// registered migrations, read from its tracking table: (pending, orphaned), or None when it
+/// has no tracking table. Reads only, so health checks can call it.
+pub fn pending_and_orphans(schema: &str, scope: &str) -> Option<(usize, usize)> {
+    let table = Spi::get_one::<String>("SELECT mt.get_config('tracking_table')")
+        .unwrap_or_else(|e| error!("{e}"))
+        .unwrap_or_default();
+    let (_, records) = read_tracking(&tracking::qualified(schema, &table))?;
+    let migrations = Plan::registered(scope);
+    Some((tracking::pending(&migrations, &records).len(), tracking::orphans(&records, &migrations).len()))
+}
+
 fn read_records(table: &str, format: TrackingFormat) -> Vec<Record> {
     Spi::connect(|client| {
         client

@@ -50,6 +50,7 @@ extension_sql_file!(
         migrations::clean_orphans,
         migrations::convert_tracking,
         migrations::refresh_template,
+        migrations::shared_pending,
         drift::fingerprint,
         drift::diff_models,
         clone::requalify,

@@ -113,6 +113,17 @@ fn migrate_template() -> RunResult {
     run_in_process("refresh_template", Operation::Migrate { dry_run: false, mark_applied: false }, "tenant", target)
 }
 
+/// `mt.shared_pending()`: shared migrations not yet applied to the shared schema, or NULL
+/// when it has no tracking table; reads only (unlike a dry run, records no run).
+#[pg_extern(security_definer, stable, requires = ["migrations"])]
+#[search_path(pg_catalog, pg_temp)]
+fn shared_pending() -> Option<i32> {
+    let schema = Spi::get_one::<String>("SELECT mt.get_config('shared_schema')")
+        .unwrap_or_else(|e| error!("{e}"))
+        .unwrap_or_default();
+    crate::engine::pending_and_orphans(&schema, "shared").map(|(pending, _)| pending as i32)
+}
+
 /// `mt.mark_missing(...)`: records registered-but-unrecorded migrations as applied, without
 /// running them.
 #[pg_extern(security_definer, volatile, requires = ["migrations"])]

@@ -450,7 +450,7 @@ fn call_one(
         let progress =
             Progress { status: status.as_str(), applied, pending: 0, sqlstate: None, error: None, finished: true };
         engine::record_run_tenant(run_id, &tenant_id, &schema, &progress);
-        (status, schema)
+        (status, applied, schema)
     });
     let outcome = |status, applied, failure| Outcome {
         status,
@@ -460,7 +460,7 @@ fn call_one(
         duration_ms: started.elapsed().as_millis() as i64,
     };
     match done {
-        Ok((status, schema)) => (outcome(status, (status != Status::Skipped) as i32, None), schema),
+        Ok((status, applied, schema)) => (outcome(status, applied, None), schema),
         Err(failure) => {
             let status = if tx.cancelled() { Status::Cancelled } else { Status::Failed };
             let _ = tx.atomic(|| {
