@@ -402,10 +402,12 @@ $$;
 COMMENT ON FUNCTION mt.anonymize_error(text, text, text) IS
     'multitenant: raises the 22023 error for a bad anonymize rule';
 
--- Copies every row of the source's tables into the clone (only the tracking table's unless
--- include_data), parents before children, with anonymize rules applied.
-CREATE FUNCTION mt.clone_rows(source_schema text, target_schema text, include_data boolean, anonymize jsonb)
-RETURNS bigint
+-- The statements that copy the source's rows into the clone (only the tracking table's
+-- unless include_data), parents before children, with anonymize rules applied, then set
+-- each sequence where the source's is and never below a copied value. Each names the table
+-- it reads, so that callers can leave out tables they know to be empty.
+CREATE FUNCTION mt.row_copy_statements(source_schema text, target_schema text, include_data boolean, anonymize jsonb)
+RETURNS TABLE (kind text, table_name text, statement text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -413,8 +415,6 @@ DECLARE
     source_oid oid := (SELECT n.oid FROM pg_namespace n WHERE n.nspname = source_schema);
     tracking   text := mt.get_config('tracking_table');
     item       record;
-    copied     bigint;
-    total      bigint := 0;
 BEGIN
     IF anonymize IS NOT NULL AND NOT include_data THEN
         RAISE EXCEPTION 'anonymize rules need include_data => true' USING ERRCODE = 'invalid_parameter_value';
@@ -450,22 +450,20 @@ BEGIN
             USING ERRCODE = 'undefined_column';
     END IF;
 
-    -- Queries below name both schemas explicitly; type names resolve in the target.
-    PERFORM set_config('search_path', format('pg_catalog, %I, pg_temp', target_schema), true);
-    FOR item IN
-        WITH RECURSIVE tables AS (
-            SELECT c.oid, c.relname FROM pg_class c
-             WHERE c.relnamespace = source_oid AND c.relkind = 'r' AND (include_data OR c.relname = tracking)
-        ), parents AS (
-            SELECT DISTINCT k.conrelid AS child, k.confrelid AS parent
-              FROM pg_constraint k JOIN tables c ON c.oid = k.conrelid JOIN tables p ON p.oid = k.confrelid
-             WHERE k.contype = 'f' AND k.conrelid <> k.confrelid
-        ), depth(oid, level) AS (
-            SELECT oid, 0 FROM tables
-            UNION ALL
-            SELECT p.child, d.level + 1 FROM depth d JOIN parents p ON p.parent = d.oid WHERE d.level < 100
-        )
-        SELECT t.relname,
+    RETURN QUERY
+    WITH RECURSIVE tables AS (
+        SELECT c.oid, c.relname FROM pg_class c
+         WHERE c.relnamespace = source_oid AND c.relkind = 'r' AND (include_data OR c.relname = tracking)
+    ), parents AS (
+        SELECT DISTINCT k.conrelid AS child, k.confrelid AS parent
+          FROM pg_constraint k JOIN tables c ON c.oid = k.conrelid JOIN tables p ON p.oid = k.confrelid
+         WHERE k.contype = 'f' AND k.conrelid <> k.confrelid
+    ), depth(oid, level) AS (
+        SELECT oid, 0 FROM tables
+        UNION ALL
+        SELECT p.child, d.level + 1 FROM depth d JOIN parents p ON p.parent = d.oid WHERE d.level < 100
+    ), copies AS (
+        SELECT t.relname, max(d.level) AS level,
                string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) AS columns,
                string_agg(CASE
                    WHEN anonymize -> t.relname::text ? a.attname
@@ -473,24 +471,16 @@ BEGIN
                                                     mt.strip_schema(format_type(a.atttypid, a.atttypmod), source_schema))
                    -- types of the source schema (enums, domains, composites) reach the clone's through text
                    WHEN ty.typnamespace = source_oid OR el.typnamespace = source_oid
-                       THEN format('%I::text::%s', a.attname, mt.strip_schema(format_type(a.atttypid, a.atttypmod), source_schema))
+                       THEN format('%I::text::%I.%s', a.attname, target_schema,
+                                   mt.strip_schema(format_type(a.atttypid, a.atttypmod), source_schema))
                    ELSE format('%I', a.attname) END, ', ' ORDER BY a.attnum) AS expressions
           FROM tables t
           JOIN (SELECT oid, max(level) AS level FROM depth GROUP BY oid) d ON d.oid = t.oid
           JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
           JOIN pg_type ty ON ty.oid = a.atttypid
           LEFT JOIN pg_type el ON el.oid = ty.typelem AND ty.typcategory = 'A'
-         GROUP BY t.oid, t.relname, d.level
-         ORDER BY d.level, t.relname
-    LOOP
-        EXECUTE format('INSERT INTO %I.%I (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %I.%I',
-                       target_schema, item.relname, item.columns, item.expressions, source_schema, item.relname);
-        GET DIAGNOSTICS copied = ROW_COUNT;
-        total := total + copied;
-    END LOOP;
-
-    -- Sequences carry on where the source's are, and never below a copied value.
-    FOR item IN
+         GROUP BY t.oid, t.relname
+    ), sequences AS (
         SELECT s.relname, pg_sequence_last_value(s.oid) AS last_value, q.seqstart, q.seqincrement,
                t.relname AS table_name, a.attname
           FROM pg_class s JOIN pg_sequence q ON q.seqrelid = s.oid
@@ -500,20 +490,57 @@ BEGIN
           LEFT JOIN pg_class t ON t.oid = d.refobjid
           LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
          WHERE s.relnamespace = source_oid AND s.relkind = 'S'
-    LOOP
-        PERFORM setval(format('%I.%I', target_schema, item.relname)::regclass,
-                       coalesce(item.last_value, item.seqstart), item.last_value IS NOT NULL);
-        IF item.attname IS NOT NULL AND item.seqincrement > 0 AND (include_data OR item.table_name = tracking) THEN
-            EXECUTE format('SELECT setval(%L::regclass, max(%I)::bigint) FROM %I.%I HAVING max(%I)::bigint > %s',
-                           format('%I.%I', target_schema, item.relname), item.attname, target_schema, item.table_name,
-                           item.attname, coalesce(item.last_value, item.seqstart - 1));
+    )
+    SELECT x.kind, x.table_name, x.statement FROM (
+        SELECT 1 AS part, c.level, 'rows' AS kind, c.relname::text AS table_name,
+               format('INSERT INTO %I.%I (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %I.%I',
+                      target_schema, c.relname, c.columns, c.expressions, source_schema, c.relname) AS statement
+          FROM copies c
+        UNION ALL
+        -- where the source's sequence is (a fresh one starts where the source started)
+        SELECT 2, 0, 'sequence', NULL, format('SELECT pg_catalog.setval(%L::regclass, %s, true)',
+                                               format('%I.%I', target_schema, s.relname), s.last_value)
+          FROM sequences s WHERE s.last_value IS NOT NULL
+        UNION ALL
+        -- past the largest copied value
+        SELECT 3, 0, 'sequence', s.table_name::text,
+               format('SELECT pg_catalog.setval(%L::regclass, max(%I)::bigint) FROM %I.%I HAVING max(%I)::bigint > %s',
+                      format('%I.%I', target_schema, s.relname), s.attname, target_schema, s.table_name,
+                      s.attname, coalesce(s.last_value, s.seqstart - 1))
+          FROM sequences s
+         WHERE s.attname IS NOT NULL AND s.seqincrement > 0 AND (include_data OR s.table_name = tracking)
+    ) x
+    ORDER BY x.part, x.level, x.table_name, x.statement;
+END
+$$;
+COMMENT ON FUNCTION mt.row_copy_statements(text, text, boolean, jsonb) IS
+    'multitenant: the statements that copy one schema''s rows into its clone (the tracking table''s always) and move its sequences past them; what mt.clone_rows runs';
+
+-- Copies the rows; returns how many.
+CREATE FUNCTION mt.clone_rows(source_schema text, target_schema text, include_data boolean, anonymize jsonb)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    item   record;
+    copied bigint;
+    total  bigint := 0;
+BEGIN
+    -- Type names in anonymize rules resolve in the clone.
+    PERFORM set_config('search_path', format('pg_catalog, %I, pg_temp', target_schema), true);
+    FOR item IN SELECT * FROM mt.row_copy_statements(source_schema, target_schema, include_data, anonymize) LOOP
+        EXECUTE item.statement;
+        IF item.kind = 'rows' THEN
+            GET DIAGNOSTICS copied = ROW_COUNT;
+            total := total + copied;
         END IF;
     END LOOP;
     RETURN total;
 END
 $$;
 COMMENT ON FUNCTION mt.clone_rows(text, text, boolean, jsonb) IS
-    'multitenant: copy rows from one schema''s tables into its clone''s (the tracking table''s always), applying anonymize rules';
+    'multitenant: copy rows from one schema''s tables into its clone''s (the tracking table''s always), applying anonymize rules; returns the rows copied';
 
 CREATE FUNCTION mt.clone_schema(
     source_schema text,
@@ -599,3 +626,115 @@ END
 $$;
 COMMENT ON FUNCTION mt.clone_tenant(text, text, boolean, jsonb) IS
     'multitenant: create tenant target as a copy of tenant source: every object, the migration records and, with include_data, the rows (anonymized by rules); one transaction';
+
+-- Template provisioning. mt_template is copied for every new tenant and changes only when
+-- migrations are applied to it, so the statements that copy it are deparsed once, written
+-- for the reserved schema name mt_clone_target, and kept until the template's tracking
+-- records change. A copy substitutes the new schema's name for mt_clone_target (a plain
+-- name, like every tenant schema: the naming rules guarantee it) and runs three scripts.
+CREATE TABLE mt.template_scripts (
+    part    integer PRIMARY KEY CHECK (part IN (1, 2, 3)),
+    version text NOT NULL,
+    script  text NOT NULL
+);
+COMMENT ON TABLE mt.template_scripts IS
+    'multitenant: cache of the statements that copy mt_template into a new tenant (not dumped: rebuilt on first use)';
+COMMENT ON COLUMN mt.template_scripts.part IS
+    '1: types, sequences, functions and tables; 2: the rows migrations wrote and sequence positions; 3: constraints, indexes, views, triggers and the rest';
+COMMENT ON COLUMN mt.template_scripts.version IS
+    'mt.template_version() when the script was built; a script of another version is stale';
+COMMENT ON COLUMN mt.template_scripts.script IS
+    'the statements, separated by semicolons, naming the target schema mt_clone_target';
+
+-- Changes whenever a migration is applied to the template, its records are converted or
+-- it is rebuilt: a digest of its tracking table.
+CREATE FUNCTION mt.template_version()
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tracking text := mt.get_config('tracking_table');
+    digest   text;
+BEGIN
+    IF to_regclass(format('%I.%I', 'mt_template', tracking)) IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format('SELECT md5(string_agg(t::text, %L ORDER BY t::text)) FROM %I.%I t', E'\n', 'mt_template', tracking)
+       INTO digest;
+    RETURN tracking || ':' || coalesce(digest, '');
+END
+$$;
+COMMENT ON FUNCTION mt.template_version() IS
+    'multitenant: a digest of mt_template''s tracking records; mt.template_scripts built under another one are stale';
+
+-- False, and nothing cached, when the template itself mentions mt_clone_target somewhere.
+CREATE FUNCTION mt.build_template_scripts(version text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    item     record;
+    has_rows boolean;
+    parts    text[] := ARRAY['', '', ''];
+    part     integer;
+BEGIN
+    IF EXISTS (SELECT FROM mt.clone_statements('mt_template', 'mt_template') s WHERE strpos(s.statement, 'mt_clone_target') > 0) THEN
+        RETURN false;
+    END IF;
+    FOR item IN SELECT s.step, s.statement FROM mt.clone_statements('mt_template', 'mt_clone_target') s LOOP
+        part := CASE WHEN item.step < 60 THEN 1 ELSE 3 END;
+        parts[part] := parts[part] || item.statement || E';\n';
+    END LOOP;
+    -- Only the tables migrations wrote rows into (the tracking table at least).
+    FOR item IN SELECT * FROM mt.row_copy_statements('mt_template', 'mt_clone_target', true, NULL) LOOP
+        has_rows := true;
+        IF item.table_name IS NOT NULL THEN
+            EXECUTE format('SELECT EXISTS (SELECT FROM %I.%I)', 'mt_template', item.table_name) INTO has_rows;
+        END IF;
+        IF has_rows THEN
+            parts[2] := parts[2] || item.statement || E';\n';
+        END IF;
+    END LOOP;
+    INSERT INTO mt.template_scripts (part, version, script)
+    SELECT p.part, build_template_scripts.version, p.script FROM unnest(parts) WITH ORDINALITY AS p(script, part)
+        ON CONFLICT ON CONSTRAINT template_scripts_pkey
+        DO UPDATE SET version = excluded.version, script = excluded.script;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION mt.build_template_scripts(text) IS
+    'multitenant: deparse mt_template into mt.template_scripts under the given version; false when the template mentions mt_clone_target itself';
+
+-- Called by mt.create_tenant with a new, empty schema, when mt.template_is_current().
+CREATE FUNCTION mt.copy_template(target_schema text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET check_function_bodies = off
+AS $$
+DECLARE
+    current_version text;
+    item    record;
+BEGIN
+    IF target_schema IS DISTINCT FROM quote_ident(target_schema) THEN
+        RAISE EXCEPTION 'schema name "%" cannot receive a copy of the template', target_schema
+            USING ERRCODE = 'invalid_schema_name';
+    END IF;
+    -- Migrations of the template take this lock exclusively.
+    PERFORM pg_advisory_xact_lock_shared(hashtext('multitenant'), hashtext('mt_template'));
+    current_version := mt.template_version();
+    IF NOT EXISTS (SELECT FROM mt.template_scripts s WHERE s.version = current_version)
+       AND NOT mt.build_template_scripts(current_version) THEN
+        PERFORM mt.clone_schema('mt_template', target_schema);
+        RETURN;
+    END IF;
+    PERFORM set_config('search_path', format('pg_catalog, %I, pg_temp', target_schema), true);
+    FOR item IN SELECT s.script FROM mt.template_scripts s WHERE s.version = current_version AND s.script <> '' ORDER BY s.part LOOP
+        EXECUTE replace(item.script, 'mt_clone_target', target_schema);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION mt.copy_template(text) IS
+    'multitenant: copy mt_template (objects, tracking records and the rows migrations wrote) into a new empty schema, from cached statements';

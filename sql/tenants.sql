@@ -116,7 +116,7 @@ BEGIN
         -- Copying the template is much faster than replaying every migration; it is used
         -- only when the template has exactly the registered migrations applied.
         IF use_template AND mt.template_is_current() THEN
-            PERFORM mt.clone_schema('mt_template', new_schema);
+            PERFORM mt.copy_template(new_schema);
         END IF;
         -- In this transaction: if a migration fails, the tenant is not created at all. After
         -- a clone this finds nothing to apply and records the cloned migrations in the ledger.

@@ -48,7 +48,7 @@ SELECT mt.drop_tenant('beta');
 SELECT mt.reset_config('schema_owner');
 DROP ROLE regress_owner;
 
--- mt.config is dumped by pg_dump, mt.config_options is not.
+-- mt.config is dumped by pg_dump; mt.config_options (defaults) and mt.template_scripts (a cache) are not.
 SELECT c.relname, c.oid = ANY (e.extconfig) AS dumped
   FROM pg_extension e, pg_class c
  WHERE e.extname = 'multitenant' AND c.relnamespace = 'mt'::regnamespace AND c.relkind = 'r'

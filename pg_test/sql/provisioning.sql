@@ -86,3 +86,25 @@ SELECT name FROM mt.seeds ORDER BY name;
 SELECT (mt.register_seed('demo-data', 'SELECT 1', replace => true)).sql AS replaced;
 SELECT mt.unregister_seed('demo-data') AS removed, mt.unregister_seed('demo-data') AS again;
 SELECT count(*) AS history_of_removed FROM mt.seed_history WHERE seed_name = 'demo-data';
+
+-- Rows that migrations write come with the copy of the template, its sequences where the
+-- template's are. The copy's statements are deparsed once per template version
+-- (mt.template_scripts) and again after the template is migrated.
+SELECT mt.add_migration('0023_plans', $$CREATE TABLE plans (id serial PRIMARY KEY, name text NOT NULL UNIQUE);
+INSERT INTO plans (name) VALUES ('free'), ('pro')$$);
+SELECT count(*) FILTER (WHERE status = 'failed') AS failed FROM mt.migrate_all();
+SELECT count(*) AS scripts_of_this_version FROM mt.template_scripts WHERE version = mt.template_version();
+SELECT tenant_id FROM mt.create_tenant('with-plans');
+SELECT count(*) AS scripts_of_this_version FROM mt.template_scripts WHERE version = mt.template_version();
+SELECT tenant_id FROM mt.create_tenant('with-plans-too');
+INSERT INTO tenant_with_plans.plans (name) VALUES ('enterprise') RETURNING id, name;
+SELECT id, name FROM tenant_with_plans_too.plans ORDER BY id;
+SELECT (SELECT string_agg(p::text, ',' ORDER BY id) FROM tenant_replayed.plans p) = (SELECT string_agg(p::text, ',' ORDER BY id) FROM tenant_with_plans_too.plans p) AS same_rows_as_replayed;
+SELECT count(*) AS differences FROM mt.tenant_drift('with-plans', 'replayed');
+-- A template that mentions the placeholder name itself is copied without the cache, correctly.
+SELECT mt.add_migration('0024_placeholder', $$CREATE FUNCTION mt_clone_target_note() RETURNS text LANGUAGE sql AS 'SELECT ''mt_clone_target''::text'$$);
+SELECT count(*) FILTER (WHERE status = 'failed') AS failed FROM mt.migrate_all();
+SELECT tenant_id FROM mt.create_tenant('placeholder');
+SELECT tenant_placeholder.mt_clone_target_note() AS untouched;
+SELECT count(*) AS scripts_of_this_version FROM mt.template_scripts WHERE version = mt.template_version();
+SELECT count(*) AS differences FROM mt.tenant_drift('placeholder', 'replayed');
