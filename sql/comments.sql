@@ -21,7 +21,7 @@ COMMENT ON FUNCTION mt.clean_orphans(text[], boolean, integer) IS
 COMMENT ON FUNCTION mt.convert_tracking(text, text[], boolean, integer) IS
     'multitenant: rewrite tracking tables in another format (name, hash, drizzle-kit) without losing a record';
 COMMENT ON FUNCTION mt.refresh_template() IS
-    'multitenant: apply the registered tenant migrations to mt_template, the reference schema of the drift views';
+    'multitenant: apply the registered tenant migrations to mt_template, the reference schema of the drift views and the source of new tenants, and empty mt.template_scripts';
 COMMENT ON FUNCTION mt.fingerprint(jsonb) IS
     'multitenant: the fingerprint of a schema model from mt.introspect (the same as mt.drift_summary shows)';
 COMMENT ON FUNCTION mt.diff_models(jsonb, jsonb) IS

@@ -101,11 +101,14 @@ fn migrate_all(
 }
 
 /// `mt.refresh_template()`: applies the registered tenant migrations to `mt_template`,
-/// creating it if needed.
+/// creating it if needed, and forgets the statements that copy it, so that the next copy
+/// deparses the template as it is now (changes made by hand included).
 #[pg_extern(security_definer, volatile, requires = ["migrations"])]
 #[search_path(pg_catalog, pg_temp)]
 fn refresh_template() -> SetOfIterator<'static, pgrx::composite_type!('static, "mt.run_result")> {
-    rows(vec![migrate_template()])
+    let result = migrate_template();
+    Spi::run("DELETE FROM mt.template_scripts").unwrap_or_else(|e| error!("multitenant: {e}"));
+    rows(vec![result])
 }
 
 fn migrate_template() -> RunResult {

@@ -108,3 +108,14 @@ SELECT tenant_id FROM mt.create_tenant('placeholder');
 SELECT tenant_placeholder.mt_clone_target_note() AS untouched;
 SELECT count(*) AS scripts_of_this_version FROM mt.template_scripts WHERE version = mt.template_version();
 SELECT count(*) AS differences FROM mt.tenant_drift('placeholder', 'replayed');
+-- mt.refresh_template() forgets the cached copy: a hand-made change to the template reaches
+-- the next tenant.
+SELECT mt.add_migration('0025_no_placeholder', 'DROP FUNCTION mt_clone_target_note()');
+SELECT count(*) FILTER (WHERE status = 'failed') AS failed FROM mt.migrate_all();
+SELECT tenant_id FROM mt.create_tenant('cached-again');
+SELECT count(*) AS cached FROM mt.template_scripts WHERE version = mt.template_version();
+CREATE TABLE mt_template.added_by_hand (id int);
+SELECT status FROM mt.refresh_template();
+SELECT count(*) AS cached FROM mt.template_scripts;
+SELECT tenant_id FROM mt.create_tenant('after-refresh');
+SELECT to_regclass('tenant_after_refresh.added_by_hand') IS NOT NULL AS has_table_added_by_hand;

@@ -15,6 +15,11 @@
 //!   `set_config`, query, `COMMIT`) and no tenancy, to separate what the mandated
 //!   transaction costs from what the client adds.
 //!
+//! Each comparison runs twice: against the server on this host, where client and server
+//! share two cores and every extra message costs CPU, and through a proxy that delays each
+//! direction by 1 ms, where an application and its database sit on different machines and
+//! round trips, not CPU, bound the rate.
+//!
 //! Usage: client [TENANTS] [SECONDS]      (default 1000 5; 32 tasks, 16 connections)
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -116,14 +121,9 @@ async fn tenant_queries(seconds: u64, manager: &TenantManager, tenants: usize, c
     .await
 }
 
-#[tokio::main]
-async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let tenants: usize = args.first().map(|a| a.parse().expect("TENANTS")).unwrap_or(1000);
-    let seconds: u64 = args.get(1).map(|a| a.parse().expect("SECONDS")).unwrap_or(5);
-    let database_url = tokio::task::spawn_blocking(move || setup(tenants)).await.unwrap();
-
-    let plain = plain_pool(&database_url);
+/// Every variant against one server address; prints a table of queries per second.
+async fn compare(label: &str, database_url: &str, tenants: usize, seconds: u64) {
+    let plain = plain_pool(database_url);
     let baseline = measure(seconds, move |n| {
         let plain = plain.clone();
         async move {
@@ -136,7 +136,7 @@ async fn main() {
 
     // The same transaction shape as a shared-pool checkout, without tenancy: what a
     // transaction per checkout costs by itself.
-    let plain_tx = plain_pool(&database_url);
+    let plain_tx = plain_pool(database_url);
     let baseline_tx = measure(seconds, move |n| {
         let plain = plain_tx.clone();
         async move {
@@ -154,7 +154,7 @@ async fn main() {
     })
     .await;
 
-    let mut config = Config::new(database_url.clone());
+    let mut config = Config::new(database_url.to_string());
     config.pool_size = CONNECTIONS;
     let shared = TenantManager::new(config.clone()).unwrap();
     let shared_drop = tenant_queries(seconds, &shared, tenants, false).await;
@@ -166,7 +166,7 @@ async fn main() {
     let per_tenant_qps = tenant_queries(seconds, &per_tenant, tenants, false).await;
     let evicted = per_tenant.metrics().pools_evicted;
 
-    println!("{tenants} tenants in round robin, {TASKS} tasks, {CONNECTIONS} connections, {seconds} s each");
+    println!("{label}: {tenants} tenants in round robin, {TASKS} tasks, {CONNECTIONS} connections, {seconds} s each");
     println!("  plain deadpool pool (baseline):      {baseline:>8.0} queries/s");
     println!("  shared pool, checkout dropped:       {shared_drop:>8.0} queries/s = {:.2}x", shared_drop / baseline);
     println!(
@@ -182,4 +182,64 @@ async fn main() {
         "  pool per tenant, max_pools 50 (x2):  {per_tenant_qps:>8.0} queries/s = {:.2}x  ({evicted} pools evicted)",
         per_tenant_qps / baseline
     );
+}
+
+/// A TCP proxy to `upstream` that delays every chunk by `one_way` in each direction: the
+/// network hop between an application and its database. Returns the address to use.
+async fn delaying_proxy(upstream: std::net::SocketAddr, one_way: Duration) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(upstream).await else { continue };
+            let _ = (client.set_nodelay(true), server.set_nodelay(true));
+            let ((client_read, client_write), (server_read, server_write)) = (client.into_split(), server.into_split());
+            tokio::spawn(forward_later(client_read, server_write, one_way));
+            tokio::spawn(forward_later(server_read, client_write, one_way));
+        }
+    });
+    address
+}
+
+async fn forward_later(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay: Duration,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (queue, mut due) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    tokio::spawn(async move {
+        while let Some((at, bytes)) = due.recv().await {
+            tokio::time::sleep_until(at).await;
+            if to.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut buffer = vec![0u8; 64 * 1024];
+    while let Ok(n @ 1..) = from.read(&mut buffer).await {
+        if queue.send((tokio::time::Instant::now() + delay, buffer[..n].to_vec())).is_err() {
+            break;
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let tenants: usize = args.first().map(|a| a.parse().expect("TENANTS")).unwrap_or(1000);
+    let seconds: u64 = args.get(1).map(|a| a.parse().expect("SECONDS")).unwrap_or(5);
+    let database_url = tokio::task::spawn_blocking(move || setup(tenants)).await.unwrap();
+    compare("Same host", &database_url, tenants, seconds).await;
+
+    let config: tokio_postgres::Config = database_url.parse().unwrap();
+    let (tokio_postgres::config::Host::Tcp(host), Some(port)) = (&config.get_hosts()[0], config.get_ports().first())
+    else {
+        panic!("the benchmark URL names a TCP host and port")
+    };
+    let upstream = tokio::net::lookup_host((host.as_str(), *port)).await.unwrap().next().unwrap();
+    let proxy = delaying_proxy(upstream, Duration::from_millis(1)).await;
+    let proxied_url = database_url.replacen(&format!("{host}:{port}"), &proxy.to_string(), 1);
+    assert_ne!(proxied_url, database_url, "the URL goes through the proxy");
+    compare("Through a network hop of 1 ms each way", &proxied_url, tenants, seconds).await;
 }
