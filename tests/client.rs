@@ -329,3 +329,50 @@ fn axum_layer_resolves_and_rejects_tenants() {
         assert_eq!(call(Some("nobody")).await.unwrap().status(), StatusCode::NOT_FOUND);
     });
 }
+
+#[test]
+fn one_statement_and_its_commit_go_out_together() {
+    let url = database_with_tenants("and_commit", 2);
+    run(async move {
+        let manager = TenantManager::new(config(&url, 1)).unwrap();
+        // First use of the statement on this connection (prepared on the way), then cached:
+        // either way it runs in the tenant's transaction, before the COMMIT.
+        for tenant in ["t1", "t2", "t1"] {
+            let db = manager.db(tenant).await.unwrap();
+            let changed = db.execute_and_commit("INSERT INTO marker VALUES ($1)", &[&"written"]).await.unwrap();
+            assert_eq!(changed, 1);
+        }
+        let db = manager.db("t2").await.unwrap();
+        let rows = db.query_and_commit("INSERT INTO marker VALUES ('returned') RETURNING name", &[]).await.unwrap();
+        assert_eq!(rows[0].get::<_, String>(0), "returned");
+
+        // A failing statement rolls back the whole checkout, earlier statements included.
+        let mut db = manager.db("t1").await.unwrap();
+        db.execute("INSERT INTO marker VALUES ('before the failure')", &[]).await.unwrap();
+        let failed = db.execute_and_commit("INSERT INTO marker SELECT (1 / 0)::text", &[]).await;
+        assert!(matches!(failed, Err(Error::Db(ref e)) if e.code().map(|c| c.code()) == Some("22012")), "{failed:?}");
+
+        let mut shared = manager.shared_db().await.unwrap();
+        let row = shared
+            .query_one(
+                "SELECT (SELECT array_agg(name ORDER BY name) FROM tenant_t1.marker),
+                        (SELECT array_agg(name ORDER BY name) FROM tenant_t2.marker),
+                        current_setting('search_path')",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, Vec<String>>(0), ["t1", "written", "written"]);
+        assert_eq!(row.get::<_, Vec<String>>(1), ["returned", "t2", "written"]);
+        assert_eq!(row.get::<_, String>(2), "\"public\"", "the connection is back to the shared schema");
+        shared.commit().await.unwrap();
+
+        // Pool per tenant: autocommit, no COMMIT needed.
+        let per_tenant = TenantManager::new(config(&url, 1).pool_per_tenant(5, Duration::from_secs(60))).unwrap();
+        let db = per_tenant.db("t2").await.unwrap();
+        assert_eq!(db.execute_and_commit("DELETE FROM marker WHERE name = 'returned'", &[]).await.unwrap(), 1);
+        let mut shared = manager.shared_db().await.unwrap();
+        let left = shared.query_one("SELECT count(*) FROM tenant_t2.marker WHERE name = 'returned'", &[]).await.unwrap();
+        assert_eq!(left.get::<_, i64>(0), 0);
+    });
+}

@@ -7,7 +7,8 @@
 //! - baseline: a plain deadpool pool, no tenancy, the same query on `public.users`;
 //! - shared pool: `TenantManager` in shared-pool mode, tenants in round robin (each
 //!   checkout a transaction that switches `search_path`), ended by dropping the checkout
-//!   (rolled back in the background) or by an awaited `commit()`;
+//!   (rolled back in the background), by an awaited `commit()`, or by `query_and_commit`
+//!   (the `COMMIT` pipelined behind the query);
 //! - pool per tenant: `max_pools` 50, tenants in round robin (the LRU churns, as it
 //!   does for the predecessor with more active tenants than pools).
 //!
@@ -104,17 +105,32 @@ fn plain_pool(url: &str) -> Pool {
     Pool::builder(manager).max_size(CONNECTIONS).runtime(Runtime::Tokio1).build().unwrap()
 }
 
-/// The query for tenants in round robin through `manager`, committing or dropping each
-/// checkout.
-async fn tenant_queries(seconds: u64, manager: &TenantManager, tenants: usize, commit: bool) -> f64 {
+/// How a checkout ends.
+#[derive(Clone, Copy)]
+enum Ending {
+    /// Dropped: the `ROLLBACK` is queued, not waited for.
+    Dropped,
+    /// `commit()` awaited after the query.
+    Committed,
+    /// `query_and_commit`: the `COMMIT` pipelined behind the query.
+    CommittedWithQuery,
+}
+
+/// The query for tenants in round robin through `manager`, each checkout ended as `ending`.
+async fn tenant_queries(seconds: u64, manager: &TenantManager, tenants: usize, ending: Ending) -> f64 {
     let manager = manager.clone();
     measure(seconds, move |n| {
         let manager = manager.clone();
         async move {
             let mut db = manager.db(&format!("t{}", n % tenants as u64 + 1)).await.unwrap();
-            db.query_one(QUERY, &[&((n % 100 + 1) as i32)]).await.unwrap();
-            if commit {
-                db.commit().await.unwrap();
+            let id = (n % 100 + 1) as i32;
+            match ending {
+                Ending::Dropped => drop(db.query_one(QUERY, &[&id]).await.unwrap()),
+                Ending::Committed => {
+                    db.query_one(QUERY, &[&id]).await.unwrap();
+                    db.commit().await.unwrap();
+                }
+                Ending::CommittedWithQuery => assert_eq!(db.query_and_commit(QUERY, &[&id]).await.unwrap().len(), 1),
             }
         }
     })
@@ -157,13 +173,14 @@ async fn compare(label: &str, database_url: &str, tenants: usize, seconds: u64) 
     let mut config = Config::new(database_url.to_string());
     config.pool_size = CONNECTIONS;
     let shared = TenantManager::new(config.clone()).unwrap();
-    let shared_drop = tenant_queries(seconds, &shared, tenants, false).await;
-    let shared_commit = tenant_queries(seconds, &shared, tenants, true).await;
+    let shared_drop = tenant_queries(seconds, &shared, tenants, Ending::Dropped).await;
+    let shared_commit = tenant_queries(seconds, &shared, tenants, Ending::Committed).await;
+    let shared_with_commit = tenant_queries(seconds, &shared, tenants, Ending::CommittedWithQuery).await;
 
     let mut per_tenant_config = config.pool_per_tenant(50, Duration::from_secs(600));
     per_tenant_config.pool_size = 2;
     let per_tenant = TenantManager::new(per_tenant_config).unwrap();
-    let per_tenant_qps = tenant_queries(seconds, &per_tenant, tenants, false).await;
+    let per_tenant_qps = tenant_queries(seconds, &per_tenant, tenants, Ending::Dropped).await;
     let evicted = per_tenant.metrics().pools_evicted;
 
     println!("{label}: {tenants} tenants in round robin, {TASKS} tasks, {CONNECTIONS} connections, {seconds} s each");
@@ -172,6 +189,10 @@ async fn compare(label: &str, database_url: &str, tenants: usize, seconds: u64) 
     println!(
         "  shared pool, checkout committed:     {shared_commit:>8.0} queries/s = {:.2}x",
         shared_commit / baseline
+    );
+    println!(
+        "  shared pool, query_and_commit:       {shared_with_commit:>8.0} queries/s = {:.2}x",
+        shared_with_commit / baseline
     );
     println!(
         "  plain pool, same BEGIN/set_config/COMMIT per checkout, no tenancy: {baseline_tx:>8.0} queries/s = {:.2}x; shared pool committed = {:.2}x of it",

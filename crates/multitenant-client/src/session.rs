@@ -36,6 +36,17 @@ macro_rules! pipelined {
     };
 }
 
+/// Sends `COMMIT` right behind `statement`, without waiting for it. The statement must be
+/// prepared already: its request goes out on its first poll, before the `COMMIT`'s.
+async fn then_commit<T>(
+    client: &tokio_postgres::Client,
+    statement: impl Future<Output = std::result::Result<T, tokio_postgres::Error>>,
+) -> std::result::Result<T, tokio_postgres::Error> {
+    let (value, committed) = tokio::join!(statement, client.batch_execute("COMMIT"));
+    let value = value?;
+    committed.map(|()| value)
+}
+
 /// A connection for one tenant. In shared-pool mode it is one transaction: the first
 /// statement is pipelined after `BEGIN` and the `search_path` switch (one round trip for
 /// both), [`commit`](Self::commit) ends it, and dropping it without committing queues a
@@ -159,6 +170,35 @@ impl TenantClient {
             Some(schema) if schema == self.schema => Ok(()),
             _ => Err(Error::UnknownTenant(self.tenant_id.clone())),
         }
+    }
+
+    /// Runs one statement and commits it (with whatever the checkout did before): in
+    /// shared-pool mode the switch, the statement and `COMMIT` go out together, so a one-statement write costs one round trip, as it
+    /// would in autocommit. If the statement fails, the `COMMIT` rolls back and its error
+    /// is returned. Returns the number of rows changed.
+    pub async fn execute_and_commit(mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let (key, begin) = self.start(sql);
+        let (started, client, transaction) = (Instant::now(), self.object(), self.in_transaction);
+        let result = pipelined!(begin, client, async {
+            let statement = client.prepare_cached(&key).await?;
+            let run = client.execute(&statement, params);
+            if transaction { then_commit(client, run).await } else { run.await }
+        });
+        self.in_transaction = false;
+        self.finish(sql, started, result)
+    }
+
+    /// [`execute_and_commit`](Self::execute_and_commit) for a statement that returns rows.
+    pub async fn query_and_commit(mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let (key, begin) = self.start(sql);
+        let (started, client, transaction) = (Instant::now(), self.object(), self.in_transaction);
+        let result = pipelined!(begin, client, async {
+            let statement = client.prepare_cached(&key).await?;
+            let run = client.query(&statement, params);
+            if transaction { then_commit(client, run).await } else { run.await }
+        });
+        self.in_transaction = false;
+        self.finish(sql, started, result)
     }
 
     /// Commits what this checkout did (shared-pool mode) and returns the connection.
