@@ -372,7 +372,8 @@ fn one_statement_and_its_commit_go_out_together() {
         let db = per_tenant.db("t2").await.unwrap();
         assert_eq!(db.execute_and_commit("DELETE FROM marker WHERE name = 'returned'", &[]).await.unwrap(), 1);
         let mut shared = manager.shared_db().await.unwrap();
-        let left = shared.query_one("SELECT count(*) FROM tenant_t2.marker WHERE name = 'returned'", &[]).await.unwrap();
+        let left =
+            shared.query_one("SELECT count(*) FROM tenant_t2.marker WHERE name = 'returned'", &[]).await.unwrap();
         assert_eq!(left.get::<_, i64>(0), 0);
     });
 }

@@ -36,12 +36,17 @@ macro_rules! pipelined {
     };
 }
 
-/// Sends `COMMIT` right behind `statement`, without waiting for it. The statement must be
-/// prepared already: its request goes out on its first poll, before the `COMMIT`'s.
-async fn then_commit<T>(
+/// Runs `statement` and, in a transaction, sends `COMMIT` right behind it without waiting
+/// in between. The statement must be prepared already: its request goes out on its first
+/// poll, before the `COMMIT`'s.
+async fn and_commit<T>(
     client: &tokio_postgres::Client,
+    transaction: bool,
     statement: impl Future<Output = std::result::Result<T, tokio_postgres::Error>>,
 ) -> std::result::Result<T, tokio_postgres::Error> {
+    if !transaction {
+        return statement.await; // autocommit
+    }
     let (value, committed) = tokio::join!(statement, client.batch_execute("COMMIT"));
     let value = value?;
     committed.map(|()| value)
@@ -173,16 +178,16 @@ impl TenantClient {
     }
 
     /// Runs one statement and commits it (with whatever the checkout did before): in
-    /// shared-pool mode the switch, the statement and `COMMIT` go out together, so a one-statement write costs one round trip, as it
-    /// would in autocommit. If the statement fails, the `COMMIT` rolls back and its error
-    /// is returned. Returns the number of rows changed.
+    /// shared-pool mode the switch, the statement and `COMMIT` go out together, so a
+    /// one-statement write costs one round trip, as it would in autocommit. If the
+    /// statement fails, the `COMMIT` rolls back and its error is returned. Returns the
+    /// number of rows changed.
     pub async fn execute_and_commit(mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         let (key, begin) = self.start(sql);
         let (started, client, transaction) = (Instant::now(), self.object(), self.in_transaction);
         let result = pipelined!(begin, client, async {
             let statement = client.prepare_cached(&key).await?;
-            let run = client.execute(&statement, params);
-            if transaction { then_commit(client, run).await } else { run.await }
+            and_commit(client, transaction, client.execute(&statement, params)).await
         });
         self.in_transaction = false;
         self.finish(sql, started, result)
@@ -194,8 +199,7 @@ impl TenantClient {
         let (started, client, transaction) = (Instant::now(), self.object(), self.in_transaction);
         let result = pipelined!(begin, client, async {
             let statement = client.prepare_cached(&key).await?;
-            let run = client.query(&statement, params);
-            if transaction { then_commit(client, run).await } else { run.await }
+            and_commit(client, transaction, client.query(&statement, params)).await
         });
         self.in_transaction = false;
         self.finish(sql, started, result)
