@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use deadpool_postgres::Object;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Row;
+use tokio_postgres::{Row, Statement};
 
 use crate::config::DebugConfig;
 use crate::error::{Error, Result};
@@ -34,22 +34,6 @@ macro_rules! pipelined {
             None => $call.await,
         }
     };
-}
-
-/// Runs `statement` and, in a transaction, sends `COMMIT` right behind it without waiting
-/// in between. The statement must be prepared already: its request goes out on its first
-/// poll, before the `COMMIT`'s.
-async fn and_commit<T>(
-    client: &tokio_postgres::Client,
-    transaction: bool,
-    statement: impl Future<Output = std::result::Result<T, tokio_postgres::Error>>,
-) -> std::result::Result<T, tokio_postgres::Error> {
-    if !transaction {
-        return statement.await; // autocommit
-    }
-    let (value, committed) = tokio::join!(statement, client.batch_execute("COMMIT"));
-    let value = value?;
-    committed.map(|()| value)
 }
 
 /// A connection for one tenant. In shared-pool mode it is one transaction: the first
@@ -182,24 +166,33 @@ impl TenantClient {
     /// one-statement write costs one round trip, as it would in autocommit. If the
     /// statement fails, the `COMMIT` rolls back and its error is returned. Returns the
     /// number of rows changed.
-    pub async fn execute_and_commit(mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
-        let (key, begin) = self.start(sql);
-        let (started, client, transaction) = (Instant::now(), self.object(), self.in_transaction);
-        let result = pipelined!(begin, client, async {
-            let statement = client.prepare_cached(&key).await?;
-            and_commit(client, transaction, client.execute(&statement, params)).await
-        });
-        self.in_transaction = false;
-        self.finish(sql, started, result)
+    pub async fn execute_and_commit(self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        self.run_and_commit(sql, async |client, statement| client.execute(statement, params).await).await
     }
 
     /// [`execute_and_commit`](Self::execute_and_commit) for a statement that returns rows.
-    pub async fn query_and_commit(mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+    pub async fn query_and_commit(self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        self.run_and_commit(sql, async |client, statement| client.query(statement, params).await).await
+    }
+
+    /// Prepares `sql` (cached), then runs it with `run` and, in a transaction, sends
+    /// `COMMIT` right behind it without waiting in between. Preparing first matters: `run`
+    /// sends its request on its first poll, so the `COMMIT` can never overtake it.
+    async fn run_and_commit<T>(
+        mut self,
+        sql: &str,
+        run: impl AsyncFnOnce(&tokio_postgres::Client, &Statement) -> std::result::Result<T, tokio_postgres::Error>,
+    ) -> Result<T> {
         let (key, begin) = self.start(sql);
         let (started, client, transaction) = (Instant::now(), self.object(), self.in_transaction);
         let result = pipelined!(begin, client, async {
             let statement = client.prepare_cached(&key).await?;
-            and_commit(client, transaction, client.query(&statement, params)).await
+            if !transaction {
+                return run(client, &statement).await; // autocommit
+            }
+            let (value, committed) = tokio::join!(run(client, &statement), client.batch_execute("COMMIT"));
+            let value = value?;
+            committed.map(|()| value)
         });
         self.in_transaction = false;
         self.finish(sql, started, result)
