@@ -105,3 +105,41 @@ SELECT h -> 'healthy' AS healthy, h -> 'totalPools' AS pools, h -> 'degradedPool
   FROM mt.health_check() h;
 SELECT line FROM regexp_split_to_table(mt.metrics(), E'\n') AS line
  WHERE line ~ '^(# TYPE )?multitenant_(tenants|pending_migrations|drift_tenants|background_workers)[ {]';
+
+\echo '== 18. Isolation by role: every tenant has its own role; the application logs in as a role that sees no tenant until it switches'
+SELECT t.tenant_id, t.role_name, r.rolsuper, r.rolcanlogin, pg_has_role(t.role_name, 'mt_tenant', 'MEMBER') AS in_mt_tenant
+  FROM mt.tenants t JOIN pg_roles r ON r.rolname = t.role_name ORDER BY t.tenant_id;
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tour_app') THEN
+        CREATE ROLE tour_app LOGIN NOINHERIT;
+    END IF;
+END
+$$;
+SELECT mt.grant_application_role('tour_app');
+SET ROLE tour_app;
+\echo '   tour_app itself (NOINHERIT) reads no tenant:'
+DO $$
+BEGIN
+    PERFORM count(*) FROM tenant_acme.users;
+    RAISE EXCEPTION 'as %, tenant_acme.users was readable without switching: isolation is broken', current_user;
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE NOTICE 'as %, reading tenant_acme.users fails: % (SQLSTATE %)', current_user, SQLERRM, SQLSTATE;
+END
+$$;
+\echo '   Switched to acme for one transaction, unqualified names are acme''s tables:'
+BEGIN;
+SELECT set_config('role', role_name, true) AS role, set_config('search_path', quote_ident(schema_name), true) AS search_path
+  FROM mt.tenant_directory WHERE tenant_id = 'acme';
+SELECT current_user, id, email FROM users ORDER BY id;
+\echo '   Another tenant''s table, even schema-qualified, is out of reach:'
+DO $$
+BEGIN
+    PERFORM count(*) FROM tenant_globex_eu.users;
+    RAISE EXCEPTION 'as %, tenant_globex_eu.users was readable: isolation is broken', current_user;
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE NOTICE 'as %, reading tenant_globex_eu.users fails: % (SQLSTATE %)', current_user, SQLERRM, SQLSTATE;
+END
+$$;
+COMMIT;
+RESET ROLE;

@@ -3,15 +3,27 @@
 -- Runs first in the extension script (search_path = mt). Everything is schema-qualified
 -- anyway, so the file reads the same in psql.
 
+-- Roles are cluster-wide: another database's install may have created them already.
 DO $$
+DECLARE
+    wanted record;
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'mt_admin') THEN
-        CREATE ROLE mt_admin NOLOGIN;
-        COMMENT ON ROLE mt_admin IS
-            'multitenant: members may call every mt function (tenant DDL runs with the extension owner''s rights)';
-    END IF;
+    FOR wanted IN
+        SELECT * FROM (VALUES
+            ('mt_admin', 'multitenant: operators: provision, migrate, clone, seed, health and metrics; tenant code still runs as tenant roles, so members never gain superuser'),
+            ('mt_monitor', 'multitenant: read-only: health, status, metrics, drift and runs, for dashboards and probes'),
+            ('mt_tenant', 'multitenant: every tenant role is a member; grant shared tables to it'),
+            ('mt_template_role', 'multitenant: owns the objects of mt_template, the schema every registered tenant migration is applied to')
+        ) AS r(name, description)
+    LOOP
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = wanted.name) THEN
+            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', wanted.name);
+        END IF;
+        EXECUTE pg_catalog.format('COMMENT ON ROLE %I IS %L', wanted.name, wanted.description);
+    END LOOP;
 END
 $$;
+GRANT mt_tenant TO mt_template_role;
 
 COMMENT ON SCHEMA mt IS
     'multitenant: schema-per-tenant multi-tenancy (tenant registry, naming, configuration)';
@@ -36,7 +48,20 @@ INSERT INTO mt.config_options (key, default_value, description) VALUES
     ('tracking_table', '__drizzle_migrations',
      'name of the table, in each tenant schema and in the shared schema, that records applied migrations'),
     ('tracking_format', 'name',
-     'format of new tracking tables: name, hash or drizzle-kit (existing tables keep theirs, detected per schema)');
+     'format of new tracking tables: name, hash or drizzle-kit (existing tables keep theirs, detected per schema)'),
+    ('tenant_roles', 'on',
+     'on: every new tenant gets a NOLOGIN role that its migrations, seeds and clones run as; off: tenant code runs as the schema''s owner (superuser only)'),
+    ('tenant_role_template', '{schema}',
+     'how a tenant''s schema name becomes its role name: {schema} is replaced by the schema name'),
+    ('application_role', '',
+     'the role the application logs in as; every tenant role is granted to it (set with mt.grant_application_role)'),
+    ('shared_role', '',
+     'role that shared-scope migrations and seeds run as; empty means the database owner'),
+    ('extensions_schema', '',
+     'schema that CREATE EXTENSION statements of tenant migrations install into; empty means the shared schema'),
+    ('allowed_extensions',
+     'btree_gin,btree_gist,citext,cube,dict_int,earthdistance,fuzzystrmatch,hstore,intarray,isn,lo,ltree,pg_trgm,pgcrypto,seg,tablefunc,tcn,tsm_system_rows,tsm_system_time,unaccent,uuid-ossp',
+     'comma-separated extensions that tenant migrations may create (once, database-wide, by the extension owner)');
 
 -- User choices only: a key absent here has its default. pg_dump keeps the rows, and a
 -- restore cannot collide with defaults written by CREATE EXTENSION.

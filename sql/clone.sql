@@ -37,13 +37,16 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     source_oid oid := (SELECT n.oid FROM pg_namespace n WHERE n.nspname = source_schema);
-    tracking   text := mt.get_config('tracking_table');
+    -- The tracking table is the trusted owner's: mt.copy_tracking copies it, not the clone.
+    tracking   oid := to_regclass(format('%I.%I', source_schema, mt.get_config('tracking_table')));
     target     text := quote_ident(target_schema);
+    source_role oid;
     unsupported record;
 BEGIN
     IF source_oid IS NULL THEN
         RAISE EXCEPTION 'schema "%" does not exist', source_schema USING ERRCODE = 'invalid_schema_name';
     END IF;
+    source_role := mt.code_role(source_schema);
 
     -- Refuse what would otherwise come out wrong, before anything is written.
     SELECT u.kind, u.name INTO unsupported FROM (
@@ -82,6 +85,9 @@ BEGIN
           FROM pg_class c
          WHERE c.relnamespace = source_oid AND c.relkind IN ('r', 'v', 'm', 'S', 'c')
            AND NOT mt.is_extension_member('pg_class'::regclass, c.oid)
+           AND c.oid IS DISTINCT FROM tracking
+           AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                              AND d.refclassid = 'pg_class'::regclass AND d.refobjid = tracking)
     ), identity_seq AS (    -- sequences behind identity columns come with their column
         SELECT s.oid AS seq, o.rel, o.attnum
           FROM rel s, LATERAL (SELECT d.refobjid AS rel, d.refobjsubid AS attnum FROM pg_depend d
@@ -283,27 +289,16 @@ BEGIN
           ) o
           JOIN pg_description d ON d.classoid = o.classid AND d.objoid = o.objid AND d.objsubid = o.objsubid
         UNION ALL
-        -- 91: owners, then privileges exactly as the source has them
-        SELECT 91, o.sort_key, 'owner', o.name, format('ALTER %s %s OWNER TO %I', o.kind, o.target_object, pg_get_userbyid(o.owner))
-          FROM (
-            SELECT r.oid::bigint AS sort_key, r.relname::text AS name, r.relowner AS owner, r.qualified AS target_object,
-                   r.keyword AS kind
-              FROM rel r WHERE NOT EXISTS (SELECT FROM identity_seq i WHERE i.seq = r.oid)
-            UNION ALL
-            SELECT t.oid::bigint, t.typname::text, t.typowner, t.qualified, t.keyword
-              FROM typ t WHERE t.typtype <> 'c'
-            UNION ALL
-            SELECT f.oid::bigint, f.proname::text, f.proowner, f.qualified, f.keyword
-              FROM fn f
-          ) o
-         WHERE o.owner <> (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user)
-        UNION ALL
+        -- 91: privileges as the source has them. The statements run as the target's role,
+        -- which owns what they create: the source's owner (and the source's role) is CURRENT_USER.
         SELECT 91, o.sort_key, 'grant', o.name,
-               format('REVOKE ALL ON %s %s FROM PUBLIC, %I', o.kind, o.target_object, pg_get_userbyid(o.owner))
+               format('REVOKE ALL ON %s %s FROM PUBLIC, CURRENT_USER', o.kind, o.target_object)
                || coalesce((SELECT string_agg(format('; GRANT %s%s ON %s %s TO %s%s', x.privilege_type,
                                                      CASE WHEN o.column_name IS NOT NULL THEN format(' (%I)', o.column_name) ELSE '' END,
                                                      o.kind, o.target_object,
-                                                     CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(x.grantee)) END,
+                                                     CASE WHEN x.grantee = 0 THEN 'PUBLIC'
+                                                          WHEN x.grantee IN (o.owner, source_role) THEN 'CURRENT_USER'
+                                                          ELSE quote_ident(pg_get_userbyid(x.grantee)) END,
                                                      CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), '')
                               FROM aclexplode(o.acl) x), '')
           FROM (
@@ -321,7 +316,9 @@ BEGIN
         -- column privileges add to the table's: grants only
         SELECT 91, r.oid::bigint, 'grant', r.relname || '.' || a.attname,
                (SELECT string_agg(format('GRANT %s (%I) ON TABLE %s TO %s%s', x.privilege_type, a.attname, r.qualified,
-                                         CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(x.grantee)) END,
+                                         CASE WHEN x.grantee = 0 THEN 'PUBLIC'
+                                              WHEN x.grantee IN (r.relowner, source_role) THEN 'CURRENT_USER'
+                                              ELSE quote_ident(pg_get_userbyid(x.grantee)) END,
                                          CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), '; ')
                   FROM aclexplode(a.attacl) x)
           FROM rel r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -402,8 +399,8 @@ $$;
 COMMENT ON FUNCTION mt.anonymize_error(text, text, text) IS
     'multitenant: raises the 22023 error for a bad anonymize rule';
 
--- The statements that copy the source's rows into the clone (only the tracking table's
--- unless include_data), parents before children, with anonymize rules applied, then set
+-- The statements that copy the source's rows into the clone (none unless include_data; the
+-- tracking table's are mt.copy_tracking's), parents before children, with anonymize rules applied, then set
 -- each sequence where the source's is and never below a copied value. Each names the table
 -- it reads, so that callers can leave out tables they know to be empty.
 CREATE FUNCTION mt.row_copy_statements(source_schema text, target_schema text, include_data boolean, anonymize jsonb)
@@ -453,7 +450,7 @@ BEGIN
     RETURN QUERY
     WITH RECURSIVE tables AS (
         SELECT c.oid, c.relname FROM pg_class c
-         WHERE c.relnamespace = source_oid AND c.relkind = 'r' AND (include_data OR c.relname = tracking)
+         WHERE c.relnamespace = source_oid AND c.relkind = 'r' AND include_data AND c.relname <> tracking
     ), parents AS (
         SELECT DISTINCT k.conrelid AS child, k.confrelid AS parent
           FROM pg_constraint k JOIN tables c ON c.oid = k.conrelid JOIN tables p ON p.oid = k.confrelid
@@ -489,7 +486,7 @@ BEGIN
                                 AND o.deptype IN ('a', 'i') AND o.refclassid = 'pg_class'::regclass AND o.refobjsubid > 0) d ON true
           LEFT JOIN pg_class t ON t.oid = d.refobjid
           LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-         WHERE s.relnamespace = source_oid AND s.relkind = 'S'
+         WHERE s.relnamespace = source_oid AND s.relkind = 'S' AND t.relname IS DISTINCT FROM tracking
     )
     SELECT x.kind, x.table_name, x.statement FROM (
         SELECT 1 AS part, c.level, 'rows' AS kind, c.relname::text AS table_name,
@@ -508,13 +505,13 @@ BEGIN
                       format('%I.%I', target_schema, s.relname), s.attname, target_schema, s.table_name,
                       s.attname, coalesce(s.last_value, s.seqstart - 1))
           FROM sequences s
-         WHERE s.attname IS NOT NULL AND s.seqincrement > 0 AND (include_data OR s.table_name = tracking)
+         WHERE s.attname IS NOT NULL AND s.seqincrement > 0 AND include_data
     ) x
     ORDER BY x.part, x.level, x.table_name, x.statement;
 END
 $$;
 COMMENT ON FUNCTION mt.row_copy_statements(text, text, boolean, jsonb) IS
-    'multitenant: the statements that copy one schema''s rows into its clone (the tracking table''s always) and move its sequences past them; what mt.clone_rows runs';
+    'multitenant: the statements that copy one schema''s rows into its clone and move its sequences past them; what mt.clone_rows runs';
 
 -- Copies the rows; returns how many.
 CREATE FUNCTION mt.clone_rows(source_schema text, target_schema text, include_data boolean, anonymize jsonb)
@@ -526,21 +523,76 @@ DECLARE
     item   record;
     copied bigint;
     total  bigint := 0;
+    -- The source's role reads its own rows (row level security applies as it does to the
+    -- source's owner) and may write into the clone only while the copy lasts.
+    reader oid := mt.code_role(source_schema);
 BEGIN
-    -- Type names in anonymize rules resolve in the clone.
-    PERFORM set_config('search_path', format('pg_catalog, %I, pg_temp', target_schema), true);
+    PERFORM mt.lend_schema(target_schema, reader, true);
     FOR item IN SELECT * FROM mt.row_copy_statements(source_schema, target_schema, include_data, anonymize) LOOP
-        EXECUTE item.statement;
+        -- Type names in anonymize rules resolve in the clone.
+        copied := mt.execute_as(reader, format('pg_catalog, %I, pg_temp', target_schema), item.statement);
         IF item.kind = 'rows' THEN
-            GET DIAGNOSTICS copied = ROW_COUNT;
             total := total + copied;
         END IF;
     END LOOP;
+    PERFORM mt.lend_schema(target_schema, reader, false);
     RETURN total;
 END
 $$;
 COMMENT ON FUNCTION mt.clone_rows(text, text, boolean, jsonb) IS
-    'multitenant: copy rows from one schema''s tables into its clone''s (the tracking table''s always), applying anonymize rules; returns the rows copied';
+    'multitenant (internal): copy rows from one schema''s tables into its clone''s as the source''s role, applying anonymize rules; returns the rows copied';
+
+-- Lets `reader` (the role of a copy's source) write the rows of a new schema, or takes that
+-- back; both in the copy's transaction, so no other session ever sees the grant.
+CREATE FUNCTION mt.lend_schema(schema_name text, reader oid, lend boolean)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF lend THEN
+        EXECUTE format('GRANT USAGE ON SCHEMA %1$I TO %2$I; GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA %1$I TO %2$I; '
+                       'GRANT SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA %1$I TO %2$I', schema_name, pg_get_userbyid(reader));
+    ELSE
+        EXECUTE format('REVOKE SELECT, INSERT ON ALL TABLES IN SCHEMA %1$I FROM %2$I; '
+                       'REVOKE SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA %1$I FROM %2$I; REVOKE USAGE ON SCHEMA %1$I FROM %2$I',
+                       schema_name, pg_get_userbyid(reader));
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION mt.lend_schema(text, oid, boolean) IS
+    'multitenant (internal): grant a copy''s source role the right to fill a new schema, or revoke it';
+
+-- The objects and rows of a clone, not the tracking table. Every statement runs as the
+-- target's role, which so owns the clone; rows are copied between steps 40 and 60.
+CREATE FUNCTION mt.clone_objects(source_schema text, target_schema text, include_data boolean, anonymize jsonb)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET check_function_bodies = off
+AS $$
+DECLARE
+    item        record;
+    writer      oid := mt.code_role(target_schema);
+    path        text := format('pg_catalog, %I, pg_temp', target_schema);
+    rows_copied bigint := 0;
+    copied      boolean := false;
+BEGIN
+    FOR item IN SELECT * FROM mt.clone_statements(source_schema, target_schema) LOOP
+        IF item.step >= 60 AND NOT copied THEN
+            rows_copied := mt.clone_rows(source_schema, target_schema, include_data, anonymize);
+            copied := true;
+        END IF;
+        PERFORM mt.execute_as(writer, path, item.statement);
+    END LOOP;
+    IF NOT copied THEN
+        rows_copied := mt.clone_rows(source_schema, target_schema, include_data, anonymize);
+    END IF;
+    RETURN rows_copied;
+END
+$$;
+COMMENT ON FUNCTION mt.clone_objects(text, text, boolean, jsonb) IS
+    'multitenant (internal): run mt.clone_statements as the target''s role and copy the rows as the source''s; returns the rows copied';
 
 CREATE FUNCTION mt.clone_schema(
     source_schema text,
@@ -555,9 +607,7 @@ SET search_path = pg_catalog, pg_temp
 SET check_function_bodies = off
 AS $$
 DECLARE
-    item  record;
     rows_copied bigint := 0;
-    copied boolean := false;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = target_schema) THEN
         RAISE EXCEPTION 'schema "%" does not exist', target_schema USING ERRCODE = 'invalid_schema_name';
@@ -569,18 +619,8 @@ BEGIN
     END IF;
     -- Migrations take this lock exclusively; clones of one source may run side by side.
     PERFORM pg_advisory_xact_lock_shared(hashtext('multitenant'), hashtext(source_schema));
-
-    FOR item IN SELECT * FROM mt.clone_statements(source_schema, target_schema) LOOP
-        IF item.step >= 60 AND NOT copied THEN
-            rows_copied := mt.clone_rows(source_schema, target_schema, include_data, anonymize);
-            copied := true;
-        END IF;
-        PERFORM set_config('search_path', format('pg_catalog, %I, pg_temp', target_schema), true);
-        EXECUTE item.statement;
-    END LOOP;
-    IF NOT copied THEN
-        rows_copied := mt.clone_rows(source_schema, target_schema, include_data, anonymize);
-    END IF;
+    rows_copied := mt.clone_objects(source_schema, target_schema, include_data, anonymize);
+    PERFORM mt.copy_tracking(source_schema, target_schema);
     RETURN rows_copied;
 END
 $$;
@@ -660,6 +700,7 @@ BEGIN
     IF to_regclass(format('%I.%I', 'mt_template', tracking)) IS NULL THEN
         RETURN NULL;
     END IF;
+    PERFORM mt.check_tracking_table('mt_template');
     EXECUTE format('SELECT md5(string_agg(t::text, %L ORDER BY t::text)) FROM %I.%I t', E'\n', 'mt_template', tracking)
        INTO digest;
     RETURN tracking || ':' || coalesce(digest, '');
@@ -717,6 +758,7 @@ AS $$
 DECLARE
     current_version text;
     item    record;
+    writer  oid := mt.code_role(target_schema);
 BEGIN
     IF target_schema IS DISTINCT FROM quote_ident(target_schema) THEN
         RAISE EXCEPTION 'schema name "%" cannot receive a copy of the template', target_schema
@@ -727,13 +769,25 @@ BEGIN
     current_version := mt.template_version();
     IF NOT EXISTS (SELECT FROM mt.template_scripts s WHERE s.version = current_version)
        AND NOT mt.build_template_scripts(current_version) THEN
-        PERFORM mt.clone_schema('mt_template', target_schema);
-        RETURN;
+        PERFORM mt.clone_objects('mt_template', target_schema, false, NULL);
+    ELSE
+        -- As in mt.clone_objects: the target's role runs the DDL, the template's role copies
+        -- the rows its migrations wrote.
+        FOR item IN SELECT s.part, s.script FROM mt.template_scripts s
+                     WHERE s.version = current_version AND s.script <> '' ORDER BY s.part LOOP
+            IF item.part = 2 THEN
+                PERFORM mt.lend_schema(target_schema, 'mt_template_role'::regrole, true);
+            END IF;
+            PERFORM mt.execute_as(CASE item.part WHEN 2 THEN 'mt_template_role'::regrole::oid ELSE writer END,
+                                  format('pg_catalog, %I, pg_temp', target_schema),
+                                  replace(item.script, 'mt_clone_target', target_schema));
+            IF item.part = 2 THEN
+                PERFORM mt.lend_schema(target_schema, 'mt_template_role'::regrole, false);
+            END IF;
+        END LOOP;
     END IF;
-    PERFORM set_config('search_path', format('pg_catalog, %I, pg_temp', target_schema), true);
-    FOR item IN SELECT s.script FROM mt.template_scripts s WHERE s.version = current_version AND s.script <> '' ORDER BY s.part LOOP
-        EXECUTE replace(item.script, 'mt_clone_target', target_schema);
-    END LOOP;
+    -- New tenants get the configured tracking format, whatever the template's is.
+    PERFORM mt.copy_tracking('mt_template', target_schema, mt.get_config('tracking_format'));
 END
 $$;
 COMMENT ON FUNCTION mt.copy_template(text) IS

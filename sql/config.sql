@@ -16,6 +16,15 @@ BEGIN
                   HINT = 'SELECT key FROM mt.settings lists the settings.';
     END IF;
 
+    -- These decide which role code runs as, or what the extension owner installs: changing
+    -- them through the SECURITY DEFINER mt.set_config must not be a way up for mt_admin.
+    IF NEW.key IN ('tenant_roles', 'schema_owner', 'shared_role', 'extensions_schema', 'allowed_extensions', 'application_role')
+       AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = session_user) THEN
+        RAISE EXCEPTION 'only a superuser may change the setting "%"', NEW.key
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'It decides which role tenant or shared code runs as, or what the extension owner installs.';
+    END IF;
+
     CASE NEW.key
     WHEN 'schema_template', 'shared_schema' THEN
         template := CASE WHEN NEW.key = 'schema_template' THEN NEW.value
@@ -45,9 +54,34 @@ BEGIN
             RAISE EXCEPTION 'tracking_format "%" is invalid: it must be name, hash or drizzle-kit', NEW.value
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
-    WHEN 'schema_owner' THEN
+    WHEN 'schema_owner', 'shared_role', 'application_role' THEN
         IF NEW.value <> '' AND NOT EXISTS (SELECT FROM pg_roles WHERE rolname = NEW.value) THEN
-            RAISE EXCEPTION 'schema_owner "%" is not an existing role', NEW.value
+            RAISE EXCEPTION '% "%" is not an existing role', NEW.key, NEW.value
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF NEW.key = 'application_role' AND (SELECT r.rolsuper OR r.rolinherit FROM pg_roles r WHERE r.rolname = NEW.value) THEN
+            RAISE EXCEPTION 'application_role "%" must be a NOINHERIT role that is not a superuser', NEW.value
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'ALTER ROLE ... NOINHERIT: the application then sees a tenant''s tables only after switching to its role.';
+        END IF;
+    WHEN 'tenant_roles' THEN
+        IF NEW.value NOT IN ('on', 'off') THEN
+            RAISE EXCEPTION 'tenant_roles "%" is invalid: it must be on or off', NEW.value
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    WHEN 'tenant_role_template' THEN
+        IF strpos(NEW.value, '{schema}') = 0 OR NEW.value !~ '^[a-z0-9_{}]+$' THEN
+            RAISE EXCEPTION 'tenant_role_template "%" is invalid: it must contain {schema} and otherwise only lowercase letters, digits and "_"', NEW.value
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    WHEN 'extensions_schema' THEN
+        IF NEW.value <> '' AND NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = NEW.value) THEN
+            RAISE EXCEPTION 'extensions_schema "%" does not exist', NEW.value
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    WHEN 'allowed_extensions' THEN
+        IF NEW.value !~ '^([a-z0-9_-]+(,[a-z0-9_-]+)*)?$' THEN
+            RAISE EXCEPTION 'allowed_extensions "%" is invalid: it must be extension names separated by commas', NEW.value
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
     END CASE;

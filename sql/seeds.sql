@@ -12,8 +12,8 @@ CREATE TABLE mt.seeds (
 COMMENT ON TABLE mt.seeds IS
     'multitenant: registered seeds (kept by pg_dump); write it through mt.register_seed and mt.unregister_seed';
 COMMENT ON COLUMN mt.seeds.scope IS 'tenant: run in a tenant''s schema; shared: run in the shared schema';
-COMMENT ON COLUMN mt.seeds.sql IS 'SQL run with search_path = <schema>, <shared schema>, public';
-COMMENT ON COLUMN mt.seeds.function IS 'a function called as f(tenant_id text, schema_name text), with the same search_path';
+COMMENT ON COLUMN mt.seeds.sql IS 'SQL run as the schema''s role (the tenant''s) with search_path = <schema>, <shared schema>, public';
+COMMENT ON COLUMN mt.seeds.function IS 'a function called as f(tenant_id text, schema_name text), as the same role with the same search_path';
 SELECT pg_catalog.pg_extension_config_dump('mt.seeds', '');
 
 CREATE TABLE mt.seed_history (
@@ -141,16 +141,12 @@ BEGIN
         RETURN 'skipped';
     END IF;
 
-    PERFORM set_config('search_path', concat_ws(', ', quote_ident(target_schema),
-                                                nullif(quote_ident(shared), quote_ident(target_schema)), 'public'), true);
-    IF seed.sql IS NOT NULL THEN
-        EXECUTE seed.sql;
-    ELSE
-        EXECUTE (SELECT format('SELECT %I.%I($1, $2)', n.nspname, p.proname)
-                   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.oid = seed.function)
-          USING tenant_id, target_schema;
-    END IF;
-    PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
+    -- Seeds are tenant code whoever wrote them: they run as the schema's role (mt.code_role),
+    -- so a seed function whose body was replaced later gains nothing.
+    PERFORM mt.execute_as(mt.code_role(target_schema),
+                          concat_ws(', ', quote_ident(target_schema), nullif(quote_ident(shared), quote_ident(target_schema)),
+                                    'public', 'pg_temp'),
+                          coalesce(seed.sql, format('SELECT %s(%L::text, %L::text)', seed.function::regproc, tenant_id, target_schema)));
 
     INSERT INTO mt.seed_history (seed_name, tenant_id, schema_name, forced, duration_ms)
     VALUES (seed.name, run_seed.tenant_id, target_schema, force,

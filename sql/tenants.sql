@@ -64,6 +64,7 @@ AS $$
 DECLARE
     new_schema text := mt.schema_name(tenant_id);  -- raises 22023 for a bad id
     owner      text := mt.get_config('schema_owner');
+    role_name  text;
     existing   mt.tenants;
     created    mt.tenants;
     outcome    mt.run_result;
@@ -107,9 +108,15 @@ BEGIN
     ELSE
         EXECUTE format('CREATE SCHEMA %I AUTHORIZATION %I', new_schema, owner);
     END IF;
+    -- The schema stays the trusted owner's; the tenant's role may use it and create in it,
+    -- and owns what its migrations create.
+    IF mt.get_config('tenant_roles') = 'on' THEN
+        role_name := mt.create_tenant_role(tenant_id);
+        PERFORM mt.grant_schema(new_schema, role_name);
+    END IF;
 
-    INSERT INTO mt.tenants (tenant_id, schema_name, metadata)
-    VALUES (create_tenant.tenant_id, new_schema, create_tenant.metadata)
+    INSERT INTO mt.tenants (tenant_id, schema_name, metadata, role_name)
+    VALUES (create_tenant.tenant_id, new_schema, create_tenant.metadata, role_name)
     RETURNING * INTO created;
 
     IF migrate THEN
@@ -161,6 +168,8 @@ BEGIN
                   HINT = 'SELECT tenant_id FROM mt.tenants lists the tenants.';
     END IF;
 
+    -- The engine's lock: a run on this tenant finishes first.
+    PERFORM pg_advisory_xact_lock(hashtext('multitenant'), hashtext(victim.schema_name));
     objects := mt.schema_object_count(victim.schema_name);
     IF objects > 0 AND NOT force THEN
         RAISE EXCEPTION 'schema "%" of tenant "%" still holds % object(s)', victim.schema_name, tenant_id, objects
@@ -178,6 +187,16 @@ BEGIN
         RAISE NOTICE 'schema "%" of tenant "%" was already gone; unregistering the tenant', victim.schema_name, tenant_id;
     END IF;
     DELETE FROM mt.tenants t WHERE t.tenant_id = victim.tenant_id;
+    IF victim.role_name IS NOT NULL AND EXISTS (SELECT FROM pg_roles r WHERE r.rolname = victim.role_name) THEN
+        -- What the role still owns or was granted in this database (outside its schema).
+        EXECUTE format('DROP OWNED BY %I', victim.role_name);
+        BEGIN
+            EXECUTE format('DROP ROLE %I', victim.role_name);
+        EXCEPTION WHEN dependent_objects_still_exist THEN
+            RAISE WARNING 'role "%" of tenant "%" was kept: it still owns objects in another database', victim.role_name, tenant_id
+                USING HINT = 'Drop or reassign them there, then DROP ROLE it.';
+        END;
+    END IF;
     RETURN objects;
 END
 $$;
@@ -185,20 +204,22 @@ COMMENT ON FUNCTION mt.drop_tenant(text, boolean, boolean) IS
     'multitenant: drop a tenant''s schema and unregister it; refuses a non-empty schema unless force => true; returns the number of objects dropped';
 
 CREATE FUNCTION mt.adopt_tenants(
-    pattern text DEFAULT '%',
-    dry_run boolean DEFAULT false
+    pattern      text DEFAULT '%',
+    dry_run      boolean DEFAULT false,
+    assign_roles boolean DEFAULT true
 )
-RETURNS TABLE (tenant_id text, schema_name text)
+RETURNS TABLE (tenant_id text, schema_name text, role_name text, objects_reassigned bigint)
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    adopted text[];
 BEGIN
     IF pattern IS NULL THEN
         RAISE EXCEPTION 'pattern must not be NULL' USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
-    RETURN QUERY
     WITH candidates AS (
         SELECT mt.tenant_id_of(n.nspname) AS tenant_id, n.nspname::text AS schema_name
           FROM pg_namespace n
@@ -209,15 +230,30 @@ BEGIN
           FROM candidates c
          WHERE c.tenant_id IS NOT NULL
            AND NOT EXISTS (SELECT FROM mt.tenants t WHERE t.tenant_id = c.tenant_id)
-    ), adopted AS (
+    ), inserted AS (
         INSERT INTO mt.tenants AS t (tenant_id, schema_name, metadata)
         SELECT a.tenant_id, a.schema_name, '{"adopted": true}'::jsonb
           FROM adoptable a
          WHERE NOT dry_run
-        RETURNING t.tenant_id, t.schema_name
+        RETURNING t.tenant_id
     )
-    SELECT a.tenant_id, a.schema_name FROM adoptable a ORDER BY a.schema_name;
+    SELECT array_agg(a.tenant_id ORDER BY a.schema_name) INTO adopted FROM adoptable a;
+
+    -- What is inside an adopted schema is untrusted: it gets a role of its own, its
+    -- objects go to that role, and the schema and tracking table to the trusted owner.
+    RETURN QUERY
+    WITH assigned AS (
+        SELECT * FROM mt.assign_tenant_roles(
+            CASE WHEN assign_roles AND NOT dry_run AND mt.get_config('tenant_roles') = 'on' THEN coalesce(adopted, '{}') ELSE '{}' END)
+    )
+    SELECT a.tenant_id, mt.schema_name(a.tenant_id),
+           CASE WHEN dry_run AND assign_roles AND mt.get_config('tenant_roles') = 'on' THEN mt.tenant_role_name(a.tenant_id)
+                ELSE s.role_name END,
+           s.objects
+      FROM unnest(coalesce(adopted, '{}')) AS a(tenant_id)
+      LEFT JOIN assigned s ON s.tenant_id = a.tenant_id
+     ORDER BY 2;
 END
 $$;
-COMMENT ON FUNCTION mt.adopt_tenants(text, boolean) IS
-    'multitenant: register existing schemas whose names follow schema_template (and match the LIKE pattern) as tenants, without moving data; returns what was (or, with dry_run, would be) adopted';
+COMMENT ON FUNCTION mt.adopt_tenants(text, boolean, boolean) IS
+    'multitenant: register existing schemas whose names follow schema_template (and match the LIKE pattern) as tenants, without moving data, and (assign_roles, with tenant_roles on) give each a role of its own that takes over its objects; returns what was (or, with dry_run, would be) adopted and changed';

@@ -1,6 +1,7 @@
 //! Cloning and template provisioning: the Rust pieces the SQL in `sql/clone.sql` calls.
 
 use multitenant_core::sql_text;
+use multitenant_core::tracking::TrackingFormat;
 use pgrx::prelude::*;
 
 use crate::engine::{self, Failure, Operation, Outcome, Status, TEMPLATE_SCHEMA};
@@ -12,6 +13,32 @@ use crate::workers::{self, RunResult};
 #[pg_extern(immutable, parallel_safe)]
 fn requalify(sql: &str, from_schema: &str, to_schema: &str) -> String {
     sql_text::requalify(sql, from_schema, to_schema)
+}
+
+/// `mt.copy_tracking(source_schema, target_schema, to_format)` (internal): gives a clone the
+/// tracking records of its source, in `to_format` (default: the source's), as the trusted
+/// owner: the source's table is checked like every tracking table before it is read, and
+/// the clone's is created by the extension rather than copied as tenant DDL. Returns the
+/// records copied; a source without a tracking table leaves the clone without one.
+#[pg_extern(volatile, requires = ["roles", "migrations"])]
+#[search_path(pg_catalog, pg_temp)]
+fn copy_tracking(source_schema: &str, target_schema: &str, to_format: default!(Option<&str>, "NULL")) -> i32 {
+    let table_name = Spi::get_one::<String>("SELECT mt.get_config('tracking_table')")
+        .unwrap_or_else(|e| error!("{e}"))
+        .unwrap_or_default();
+    let Some((format, records)) = engine::read_tracking(source_schema, &table_name, None) else {
+        return 0;
+    };
+    let to = match to_format {
+        Some(name) => name.parse::<TrackingFormat>().unwrap_or_else(|e| {
+            ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e);
+        }),
+        None => format,
+    };
+    let migrations = engine::Plan::registered("tenant");
+    let converted: Vec<_> = records.iter().map(|r| r.convert(to, &migrations)).collect();
+    engine::write_tracking(target_schema, &table_name, to, &converted);
+    converted.len() as i32
 }
 
 /// `mt.template_is_current()`: whether `mt_template` has exactly the registered tenant

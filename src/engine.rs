@@ -16,7 +16,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use multitenant_core::migrations::Migration;
 use multitenant_core::sql_text;
-use multitenant_core::tracking::{self, quote_identifier, Record, TrackingFormat};
+use multitenant_core::tracking::{self, Record, TrackingFormat};
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -269,6 +269,8 @@ enum Begin {
 struct Inspected {
     format: TrackingFormat,
     records: Vec<Record>,
+    /// The role the schema's migrations run as (`mt.code_role`).
+    role: pg_sys::Oid,
 }
 
 /// A run's context for one schema.
@@ -370,29 +372,25 @@ impl<T: Transactions> Job<'_, T> {
     /// the ledger and `mt.tenants.tracking_format` up to date.
     fn inspect(&self, may_write: bool) -> Inspected {
         let schema = &self.target.schema;
-        let table = tracking::qualified(schema, &self.settings.tracking_table);
+        if may_write && schema == TEMPLATE_SCHEMA {
+            // Created on first use, refused when someone else shaped it; the schema lock
+            // taken in begin() keeps two runs from creating it at once.
+            Spi::run("SELECT mt.prepare_template()").unwrap_or_else(|e| error!("{e}"));
+        }
         let exists = Spi::get_one_with_args::<bool>(
             "SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = $1)",
             &[schema.as_str().into()],
         );
         if exists != Ok(Some(true)) {
-            if !(may_write && schema == TEMPLATE_SCHEMA) {
-                ereport!(
-                    ERROR,
-                    PgSqlErrorCode::ERRCODE_INVALID_SCHEMA_NAME,
-                    format!("schema \"{schema}\" does not exist")
-                );
-            }
-            // The template is created on first use; the schema lock taken in begin()
-            // keeps two runs from creating it at once.
-            Spi::run(&format!("CREATE SCHEMA {TEMPLATE_SCHEMA}")).unwrap_or_else(|e| error!("{e}"));
+            ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_SCHEMA_NAME, format!("schema \"{schema}\" does not exist"));
         }
-        let (format, records) = match read_tracking(&table) {
+        let role = crate::roles::code_role(schema);
+        let (format, records) = match read_tracking(schema, &self.settings.tracking_table, self.target.tenant_id.as_deref()) {
             Some(found) => found,
             None => {
                 let format = self.settings.default_format;
                 if may_write {
-                    Spi::run(&format.create_table_sql(&table)).unwrap_or_else(|e| error!("{e}"));
+                    write_tracking(schema, &self.settings.tracking_table, format, &[]);
                 }
                 (format, Vec::new())
             }
@@ -402,7 +400,7 @@ impl<T: Transactions> Job<'_, T> {
                 sync_ledger(tenant_id, format, &records);
             }
         }
-        Inspected { format, records }
+        Inspected { format, records, role }
     }
 
     /// Applies each pending migration in its own (sub)transaction; stops at the first failure.
@@ -425,30 +423,29 @@ impl<T: Transactions> Job<'_, T> {
                 ));
             }
             self.tx
-                .atomic(|| self.apply_one(index, inspected.format, mark_applied))
+                .atomic(|| self.apply_one(index, inspected, mark_applied))
                 .map_err(|failure| (failure, done, total - done))?;
         }
         Ok((if mark_applied { Status::Marked } else { Status::Migrated }, total, 0))
     }
 
-    fn apply_one(&self, index: usize, format: TrackingFormat, mark_applied: bool) {
+    fn apply_one(&self, index: usize, inspected: &Inspected, mark_applied: bool) {
         let migration = &self.plan.migrations[index];
         let schema = &self.target.schema;
+        let format = inspected.format;
         if !mark_applied {
-            let mut path = vec![quote_identifier(schema)];
-            for shared in [&self.settings.shared_schema, &"public".to_string()] {
-                let quoted = quote_identifier(shared);
-                if !path.contains(&quoted) {
-                    path.push(quoted);
-                }
-            }
             Spi::run_with_args(
-                "SELECT pg_catalog.set_config('search_path', $1, true), pg_catalog.set_config('lock_timeout', $2, true)",
-                &[path.join(", ").into(), format!("{}ms", self.settings.lock_timeout_ms).into()],
+                "SELECT pg_catalog.set_config('lock_timeout', $1, true)",
+                &[format!("{}ms", self.settings.lock_timeout_ms).into()],
             )
             .unwrap_or_else(|e| error!("{e}"));
             report_activity(&format!("multitenant: {} {} {}", self.operation.name(), schema, migration.name));
-            self.tx.run_migration_sql(&self.plan.to_run[index], self.settings.statement_timeout_ms);
+            // The migration's own SQL is tenant code: it runs as the schema's role, and
+            // whatever it sets is undone before the bookkeeping below.
+            let path = crate::roles::tenant_path(schema, &self.settings.shared_schema);
+            crate::roles::run_as(inspected.role, &path, || {
+                self.tx.run_migration_sql(&self.plan.to_run[index], self.settings.statement_timeout_ms)
+            });
         }
         let record = format.record_for(migration, now_ms());
         let table = tracking::qualified(schema, &self.settings.tracking_table);
@@ -456,7 +453,7 @@ impl<T: Transactions> Job<'_, T> {
         if let Some(tenant_id) = &self.target.tenant_id {
             Spi::run_with_args(
                 "INSERT INTO mt.tracking_records (tenant_id, record_id, name, hash, journal_when, applied_at) \
-                 VALUES ($1, $2, $3, $4, $5, to_timestamp($6 / 1000.0))",
+                 VALUES ($1, $2, $3, $4, $5, pg_catalog.to_timestamp($6::float8 OPERATOR(pg_catalog./) 1000))",
                 &[
                     tenant_id.as_str().into(),
                     record_id.into(),
@@ -483,16 +480,7 @@ impl<T: Transactions> Job<'_, T> {
         let table = tracking::qualified(&self.target.schema, &self.settings.tracking_table);
         let converted: Vec<Record> = inspected.records.iter().map(|r| r.convert(to, &self.plan.migrations)).collect();
         Spi::run(&format!("DROP TABLE {table}")).unwrap_or_else(|e| error!("{e}"));
-        Spi::run(&to.create_table_sql(&table)).unwrap_or_else(|e| error!("{e}"));
-        for record in &converted {
-            insert_record(&table, to, record, Some(record.id));
-        }
-        Spi::run_with_args(
-            "SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence($1, 'id'), greatest(coalesce(max_id, 0), 1), max_id IS NOT NULL) \
-               FROM (SELECT max(id) AS max_id FROM unnest($2::int[]) AS id) m",
-            &[table.as_str().into(), converted.iter().map(|r| r.id).collect::<Vec<i32>>().into()],
-        )
-        .unwrap_or_else(|e| error!("{e}"));
+        write_tracking(&self.target.schema, &self.settings.tracking_table, to, &converted);
         if let Some(tenant_id) = &self.target.tenant_id {
             sync_ledger(tenant_id, to, &converted);
         }
@@ -614,9 +602,14 @@ pub fn report_activity(text: &str) {
     }
 }
 
-/// The format and records of a tracking table (`"schema"."table"`), or None when it does
-/// not exist; a table of another layout is an error.
-pub fn read_tracking(table: &str) -> Option<(TrackingFormat, Vec<Record>)> {
+/// The format and records of `schema`'s tracking table `table_name`, or None when it does
+/// not exist; a table of another layout, or one the trusted owner did not shape alone
+/// (`mt.check_tracking_table`), is an error and is never read through.
+pub fn read_tracking(schema: &str, table_name: &str, tenant_id: Option<&str>) -> Option<(TrackingFormat, Vec<Record>)> {
+    Spi::run_with_args("SELECT mt.check_tracking_table($1, $2)", &[schema.into(), tenant_id.into()])
+        .unwrap_or_else(|e| error!("{e}"));
+    let table = tracking::qualified(schema, table_name);
+    let table = table.as_str();
     let columns: Vec<(String, String)> = Spi::connect(|client| {
         client
             .select(
@@ -651,7 +644,7 @@ pub fn pending_and_orphans(schema: &str, scope: &str) -> Option<(usize, usize)> 
     let table = Spi::get_one::<String>("SELECT mt.get_config('tracking_table')")
         .unwrap_or_else(|e| error!("{e}"))
         .unwrap_or_default();
-    let (_, records) = read_tracking(&tracking::qualified(schema, &table))?;
+    let (_, records) = read_tracking(schema, &table, None)?;
     let migrations = Plan::registered(scope);
     Some((tracking::pending(&migrations, &records).len(), tracking::orphans(&records, &migrations).len()))
 }
@@ -672,6 +665,30 @@ fn read_records(table: &str, format: TrackingFormat) -> Vec<Record> {
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()
     })
     .unwrap_or_else(|e| error!("multitenant: cannot read {table}: {e}"))
+}
+
+/// Creates `schema`'s tracking table `table_name` in `format` holding `records` (ids kept),
+/// owned by the trusted owner (whoever runs this: the extension's bookkeeping), readable by
+/// the schema's code role, which may never write it.
+pub fn write_tracking(schema: &str, table_name: &str, format: TrackingFormat, records: &[Record]) {
+    let table = tracking::qualified(schema, table_name);
+    Spi::run(&format.create_table_sql(&table)).unwrap_or_else(|e| error!("{e}"));
+    for record in records {
+        insert_record(&table, format, record, Some(record.id));
+    }
+    Spi::run_with_args(
+        "SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence($1, 'id'), greatest(coalesce(max_id, 0), 1), max_id IS NOT NULL) \
+           FROM (SELECT pg_catalog.max(id) AS max_id FROM pg_catalog.unnest($2::int[]) AS id) m",
+        &[table.as_str().into(), records.iter().map(|r| r.id).collect::<Vec<i32>>().into()],
+    )
+    .unwrap_or_else(|e| error!("{e}"));
+    let grant = Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.format('GRANT SELECT ON %s TO %I', $1::text, pg_catalog.pg_get_userbyid(mt.code_role($2)))",
+        &[table.as_str().into(), schema.into()],
+    )
+    .unwrap_or_else(|e| error!("{e}"))
+    .unwrap_or_default();
+    Spi::run(&grant).unwrap_or_else(|e| error!("{e}"));
 }
 
 /// Inserts one tracking record; with `id`, keeps that id (conversion).
@@ -698,7 +715,8 @@ fn sync_ledger(tenant_id: &str, format: TrackingFormat, records: &[Record]) {
     let applied: Vec<Option<i64>> = records.iter().map(|r| r.applied_at_ms).collect();
     let args: Vec<DatumWithOid> =
         vec![tenant_id.into(), ids.into(), names.into(), hashes.into(), whens.into(), applied.into()];
-    const WANTED: &str = "SELECT w.* FROM unnest($2::int[], $3::text[], $4::text[], $5::bigint[], $6::bigint[]) \
+    const WANTED: &str = "SELECT w.* FROM ROWS FROM (pg_catalog.unnest($2::int[]), pg_catalog.unnest($3::text[]), \
+                          pg_catalog.unnest($4::text[]), pg_catalog.unnest($5::bigint[]), pg_catalog.unnest($6::bigint[])) \
                           AS w(record_id, name, hash, journal_when, applied_ms)";
     let differs = Spi::get_one_with_args::<bool>(
         &format!(
@@ -716,7 +734,8 @@ fn sync_ledger(tenant_id: &str, format: TrackingFormat, records: &[Record]) {
         Spi::run_with_args(
             &format!(
                 "INSERT INTO mt.tracking_records (tenant_id, record_id, name, hash, journal_when, applied_at) \
-                 SELECT $1, record_id, name, hash, journal_when, to_timestamp(applied_ms / 1000.0) FROM ({WANTED}) AS w"
+                 SELECT $1, record_id, name, hash, journal_when, pg_catalog.to_timestamp(applied_ms::float8 OPERATOR(pg_catalog./) 1000) \
+                   FROM ({WANTED}) AS w"
             ),
             &args,
         )

@@ -12,6 +12,7 @@ mod engine;
 mod guc;
 mod migrations;
 mod naming;
+mod roles;
 mod seed;
 mod txn;
 mod workers;
@@ -26,10 +27,11 @@ pub extern "C-unwind" fn _PG_init() {
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!("../sql/tenants.sql", name = "tenants", requires = ["bootstrap", naming::schema_name]);
 extension_sql_file!("../sql/config.sql", name = "config", requires = ["tenants"]);
-extension_sql_file!("../sql/migrations.sql", name = "migrations", requires = ["config"]);
+extension_sql_file!("../sql/roles.sql", name = "roles", requires = ["config"]);
+extension_sql_file!("../sql/migrations.sql", name = "migrations", requires = ["roles"]);
 extension_sql_file!("../sql/drift.sql", name = "drift", requires = ["tenants"]);
 extension_sql_file!("../sql/clone.sql", name = "clone", requires = ["drift", "migrations"]);
-extension_sql_file!("../sql/seeds.sql", name = "seeds", requires = ["tenants"]);
+extension_sql_file!("../sql/seeds.sql", name = "seeds", requires = ["roles", roles::execute_as]);
 extension_sql_file!(
     "../sql/health.sql",
     name = "health",
@@ -57,6 +59,7 @@ extension_sql_file!(
         clone::template_is_current,
         clone::create_tenants,
         seed::seed_all,
+        roles::execute_as,
         "clone",
         "seeds",
         "health"

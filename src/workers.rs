@@ -28,6 +28,11 @@ use pgrx::prelude::*;
 use crate::engine::{self, Failure, Job, Operation, Outcome, Plan, Progress, Settings, Status, Target, Transactions};
 use crate::txn::{wait_latch, OwnTransactions};
 
+/// The shared library of this version: pgrx names it `multitenant-<version>` because the
+/// control file has no `module_pathname`, so a database still on an older version keeps
+/// loading its own library until it is updated.
+const LIBRARY: &str = concat!("multitenant-", env!("CARGO_PKG_VERSION"));
+
 const MAGIC: u32 = 0x6d74_7275;
 const NAME_BYTES: usize = 64;
 const ERROR_BYTES: usize = 900;
@@ -47,6 +52,8 @@ struct Header {
     run_id: i64,
     database: pg_sys::Oid,
     role: pg_sys::Oid,
+    /// Who called the launcher: tenant code may run as a superuser only for a superuser.
+    caller: pg_sys::Oid,
     lock_timeout_ms: i32,
     statement_timeout_ms: i32,
     /// The seed name of provisioning and seeding runs.
@@ -216,6 +223,7 @@ pub fn run(operation: Operation, argument: &str, targets: &[(String, String)], c
         header.run_id = run_id;
         header.database = pg_sys::MyDatabaseId;
         header.role = pg_sys::GetUserId();
+        header.caller = crate::roles::caller();
         header.lock_timeout_ms = crate::guc::LOCK_TIMEOUT_MS.get();
         header.statement_timeout_ms = crate::guc::STATEMENT_TIMEOUT_MS.get();
         header.argument.set(argument);
@@ -298,7 +306,7 @@ fn supervise(run: &Run, handle: pg_sys::dsm_handle, concurrency: usize, workers:
 fn start_worker(handle: pg_sys::dsm_handle, run_id: i64) -> Option<DynamicBackgroundWorker> {
     BackgroundWorkerBuilder::new(&format!("multitenant run {run_id}"))
         .set_type("multitenant worker")
-        .set_library("multitenant")
+        .set_library(LIBRARY)
         .set_function("mt_run_worker")
         .enable_spi_access()
         .set_start_time(BgWorkerStartTime::RecoveryFinished)
@@ -347,10 +355,17 @@ pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
         return;
     }
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(header.database), Some(header.role));
+    crate::roles::set_caller(header.caller);
     let tx = OwnTransactions { cancel: &header.cancel };
     let operation = decode(header.operation);
 
     let context = tx.atomic(|| {
+        // For the whole session: the bookkeeping never looks names up where tenants create.
+        Spi::run_with_args(
+            "SELECT pg_catalog.set_config('search_path', $1, false)",
+            &[crate::roles::BOOKKEEPING_PATH.into()],
+        )
+        .unwrap_or_else(|e| error!("{e}"));
         engine::report_activity(&format!("multitenant: {} run {}", operation.name(), header.run_id));
         Spi::run_with_args(
             "INSERT INTO mt.runs (run_id, operation, options, tenants) VALUES ($1, $2, $3::jsonb, $4) \

@@ -1,6 +1,7 @@
-//! The client library against a real cluster: both modes, isolation, prepared statements
-//! across tenants, retry against a late server, health of a stopped server, warmup, LRU,
-//! tenant context and the axum layer.
+//! The client library against a real cluster: both modes, isolation (search_path, and roles
+//! for an application role), the tenant directory and its cache, the naming check, prepared
+//! statements across tenants, retry against a late server, health of a stopped server,
+//! warmup, LRU, tenant context and the axum layer.
 
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,15 +14,30 @@ use axum::routing::get;
 use axum::Router;
 use multitenant_client::web::{resolve_tenant, TenantDb, TenantResolver, TenantSource};
 use multitenant_client::{
-    with_tenant, Config, Error, HealthCheckOptions, HealthStatus, RetryConfig, TenantManager, WarmupOptions,
+    with_tenant, Config, Error, HealthCheckOptions, HealthStatus, RetryConfig, TenantCacheConfig, TenantManager,
+    WarmupOptions,
 };
-use multitenant_integration::{connect, fresh_database};
+use multitenant_integration::{connect, fresh_database, Client};
 use tower::ServiceExt;
 
-/// A database with tenants `t1..tN`, each holding `marker(name)` = its own id.
+/// The database name at the end of a connection URL.
+fn db_name(url: &str) -> &str {
+    url.rsplit('/').next().unwrap()
+}
+
+/// A database with tenants `t1..tN`, each holding `marker(name)` = its own id. Roles are
+/// cluster-wide: this database's tenant roles carry its name (`tenant_role_template`), and
+/// roles left by an earlier database of the same name are dropped first.
 fn database_with_tenants(name: &str, count: usize) -> String {
     let url = fresh_database(name);
+    let db = db_name(&url).to_string();
     let mut admin = connect(&url);
+    for row in
+        admin.query("SELECT rolname::text FROM pg_roles WHERE starts_with(rolname, $1)", &[&format!("{db}_")]).unwrap()
+    {
+        admin.batch_execute(&format!("DROP ROLE \"{}\"", row.get::<_, String>(0))).unwrap();
+    }
+    admin.execute("SELECT mt.set_config('tenant_role_template', $1)", &[&format!("{db}_{{schema}}")]).unwrap();
     admin
         .batch_execute("SELECT mt.add_migration('0000_marker', 'CREATE TABLE marker (name text); INSERT INTO marker SELECT substr(current_schema(), 8)')")
         .unwrap();
@@ -29,6 +45,43 @@ fn database_with_tenants(name: &str, count: usize) -> String {
         admin.execute("SELECT mt.create_tenant($1)", &[&format!("t{n}")]).unwrap();
     }
     url
+}
+
+/// Runs `sql` as `tenant`'s role (objects it creates belong to the tenant, as a
+/// migration's would).
+fn as_tenant(admin: &mut Client, tenant: &str, sql: &str) {
+    let mut tx = admin.transaction().unwrap();
+    let row = tx
+        .query_one(
+            "SELECT set_config('role', role_name, true) FROM mt.tenant_directory WHERE tenant_id = $1",
+            &[&tenant],
+        )
+        .unwrap();
+    assert!(row.get::<_, Option<String>>(0).is_some(), "{tenant} has a role");
+    tx.batch_execute(sql).unwrap();
+    tx.commit().unwrap();
+}
+
+/// Makes `<database>_app` (LOGIN NOINHERIT) the database's application role with
+/// `mt.grant_application_role`; returns the URL that logs in as it.
+fn application_role(url: &str) -> String {
+    let app = format!("{}_app", db_name(url));
+    let mut admin = connect(url);
+    admin.batch_execute(&format!("CREATE ROLE {app} LOGIN NOINHERIT")).unwrap();
+    admin.execute("SELECT mt.grant_application_role($1)", &[&app]).unwrap();
+    let app_url = url.replacen("://postgres@", &format!("://{app}@"), 1);
+    assert_ne!(app_url, url, "MT_TEST_URL logs in as postgres");
+    app_url
+}
+
+/// Runs administrative SQL as the superuser from async code (the blocking client cannot run
+/// inside the runtime): a shared-schema checkout of a superuser's manager.
+async fn admin_sql(url: &str, sql: &str) {
+    let manager = TenantManager::new(config(url, 1)).unwrap();
+    let mut db = manager.shared_db().await.unwrap();
+    db.batch_execute(sql).await.unwrap();
+    db.commit().await.unwrap();
+    manager.dispose();
 }
 
 /// Runs the async part of a test; setup with the blocking `postgres` client happens outside.
@@ -83,7 +136,7 @@ fn shared_pool_switches_tenants_on_one_connection() {
 #[test]
 fn a_tenant_cannot_see_another_tenants_tables() {
     let url = database_with_tenants("isolation", 2);
-    connect(&url).batch_execute("CREATE TABLE tenant_t2.only_t2 (id int)").unwrap();
+    as_tenant(&mut connect(&url), "t2", "CREATE TABLE tenant_t2.only_t2 (id int)");
     run(async move {
         let manager = TenantManager::new(config(&url, 2)).unwrap();
         let mut db = manager.db("t1").await.unwrap();
@@ -97,12 +150,17 @@ fn a_tenant_cannot_see_another_tenants_tables() {
 #[test]
 fn prepared_statements_follow_the_tenant_not_the_text() {
     let url = database_with_tenants("prepared", 2);
-    connect(&url)
-        .batch_execute(
-            "CREATE TABLE tenant_t1.users (id int, email text); INSERT INTO tenant_t1.users VALUES (1, 'a@x');
-             CREATE TABLE tenant_t2.users (id text, email int, active boolean); INSERT INTO tenant_t2.users VALUES ('u', 7, true);",
-        )
-        .unwrap();
+    let mut admin = connect(&url);
+    as_tenant(
+        &mut admin,
+        "t1",
+        "CREATE TABLE tenant_t1.users (id int, email text); INSERT INTO tenant_t1.users VALUES (1, 'a@x');",
+    );
+    as_tenant(
+        &mut admin,
+        "t2",
+        "CREATE TABLE tenant_t2.users (id text, email int, active boolean); INSERT INTO tenant_t2.users VALUES ('u', 7, true);",
+    );
     run(async move {
         let manager = TenantManager::new(config(&url, 1)).unwrap();
         for _ in 0..3 {
@@ -189,7 +247,8 @@ fn warmup_reports_successes_failures_and_warm_pools() {
         let first = manager.warmup(&ids, options.clone()).await;
         assert_eq!((first.total, first.succeeded, first.failed, first.already_warm), (5, 4, 1, 0));
         let ghost = first.details.iter().find(|d| d.tenant_id == "ghost").unwrap();
-        assert!(ghost.error.as_deref().unwrap_or_default().contains("unknown tenant"), "{ghost:?}");
+        assert!(ghost.error.as_deref().unwrap_or_default().contains("not found"), "{ghost:?}");
+        assert!(!manager.has_pool("ghost"), "no pool for an unregistered tenant");
         let second = manager.warmup(&ids[..2], options).await;
         assert_eq!((second.succeeded, second.already_warm), (2, 2));
         assert_eq!(progress.load(Ordering::SeqCst), 7);
@@ -240,21 +299,29 @@ fn health_and_metrics_of_a_live_server() {
 /// A cluster of its own, started late and stopped, for retry and health.
 #[test]
 fn retry_waits_for_a_late_server_and_health_sees_it_stop() {
+    let scripts = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/cluster.sh");
+    let port = "54354";
+    let cluster = move |action: &str| {
+        let mut command = Command::new(scripts);
+        command.arg(action).arg("late");
+        if action == "start" {
+            command.arg(port);
+        }
+        assert!(command.status().unwrap().success(), "cluster.sh {action}");
+    };
+    cluster("start"); // initdb once, so that the late start below is quick
+                      // A database with the extension as installed now (the client reads its settings).
+    let base = format!("postgresql://postgres@127.0.0.1:{port}");
+    let mut postgres = connect(&format!("{base}/postgres"));
+    postgres.batch_execute("DROP DATABASE IF EXISTS late WITH (FORCE)").unwrap();
+    postgres.batch_execute("CREATE DATABASE late").unwrap();
+    drop(postgres);
+    connect(&format!("{base}/late"))
+        .batch_execute("SET client_min_messages = warning; CREATE EXTENSION multitenant")
+        .unwrap();
+    cluster("stop");
     run(async move {
-        let scripts = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/cluster.sh");
-        let port = "54354";
-        let cluster = move |action: &str| {
-            let mut command = Command::new(scripts);
-            command.arg(action).arg("late");
-            if action == "start" {
-                command.arg(port);
-            }
-            assert!(command.status().unwrap().success(), "cluster.sh {action}");
-        };
-        cluster("start"); // initdb once, so that the late start below is quick
-        cluster("stop");
-
-        let mut config = Config::new(format!("postgresql://postgres@127.0.0.1:{port}/postgres"));
+        let mut config = Config::new(format!("{base}/late"));
         config.checkout_timeout = Duration::from_millis(500);
         let retries = Arc::new(AtomicUsize::new(0));
         let r = retries.clone();
@@ -306,10 +373,11 @@ async fn tenant_name(TenantDb(mut db): TenantDb) -> String {
 
 #[test]
 fn axum_layer_resolves_and_rejects_tenants() {
-    let url = database_with_tenants("axum", 2);
+    let url = database_with_tenants("axum", 3);
+    connect(&url).batch_execute("UPDATE mt.tenants SET status = 'suspended' WHERE tenant_id = 't3'").unwrap();
     run(async move {
         let manager = TenantManager::new(config(&url, 2)).unwrap();
-        let resolver = TenantResolver::new(manager, TenantSource::Header("x-tenant-id".into()));
+        let resolver = TenantResolver::new(manager.clone(), TenantSource::Header("x-tenant-id".into()));
         let app = Router::new()
             .route("/whoami", get(tenant_name))
             .layer(axum::middleware::from_fn_with_state(resolver, resolve_tenant));
@@ -326,7 +394,13 @@ fn axum_layer_resolves_and_rejects_tenants() {
         assert_eq!(&body[..], b"t2");
         assert_eq!(call(None).await.unwrap().status(), StatusCode::BAD_REQUEST);
         assert_eq!(call(Some("Bad Id")).await.unwrap().status(), StatusCode::BAD_REQUEST);
-        assert_eq!(call(Some("nobody")).await.unwrap().status(), StatusCode::NOT_FOUND);
+        assert_eq!(call(Some("nobody")).await.unwrap().status(), StatusCode::NOT_FOUND, "not registered");
+        assert_eq!(call(Some("t3")).await.unwrap().status(), StatusCode::FORBIDDEN, "suspended");
+        // Dropped: refused once the cached answer expires (here at once, invalidated).
+        assert_eq!(call(Some("t1")).await.unwrap().status(), StatusCode::OK);
+        admin_sql(&url, "SELECT mt.drop_tenant('t1', force => true)").await;
+        manager.invalidate("t1").await;
+        assert_eq!(call(Some("t1")).await.unwrap().status(), StatusCode::NOT_FOUND, "dropped");
     });
 }
 
@@ -375,5 +449,269 @@ fn one_statement_and_its_commit_go_out_together() {
         let left =
             shared.query_one("SELECT count(*) FROM tenant_t2.marker WHERE name = 'returned'", &[]).await.unwrap();
         assert_eq!(left.get::<_, i64>(0), 0);
+    });
+}
+
+/// The role of `tenant` and the application role of the database at `url`.
+fn roles(url: &str, tenant: &str) -> (String, String) {
+    let row = connect(url)
+        .query_one(
+            "SELECT role_name::text, (SELECT value FROM mt.settings WHERE key = 'application_role') \
+               FROM mt.tenant_directory WHERE tenant_id = $1",
+            &[&tenant],
+        )
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// The SQLSTATE `sql` fails with in a checkout of `tenant` (`None`: it worked); the
+/// checkout is rolled back either way.
+async fn sqlstate_of(manager: &TenantManager, tenant: &str, sql: &str) -> Option<String> {
+    let mut db = manager.db(tenant).await.unwrap();
+    let result = db.batch_execute(sql).await;
+    db.rollback().await.unwrap();
+    result.err().map(|e| e.sqlstate().unwrap_or_else(|| panic!("{sql}: {e}")).to_string())
+}
+
+/// What a request switched to tenant A may try against tenant B, schema-qualified.
+const REACH_INTO_T2: &[&str] = &[
+    "SELECT * FROM tenant_t2.marker",
+    "SELECT * FROM tenant_t2.secrets",
+    "INSERT INTO tenant_t2.marker VALUES ('from t1')",
+    "UPDATE tenant_t2.marker SET name = 'from t1'",
+    "DELETE FROM tenant_t2.marker",
+    "TRUNCATE tenant_t2.marker",
+    "DROP TABLE tenant_t2.marker",
+    "CREATE TABLE tenant_t2.planted (id int)",
+    "CREATE VIEW tenant_t2.planted AS SELECT 1",
+];
+
+/// Tenants t1 and t2 (t2 with a `secrets` table), a shared `public.secrets` tenants may
+/// read, and an application role; returns (admin URL, application URL).
+fn isolation_setup(name: &str) -> (String, String) {
+    let url = database_with_tenants(name, 2);
+    let app_url = application_role(&url);
+    let mut admin = connect(&url);
+    as_tenant(
+        &mut admin,
+        "t2",
+        "CREATE TABLE tenant_t2.secrets (s text); INSERT INTO tenant_t2.secrets VALUES ('t2 only')",
+    );
+    admin
+        .batch_execute(
+            "CREATE TABLE public.secrets (s text); INSERT INTO public.secrets VALUES ('shared');
+             GRANT SELECT ON public.secrets TO mt_tenant;",
+        )
+        .unwrap();
+    (url, app_url)
+}
+
+#[test]
+fn the_application_role_switched_to_a_tenant_cannot_reach_another() {
+    let (url, app_url) = isolation_setup("approle");
+    let (t1_role, app) = roles(&url, "t1");
+    run(async move {
+        let manager = TenantManager::connect(config(&app_url, 1)).await.expect("the naming settings match");
+
+        // Switched to t1: its rows, as its role, with its schema alone on the path.
+        let mut db = manager.db("t1").await.unwrap();
+        let row = db
+            .query_one(
+                "SELECT name, current_user::text, session_user::text, current_setting('search_path') FROM marker",
+                &[],
+            )
+            .await
+            .unwrap();
+        db.commit().await.unwrap();
+        assert_eq!(row.get::<_, String>(0), "t1");
+        assert_eq!((row.get::<_, String>(1), row.get::<_, String>(2)), (t1_role.clone(), app.clone()));
+        assert_eq!(row.get::<_, String>(3), "\"tenant_t1\"");
+
+        // Nothing of t2, even schema-qualified: permission denied.
+        for sql in REACH_INTO_T2 {
+            assert_eq!(sqlstate_of(&manager, "t1", sql).await.as_deref(), Some("42501"), "{sql}");
+        }
+        // Nor listed: information_schema shows what the role may use.
+        let mut db = manager.db("t1").await.unwrap();
+        let listed = db
+            .query_one(
+                "SELECT count(*) FILTER (WHERE table_schema = 'tenant_t2'), count(*) FILTER (WHERE table_schema = 'tenant_t1')
+                   FROM information_schema.tables",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!((listed.get::<_, i64>(0), listed.get::<_, i64>(1) > 0), (0, true));
+        db.commit().await.unwrap();
+        // t2 itself is fine.
+        assert_eq!(
+            sqlstate_of(&manager, "t2", "SELECT * FROM secrets; INSERT INTO marker VALUES ('t2 again')").await,
+            None
+        );
+
+        // An unqualified name t1 lacks is an error, not the shared table of that name.
+        assert_eq!(sqlstate_of(&manager, "t1", "SELECT * FROM secrets").await.as_deref(), Some("42P01"));
+
+        // Without a switch, the application role (NOINHERIT) reads no tenant.
+        let mut shared = manager.shared_db().await.unwrap();
+        let error = shared.query("SELECT * FROM tenant_t1.marker", &[]).await.unwrap_err();
+        assert_eq!(error.sqlstate(), Some("42501"), "{error}");
+        drop(shared);
+        // And the switch ended with the transaction: the one connection is the application's again.
+        let mut shared = manager.shared_db().await.unwrap();
+        let row = shared.query_one("SELECT current_user::text, current_setting('search_path')", &[]).await.unwrap();
+        assert_eq!((row.get::<_, String>(0), row.get::<_, String>(1)), (app.clone(), "\"public\"".to_string()));
+        shared.commit().await.unwrap();
+
+        // The option that adds the shared schema: shared tables by their plain names.
+        let mut with_shared = config(&app_url, 1);
+        with_shared.search_path_includes_shared = true;
+        let manager = TenantManager::connect(with_shared).await.unwrap();
+        for (tenant, expected) in [("t1", "shared"), ("t2", "t2 only")] {
+            let mut db = manager.db(tenant).await.unwrap();
+            let row = db.query_one("SELECT s, current_setting('search_path') FROM secrets", &[]).await.unwrap();
+            assert_eq!(row.get::<_, String>(0), expected, "{tenant}");
+            assert_eq!(row.get::<_, String>(1), format!("\"tenant_{tenant}\",\"public\""));
+            db.commit().await.unwrap();
+        }
+        assert_eq!(sqlstate_of(&manager, "t1", "SELECT * FROM tenant_t2.secrets").await.as_deref(), Some("42501"));
+    });
+}
+
+#[test]
+fn pool_per_tenant_connects_as_the_tenants_role_and_resets_it() {
+    let (url, app_url) = isolation_setup("ppt_roles");
+    let (t1_role, _) = roles(&url, "t1");
+    let (t2_role, _) = roles(&url, "t2");
+    run(async move {
+        let manager =
+            TenantManager::connect(config(&app_url, 1).pool_per_tenant(10, Duration::from_secs(60))).await.unwrap();
+        let mut db = manager.db("t1").await.unwrap();
+        let row = db
+            .query_one("SELECT name, current_user::text, current_setting('search_path') FROM marker", &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            (row.get::<_, String>(0), row.get::<_, String>(1), row.get::<_, String>(2)),
+            ("t1".to_string(), t1_role.clone(), "\"tenant_t1\"".to_string())
+        );
+        drop(db);
+        for sql in REACH_INTO_T2 {
+            assert_eq!(sqlstate_of(&manager, "t1", sql).await.as_deref(), Some("42501"), "{sql}");
+        }
+        // A checkout that changes role or search_path does not hand them to the next one
+        // (one connection per pool here).
+        let mut db = manager.db("t1").await.unwrap();
+        db.batch_execute(&format!("SET ROLE {t2_role}; SET search_path = public")).await.unwrap();
+        drop(db);
+        let mut db = manager.db("t1").await.unwrap();
+        let row = db.query_one("SELECT name, current_user::text FROM marker", &[]).await.unwrap();
+        assert_eq!((row.get::<_, String>(0), row.get::<_, String>(1)), ("t1".to_string(), t1_role.clone()));
+        drop(db);
+
+        // Unregistered: refused before a pool is made for it.
+        assert!(matches!(manager.db("ghost").await, Err(Error::TenantNotFound(_))));
+        assert!(!manager.has_pool("ghost"));
+        assert_eq!(manager.metrics().pools_created, 1);
+        // Suspended: refused, and its pool closed.
+        admin_sql(&url, "UPDATE mt.tenants SET status = 'suspended' WHERE tenant_id = 't1'").await;
+        manager.invalidate("t1").await;
+        assert!(matches!(manager.db("t1").await, Err(Error::TenantNotActive { .. })));
+        assert!(!manager.has_pool("t1"));
+    });
+}
+
+#[test]
+fn unregistered_suspended_and_dropped_tenants_are_refused() {
+    let url = database_with_tenants("directory", 3);
+    let app_url = application_role(&url);
+    let (_, app) = roles(&url, "t1");
+    // What `db('ghost')` used to read: the shared schema's table of the same name.
+    connect(&url)
+        .batch_execute(&format!(
+            "CREATE TABLE public.marker (name text); INSERT INTO public.marker VALUES ('shared'); GRANT SELECT ON public.marker TO {app}"
+        ))
+        .unwrap();
+    run(async move {
+        let ttl = Duration::from_millis(400);
+        let mut config = config(&app_url, 2);
+        config.search_path_includes_shared = true; // even with the shared schema on the path
+        config.tenant_cache = TenantCacheConfig { ttl, negative_ttl: ttl, max_capacity: 100 };
+        let manager = TenantManager::new(config).unwrap();
+
+        // A valid id, not registered: refused before any connection is switched.
+        assert!(matches!(manager.db("ghost").await, Err(Error::TenantNotFound(ref id)) if id == "ghost"));
+        assert!(matches!(manager.tenant("ghost").await, Err(Error::TenantNotFound(_))));
+        assert!(matches!(manager.db_with_retry("ghost").await, Err(Error::TenantNotFound(_))), "not retried");
+        assert!(!manager.has_pool("ghost") && manager.active_tenant_ids().is_empty());
+        assert_eq!(manager.metrics().checkouts, 0);
+        assert!(manager.metrics().errors >= 3);
+
+        // Registered later: the negative answer lasts until it expires or is invalidated.
+        admin_sql(&url, "SELECT mt.create_tenant('newcomer')").await;
+        assert!(matches!(manager.db("newcomer").await, Err(Error::TenantNotFound(_))), "cached negative answer");
+        manager.invalidate("newcomer").await;
+        assert_eq!(marker(&manager, "newcomer").await.0, "newcomer");
+
+        // Suspended: refused once the cached answer expires.
+        assert_eq!(marker(&manager, "t2").await.0, "t2");
+        admin_sql(&url, "UPDATE mt.tenants SET status = 'suspended' WHERE tenant_id = 't2'").await;
+        tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+        match manager.db("t2").await {
+            Err(Error::TenantNotActive { tenant_id, status }) => {
+                assert_eq!((tenant_id.as_str(), status.as_str()), ("t2", "suspended"))
+            }
+            other => panic!("{:?}", other.err()),
+        }
+        let info = manager.tenant("t1").await.unwrap();
+        assert_eq!((info.schema_name.as_str(), info.status.as_str()), ("tenant_t1", "active"));
+        assert!(info.role_name.is_some());
+        // Resumed: served again.
+        admin_sql(&url, "UPDATE mt.tenants SET status = 'active' WHERE tenant_id = 't2'").await;
+        manager.invalidate("t2").await;
+        assert_eq!(marker(&manager, "t2").await.0, "t2");
+
+        // Dropped: until the cached answer expires, a checkout fails at the switch (the
+        // role is gone) and reads nothing; then it is refused.
+        assert_eq!(marker(&manager, "t3").await.0, "t3");
+        admin_sql(&url, "SELECT mt.drop_tenant('t3', force => true)").await;
+        let mut db = manager.db("t3").await.expect("still cached");
+        let error = db.query("SELECT name FROM marker", &[]).await.unwrap_err();
+        assert!(error.sqlstate().is_some(), "{error}");
+        drop(db);
+        tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+        assert!(matches!(manager.db("t3").await, Err(Error::TenantNotFound(_))));
+        assert_eq!(marker(&manager, "t1").await.0, "t1", "the pool is fine");
+    });
+}
+
+#[test]
+fn the_naming_config_must_match_the_servers() {
+    let url = database_with_tenants("naming", 1);
+    run(async move {
+        let mut other_template = config(&url, 1);
+        other_template.schema_template = "org_{id}".into();
+        match TenantManager::connect(other_template.clone()).await {
+            Err(Error::SettingsMismatch { key, server, client }) => {
+                assert_eq!(
+                    (key, server.as_deref(), client.as_str()),
+                    ("schema_template", Some("tenant_{id}"), "org_{id}")
+                )
+            }
+            other => panic!("{:?}", other.err()),
+        }
+        // Built without connecting: the first checkout of any kind checks.
+        let manager = TenantManager::new(other_template).unwrap();
+        assert!(matches!(manager.db("t1").await, Err(Error::SettingsMismatch { .. })));
+        assert!(matches!(manager.shared_db().await, Err(Error::SettingsMismatch { .. })));
+
+        let mut other_shared = config(&url, 1);
+        other_shared.shared_schema = "common".into();
+        let error = TenantManager::connect(other_shared).await.err().expect("mismatch");
+        assert!(matches!(error, Error::SettingsMismatch { key: "shared_schema", .. }), "{error}");
+        assert!(error.to_string().contains("shared_schema"), "{error}");
+
+        let manager = TenantManager::connect(config(&url, 1)).await.unwrap();
+        assert_eq!(marker(&manager, "t1").await.0, "t1");
     });
 }

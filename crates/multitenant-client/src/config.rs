@@ -4,19 +4,21 @@ use std::time::Duration;
 
 use multitenant_core::naming::{DEFAULT_SHARED_SCHEMA, DEFAULT_TEMPLATE};
 
+use crate::directory::TenantCacheConfig;
 use crate::error::Error;
 use crate::retry::RetryConfig;
 
 /// How connections reach tenant schemas.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// One pool for everyone. Each checkout opens a transaction and sets
+    /// One pool for everyone. Each checkout opens a transaction and switches `role` and
     /// `search_path` with `set_config(..., true)`, so nothing outlives the checkout and it
     /// works behind PgBouncer in transaction mode. Connections are bounded by `pool_size`.
     SharedPool,
-    /// One pool per tenant (`search_path` set at connect), at most `max_pools` of them; the
-    /// least recently used pool is closed to make room, and pools idle for `idle_ttl` are
-    /// closed. Up to `max_pools * pool_size` connections: mind `max_connections`.
+    /// One pool per tenant (`role` and `search_path` set at connect, and reset to them at
+    /// the start of every checkout), at most `max_pools` of them; the least recently used
+    /// pool is closed to make room, and pools idle for `idle_ttl` are closed. Up to
+    /// `max_pools * pool_size` connections: mind `max_connections`.
     PoolPerTenant { max_pools: usize, idle_ttl: Duration },
 }
 
@@ -60,10 +62,21 @@ pub struct Config {
     /// How long a checkout waits for a free connection.
     pub checkout_timeout: Duration,
     pub mode: Mode,
-    /// The same template as the extension's `schema_template` setting.
+    /// The same template as the extension's `schema_template` setting (checked against the
+    /// server before the first checkout).
     pub schema_template: String,
-    /// The extension's `shared_schema` setting; also kept on every tenant's `search_path`.
+    /// The extension's `shared_schema` setting: `shared_db()` uses it, and tenant checkouts
+    /// put it after the tenant's schema when `search_path_includes_shared` is on.
     pub shared_schema: String,
+    /// Off (the default): a tenant checkout's `search_path` is the tenant's schema alone, so
+    /// an unqualified name that the tenant lacks is an error, never the shared table of the
+    /// same name. On: the shared schema follows the tenant's, so shared tables can be named
+    /// without a schema, at the price that a table missing from a tenant (a migration not
+    /// yet applied, a typo) silently resolves to the shared one. Either way the switched
+    /// role decides what can be read.
+    pub search_path_includes_shared: bool,
+    /// How long answers of `mt.tenant_directory` are cached, and how many.
+    pub tenant_cache: TenantCacheConfig,
     pub retry: RetryConfig,
     pub debug: DebugConfig,
     pub hooks: Hooks,
@@ -79,6 +92,8 @@ impl Config {
             mode: Mode::SharedPool,
             schema_template: DEFAULT_TEMPLATE.to_string(),
             shared_schema: DEFAULT_SHARED_SCHEMA.to_string(),
+            search_path_includes_shared: false,
+            tenant_cache: TenantCacheConfig::default(),
             retry: RetryConfig::default(),
             debug: DebugConfig::default(),
             hooks: Hooks::default(),

@@ -9,8 +9,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The tenant id breaks a naming rule; no connection was used.
     InvalidTenant(NamingError),
-    /// The tenant's schema does not exist (found by a ping or health check).
+    /// The tenant is not registered: `mt.tenant_directory` has no row for it. No connection
+    /// was switched to it.
+    TenantNotFound(String),
+    /// The tenant is registered but not active (suspended). No connection was switched to it.
+    TenantNotActive { tenant_id: String, status: String },
+    /// The tenant is registered but its schema is not reachable (found by a ping or health
+    /// check: the schema is gone, or the switched role cannot use it).
     UnknownTenant(String),
+    /// The server's naming setting `key` (in `mt.settings`) differs from the client's
+    /// [`Config`](crate::Config); `server` is `None` when the server has no such setting.
+    SettingsMismatch { key: &'static str, server: Option<String>, client: String },
     /// `tenant_db()` outside `with_tenant(...)`.
     NoTenantContext,
     /// Could not get a connection from the pool (timeout, closed, or connect failure).
@@ -41,7 +50,18 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::InvalidTenant(e) => write!(f, "invalid tenant: {e}"),
-            Error::UnknownTenant(id) => write!(f, "unknown tenant \"{id}\": its schema does not exist"),
+            Error::TenantNotFound(id) => write!(f, "tenant \"{id}\" not found: it is not registered in mt.tenant_directory"),
+            Error::TenantNotActive { tenant_id, status } => {
+                write!(f, "tenant \"{tenant_id}\" is not active (status {status})")
+            }
+            Error::UnknownTenant(id) => write!(f, "unknown tenant \"{id}\": its schema does not exist or is not usable"),
+            Error::SettingsMismatch { key, server, client } => match server {
+                Some(server) => write!(
+                    f,
+                    "the server's {key} is \"{server}\" but the client's is \"{client}\": set Config::{key} to the server's value"
+                ),
+                None => write!(f, "the server has no {key} setting in mt.settings (is the multitenant extension installed?)"),
+            },
             Error::NoTenantContext => write!(f, "no tenant in context: call inside with_tenant(...)"),
             Error::Pool(e) => write!(f, "connection pool: {e}"),
             Error::Db(e) => match e.as_db_error() {

@@ -7,16 +7,19 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use multitenant_core::naming::{is_plain_identifier, Naming};
+use tokio::sync::OnceCell;
 use tokio::task::JoinSet;
+use tokio_postgres::types::Type;
 use tokio_postgres::NoTls;
 
 use crate::config::{Config, Mode};
 use crate::context::current_tenant;
+use crate::directory::{self, Lookup, TenantCache, TenantInfo, LOOKUP_SQL, SETTINGS_SQL};
 use crate::error::{Error, Result};
 use crate::health::{HealthCheckOptions, HealthResult, HealthStatus, PoolHealth, SharedHealth};
 use crate::metrics::{rfc3339_now, ConnectionMetrics, Counters, Metrics, PoolMetrics, TenantPoolMetrics};
 use crate::retry::{with_retry, RetryConfig};
-use crate::session::TenantClient;
+use crate::session::{Switch, TenantClient};
 
 /// Tenants remembered for `active_tenant_ids` and metrics in shared-pool mode.
 const SHARED_MODE_TRACKED_TENANTS: usize = 10_000;
@@ -34,12 +37,18 @@ struct Inner {
     /// Every checkout in shared-pool mode; `shared_db()` in pool-per-tenant mode.
     shared: Pool,
     tenants: Mutex<HashMap<String, Entry>>,
+    /// Answers of `mt.tenant_directory`.
+    directory: TenantCache,
+    /// Set once the server's naming settings were found equal to the client's.
+    settings_checked: OnceCell<()>,
     counters: Arc<Counters>,
     disposed: AtomicBool,
 }
 
 struct Entry {
     schema: String,
+    /// The role the tenant's pool connects as (pool-per-tenant mode).
+    role: Option<String>,
     /// The tenant's own pool, in pool-per-tenant mode.
     pool: Option<Pool>,
     last_used: Instant,
@@ -85,10 +94,36 @@ pub struct WarmupResult {
     pub details: Vec<TenantWarmup>,
 }
 
-fn build_pool(config: &Config, pg_config: &tokio_postgres::Config, search_path: Option<&str>) -> Result<Pool> {
+/// A value for `-c name=value` in the startup packet's `options`: whitespace and backslashes
+/// escaped with a backslash.
+fn option_value(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len());
+    for c in value.chars() {
+        if c.is_whitespace() || c == '\\' {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// A pool whose connections start with `search_path` and, when given, `role` set (startup
+/// options: a role the login role may not take fails the connection with 42501).
+fn build_pool(
+    config: &Config,
+    pg_config: &tokio_postgres::Config,
+    search_path: Option<&str>,
+    role: Option<&str>,
+) -> Result<Pool> {
     let mut pg_config = pg_config.clone();
+    let mut options = pg_config.get_options().unwrap_or_default().to_string();
+    if let Some(role) = role {
+        options.push_str(&format!(" -c role={}", option_value(role)));
+    }
     if let Some(path) = search_path {
-        let options = format!("{} -c search_path={path}", pg_config.get_options().unwrap_or_default());
+        options.push_str(&format!(" -c search_path={}", option_value(path)));
+    }
+    if !options.trim().is_empty() {
         pg_config.options(options.trim());
     }
     let manager = Manager::from_config(pg_config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
@@ -102,7 +137,8 @@ fn build_pool(config: &Config, pg_config: &tokio_postgres::Config, search_path: 
 }
 
 impl TenantManager {
-    /// Builds the manager; no connection is opened until the first checkout.
+    /// Builds the manager; no connection is opened until the first checkout, which first
+    /// checks the server's naming settings (see [`connect`](Self::connect)).
     pub fn new(config: Config) -> Result<TenantManager> {
         let naming = Naming::new(&config.schema_template, &config.shared_schema)?;
         if !is_plain_identifier(&config.shared_schema) {
@@ -112,11 +148,13 @@ impl TenantManager {
             config.url.parse().map_err(|e| Error::Config(format!("connection URL: {e}")))?;
         let shared_path = match config.mode {
             Mode::SharedPool => None, // each checkout sets its own
-            Mode::PoolPerTenant { .. } => Some(config.shared_schema.clone()),
+            Mode::PoolPerTenant { .. } => Some(directory::search_path(&config.shared_schema, None)),
         };
-        let shared = build_pool(&config, &pg_config, shared_path.as_deref())?;
+        let shared = build_pool(&config, &pg_config, shared_path.as_deref(), None)?;
         Ok(TenantManager {
             inner: Arc::new(Inner {
+                directory: TenantCache::new(&config.tenant_cache),
+                settings_checked: OnceCell::new(),
                 config,
                 naming,
                 pg_config,
@@ -126,6 +164,74 @@ impl TenantManager {
                 disposed: AtomicBool::new(false),
             }),
         })
+    }
+
+    /// Builds the manager and checks at once that the server's `schema_template` and
+    /// `shared_schema` (in `mt.settings`) are the client's: [`Error::SettingsMismatch`] when
+    /// they are not. Fails, too, when the server cannot be reached.
+    pub async fn connect(config: Config) -> Result<TenantManager> {
+        let manager = TenantManager::new(config)?;
+        manager.check_settings().await?;
+        Ok(manager)
+    }
+
+    /// Reads the naming settings from the server once (until they are found equal, every
+    /// checkout tries again, so a server that is down at startup is no lasting error).
+    async fn check_settings(&self) -> Result<()> {
+        let inner = &self.inner;
+        inner
+            .settings_checked
+            .get_or_try_init(|| async {
+                let client = inner.shared.get().await?;
+                let rows = client.query_typed(SETTINGS_SQL, &[]).await?;
+                let rows: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+                directory::check_settings(&rows, &inner.config.schema_template, &inner.config.shared_schema)
+            })
+            .await
+            .map(drop)
+    }
+
+    /// The tenant's row of `mt.tenant_directory` (through the cache) if it is registered and
+    /// active; [`Error::TenantNotFound`] or [`Error::TenantNotActive`] otherwise, and
+    /// [`Error::InvalidTenant`] for an id that breaks the naming rules (no query then).
+    pub async fn tenant(&self, tenant_id: &str) -> Result<TenantInfo> {
+        self.ensure_alive()?;
+        self.schema_name(tenant_id)?;
+        self.check_settings().await?;
+        self.active_tenant(tenant_id).await.map(|info| (*info).clone())
+    }
+
+    /// Looks the tenant up (cached) and, when it is refused, forgets what the manager held
+    /// for it (its pool, in pool-per-tenant mode).
+    async fn active_tenant(&self, tenant_id: &str) -> Result<Arc<TenantInfo>> {
+        let inner = &self.inner;
+        let load = async {
+            let client = inner.shared.get().await?;
+            let rows = client.query_typed(LOOKUP_SQL, &[(&tenant_id, Type::TEXT)]).await?;
+            Ok(rows.first().map(|row| TenantInfo {
+                tenant_id: tenant_id.to_string(),
+                schema_name: row.get(0),
+                role_name: row.get(1),
+                status: row.get(2),
+            }))
+        };
+        let lookup: Lookup = inner.directory.get(tenant_id, load).await?;
+        lookup.active(tenant_id).inspect_err(|_| {
+            let mut tenants = inner.tenants.lock().expect("tenant map lock");
+            self.close_entry(&mut tenants, tenant_id, "refused");
+        })
+    }
+
+    /// Forgets the cached directory answer for `tenant_id`: its next checkout looks it up
+    /// again. Call it after suspending, resuming, creating or dropping a tenant when the
+    /// cache's TTL is too long to wait.
+    pub async fn invalidate(&self, tenant_id: &str) {
+        self.inner.directory.invalidate(tenant_id).await;
+    }
+
+    /// [`invalidate`](Self::invalidate) for every tenant.
+    pub fn invalidate_all(&self) {
+        self.inner.directory.invalidate_all();
     }
 
     pub fn config(&self) -> &Config {
@@ -149,21 +255,19 @@ impl TenantManager {
         }
     }
 
-    /// `search_path` value: the tenant's schema, then the shared schema.
-    fn search_path(&self, schema: &str, quoted: bool) -> String {
-        let shared = &self.inner.config.shared_schema;
-        let q = |s: &str| if quoted { format!("\"{s}\"") } else { s.to_string() };
-        if schema == shared {
-            q(schema)
-        } else {
-            format!("{},{}", q(schema), q(shared))
-        }
+    /// The `search_path` of a tenant's checkouts.
+    fn tenant_search_path(&self, schema: &str) -> String {
+        let config = &self.inner.config;
+        directory::search_path(schema, config.search_path_includes_shared.then_some(config.shared_schema.as_str()))
     }
 
-    /// The pool to check out from and, in shared-pool mode, the `search_path` each
-    /// checkout's transaction switches to.
-    fn pool_for(&self, tenant_id: &str, schema: &str) -> Result<(Pool, Option<Arc<str>>)> {
+    /// The pool to check out from and the switch each checkout sends first: in shared-pool
+    /// mode the tenant's role and `search_path` (transaction-local); in pool-per-tenant mode a
+    /// reset to the ones the tenant's pool connects with.
+    fn pool_for(&self, info: &TenantInfo) -> Result<(Pool, Switch)> {
         let inner = &self.inner;
+        let tenant_id = info.tenant_id.as_str();
+        let schema = info.schema_name.as_str();
         let mut tenants = inner.tenants.lock().expect("tenant map lock");
         let now = Instant::now();
         let (limit, idle_ttl) = match inner.config.mode {
@@ -180,6 +284,12 @@ impl TenantManager {
                 self.close_entry(&mut tenants, &id, "idle");
             }
         }
+        // The directory changed the tenant's schema or role (roles assigned to an adopted
+        // tenant, say): its pool connects differently now.
+        if tenants.get(tenant_id).is_some_and(|e| e.schema != schema || e.role != info.role_name) {
+            self.close_entry(&mut tenants, tenant_id, "changed");
+        }
+        let search_path = self.tenant_search_path(schema);
         if !tenants.contains_key(tenant_id) {
             if tenants.len() >= limit {
                 if let Some(oldest) = tenants.iter().min_by_key(|(_, e)| e.last_used).map(|(id, _)| id.clone()) {
@@ -189,7 +299,8 @@ impl TenantManager {
             let pool = match inner.config.mode {
                 Mode::SharedPool => None,
                 Mode::PoolPerTenant { .. } => {
-                    let pool = build_pool(&inner.config, &inner.pg_config, Some(&self.search_path(schema, false)))?;
+                    let pool =
+                        build_pool(&inner.config, &inner.pg_config, Some(&search_path), info.role_name.as_deref())?;
                     inner.counters.pools_created.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(tenant = tenant_id, schema, "multitenant: pool created");
                     if let Some(hook) = &inner.config.hooks.on_pool_created {
@@ -200,15 +311,18 @@ impl TenantManager {
             };
             tenants.insert(
                 tenant_id.to_string(),
-                Entry { schema: schema.to_string(), pool, last_used: now, checkouts: 0 },
+                Entry { schema: schema.to_string(), role: info.role_name.clone(), pool, last_used: now, checkouts: 0 },
             );
         }
         let entry = tenants.get_mut(tenant_id).expect("inserted above");
         entry.last_used = now;
         entry.checkouts += 1;
         Ok(match &entry.pool {
-            Some(pool) => (pool.clone(), None),
-            None => (inner.shared.clone(), Some(self.search_path(schema, true).into())),
+            Some(pool) => (pool.clone(), Switch::Reset),
+            None => (
+                inner.shared.clone(),
+                Switch::Begin { role: info.role_name.as_deref().map(Arc::from), search_path: search_path.into() },
+            ),
         })
     }
 
@@ -232,19 +346,23 @@ impl TenantManager {
         error
     }
 
-    /// A connection bound to `tenant_id`'s schema. An invalid id fails before any
-    /// connection is used.
+    /// A connection bound to `tenant_id`: switched to the tenant's role and schema. An
+    /// invalid id fails before any connection is used; an unregistered or suspended tenant
+    /// ([`Error::TenantNotFound`], [`Error::TenantNotActive`], from `mt.tenant_directory`
+    /// through the cache) before any connection is switched to it.
     pub async fn db(&self, tenant_id: &str) -> Result<TenantClient> {
         self.ensure_alive()?;
-        let schema = self.schema_name(tenant_id)?;
-        let (pool, begin) = self.pool_for(tenant_id, &schema)?;
+        self.schema_name(tenant_id)?;
+        self.check_settings().await.map_err(|e| self.report(tenant_id, e))?;
+        let info = self.active_tenant(tenant_id).await.map_err(|e| self.report(tenant_id, e))?;
+        let (pool, switch) = self.pool_for(&info)?;
         let object = pool.get().await.map_err(|e| self.report(tenant_id, e.into()))?;
         self.inner.counters.checkouts.fetch_add(1, Ordering::Relaxed);
         Ok(TenantClient::new(
             object,
             tenant_id,
-            &schema,
-            begin,
+            &info.schema_name,
+            Some(switch),
             self.inner.config.debug.clone(),
             self.inner.counters.clone(),
         ))
@@ -267,11 +385,13 @@ impl TenantManager {
         self.db(&tenant_id).await
     }
 
-    /// A connection to the shared schema.
+    /// A connection to the shared schema, as the application role (no tenant's role).
     pub async fn shared_db(&self) -> Result<TenantClient> {
         self.ensure_alive()?;
+        self.check_settings().await.map_err(|e| self.report("", e))?;
         let shared = &self.inner.config.shared_schema;
-        let begin = matches!(self.inner.config.mode, Mode::SharedPool).then(|| self.search_path(shared, true).into());
+        let begin = matches!(self.inner.config.mode, Mode::SharedPool)
+            .then(|| Switch::Begin { role: None, search_path: directory::search_path(shared, None).into() });
         let object = self.inner.shared.get().await.map_err(|e| self.report("", e.into()))?;
         self.inner.counters.checkouts.fetch_add(1, Ordering::Relaxed);
         Ok(TenantClient::new(object, "", shared, begin, self.inner.config.debug.clone(), self.inner.counters.clone()))
@@ -523,5 +643,25 @@ impl TenantManager {
             self.close_entry(&mut tenants, &id, "dispose");
         }
         self.inner.shared.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn startup_option_values_escape_whitespace_and_backslashes() {
+        assert_eq!(option_value("\"tenant_acme\",\"public\""), "\"tenant_acme\",\"public\"");
+        assert_eq!(option_value("a b\\c"), "a\\ b\\\\c");
+    }
+
+    #[tokio::test]
+    async fn refused_before_any_connection_for_a_bad_id() {
+        // Nothing listens on port 1.
+        let manager = TenantManager::new(Config::new("postgresql://app@127.0.0.1:1/none")).unwrap();
+        assert!(matches!(manager.tenant("Bad Id").await, Err(Error::InvalidTenant(_))));
+        assert!(matches!(manager.db("x;y").await, Err(Error::InvalidTenant(_))));
+        assert!(!manager.has_pool("x;y"));
     }
 }

@@ -6,30 +6,69 @@ use std::time::Instant;
 
 use deadpool_postgres::Object;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::types::Type;
 use tokio_postgres::{Row, Statement};
 
 use crate::config::DebugConfig;
 use crate::error::{Error, Result};
 use crate::metrics::Counters;
 
-/// `BEGIN` and the switch to a tenant's `search_path`, as one simple query. Schema names
-/// need no quoting (naming rules), so the literal is safe.
-fn begin_sql(search_path: &str) -> String {
-    format!("BEGIN; SELECT pg_catalog.set_config('search_path', '{search_path}', true)")
+const SWITCH_ROLE_AND_PATH: &str =
+    "SELECT pg_catalog.set_config('role', $1, true), pg_catalog.set_config('search_path', $2, true)";
+const SWITCH_PATH: &str = "SELECT pg_catalog.set_config('search_path', $1, true)";
+/// Pool-per-tenant connections get `role` and `search_path` at connect; a checkout puts them
+/// back, whatever the previous checkout `SET`.
+const RESET_SESSION: &str = "RESET ROLE; RESET search_path";
+
+/// What a checkout sends before its first statement.
+#[derive(Clone, Debug)]
+pub(crate) enum Switch {
+    /// Shared-pool mode: `BEGIN`, then the tenant's role (when it has one) and `search_path`,
+    /// transaction-local, as one parameterized statement.
+    Begin { role: Option<Arc<str>>, search_path: Arc<str> },
+    /// Pool-per-tenant mode: back to the connection's own role and `search_path`.
+    Reset,
 }
 
-/// Sends the pending `BEGIN` and `search_path` switch, then `$call`, without waiting in
-/// between: tokio-postgres writes requests in the order they are first polled, so the
-/// server switches schema before it parses the statement, and a statement already in the
-/// cache costs one round trip together with the switch. (A prepared `set_config` measured
-/// no faster than this one simple query.)
+impl Switch {
+    /// Sends the switch. Every request goes out on the first poll (a simple query, then an
+    /// unnamed statement with its parameters, no prepare round trip), so a statement polled
+    /// after it reaches the server after it and runs switched, or, if the switch failed, in
+    /// an aborted transaction: never as the application role.
+    async fn send(&self, client: &tokio_postgres::Client) -> std::result::Result<(), tokio_postgres::Error> {
+        match self {
+            Switch::Begin { role, search_path } => {
+                let path: &str = search_path;
+                let set = async {
+                    match role.as_deref() {
+                        Some(role) => {
+                            client.query_typed(SWITCH_ROLE_AND_PATH, &[(&role, Type::TEXT), (&path, Type::TEXT)]).await
+                        }
+                        None => client.query_typed(SWITCH_PATH, &[(&path, Type::TEXT)]).await,
+                    }
+                };
+                let (began, set) = tokio::join!(client.batch_execute("BEGIN"), set);
+                began.and(set).map(drop)
+            }
+            Switch::Reset => client.batch_execute(RESET_SESSION).await,
+        }
+    }
+
+    fn opens_transaction(&self) -> bool {
+        matches!(self, Switch::Begin { .. })
+    }
+}
+
+/// Sends the pending switch, then `$call`, without waiting in between: tokio-postgres writes
+/// requests in the order they are first polled, so the server switches role and schema
+/// before it parses the statement, and a statement already in the cache costs one round
+/// trip together with the switch.
 macro_rules! pipelined {
-    ($search_path:expr, $client:expr, $call:expr) => {
-        match $search_path {
-            Some(path) => {
-                let begin = begin_sql(&path);
-                let (began, value) = tokio::join!($client.batch_execute(&begin), $call);
-                began.and(value)
+    ($switch:expr, $client:expr, $call:expr) => {
+        match $switch {
+            Some(switch) => {
+                let (switched, value) = tokio::join!(switch.send($client), $call);
+                switched.and(value)
             }
             None => $call.await,
         }
@@ -37,10 +76,11 @@ macro_rules! pipelined {
 }
 
 /// A connection for one tenant. In shared-pool mode it is one transaction: the first
-/// statement is pipelined after `BEGIN` and the `search_path` switch (one round trip for
-/// both), [`commit`](Self::commit) ends it, and dropping it without committing queues a
-/// `ROLLBACK` ahead of whatever the connection does next. In pool-per-tenant mode statements run in
-/// autocommit, as on a plain connection.
+/// statement is pipelined after `BEGIN` and the switch of `role` and `search_path` (one round
+/// trip for all), [`commit`](Self::commit) ends it, and dropping it without committing queues a
+/// `ROLLBACK` ahead of whatever the connection does next. In pool-per-tenant mode statements
+/// run in autocommit, as on a plain connection, after a reset to the connection's tenant
+/// role and `search_path`.
 ///
 /// Prepared statements are cached per connection *and tenant*: a plan prepared for one
 /// tenant's `users` table is never reused for another tenant's, whose columns may differ.
@@ -48,8 +88,8 @@ pub struct TenantClient {
     object: Option<Object>,
     tenant_id: String,
     schema: String,
-    /// The `search_path` to switch to in a new transaction, until sent (shared-pool mode).
-    pending_begin: Option<Arc<str>>,
+    /// The switch to send before the first statement, until sent.
+    pending_switch: Option<Switch>,
     in_transaction: bool,
     debug: DebugConfig,
     counters: Arc<Counters>,
@@ -60,7 +100,7 @@ impl TenantClient {
         object: Object,
         tenant_id: &str,
         schema: &str,
-        begin: Option<Arc<str>>,
+        switch: Option<Switch>,
         debug: DebugConfig,
         counters: Arc<Counters>,
     ) -> TenantClient {
@@ -68,7 +108,7 @@ impl TenantClient {
             object: Some(object),
             tenant_id: tenant_id.to_string(),
             schema: schema.to_string(),
-            pending_begin: begin,
+            pending_switch: switch,
             in_transaction: false,
             debug,
             counters,
@@ -87,12 +127,12 @@ impl TenantClient {
         self.object.as_ref().expect("the connection is present until the client is consumed")
     }
 
-    /// The statement cache key for `sql` (it includes the schema), and the `BEGIN` +
-    /// `search_path` switch that must go out first if this is the checkout's first statement.
-    fn start(&mut self, sql: &str) -> (String, Option<Arc<str>>) {
-        let begin = self.pending_begin.take();
-        self.in_transaction |= begin.is_some();
-        (format!("/* {} */ {sql}", self.schema), begin)
+    /// The statement cache key for `sql` (it includes the schema), and the switch that must
+    /// go out first if this is the checkout's first statement.
+    fn start(&mut self, sql: &str) -> (String, Option<Switch>) {
+        let switch = self.pending_switch.take();
+        self.in_transaction |= switch.as_ref().is_some_and(Switch::opens_transaction);
+        (format!("/* {} */ {sql}", self.schema), switch)
     }
 
     fn finish<T>(
@@ -106,53 +146,48 @@ impl TenantClient {
     }
 
     pub async fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
-        let (key, begin) = self.start(sql);
+        let (key, switch) = self.start(sql);
         let (started, client) = (Instant::now(), self.object());
         let result =
-            pipelined!(begin, client, async { client.query(&client.prepare_cached(&key).await?, params).await });
+            pipelined!(switch, client, async { client.query(&client.prepare_cached(&key).await?, params).await });
         self.finish(sql, started, result)
     }
 
     pub async fn query_one(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row> {
-        let (key, begin) = self.start(sql);
+        let (key, switch) = self.start(sql);
         let (started, client) = (Instant::now(), self.object());
         let result =
-            pipelined!(begin, client, async { client.query_one(&client.prepare_cached(&key).await?, params).await });
+            pipelined!(switch, client, async { client.query_one(&client.prepare_cached(&key).await?, params).await });
         self.finish(sql, started, result)
     }
 
     pub async fn query_opt(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
-        let (key, begin) = self.start(sql);
+        let (key, switch) = self.start(sql);
         let (started, client) = (Instant::now(), self.object());
         let result =
-            pipelined!(begin, client, async { client.query_opt(&client.prepare_cached(&key).await?, params).await });
+            pipelined!(switch, client, async { client.query_opt(&client.prepare_cached(&key).await?, params).await });
         self.finish(sql, started, result)
     }
 
     /// Runs one statement; returns the number of rows it changed.
     pub async fn execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
-        let (key, begin) = self.start(sql);
+        let (key, switch) = self.start(sql);
         let (started, client) = (Instant::now(), self.object());
         let result =
-            pipelined!(begin, client, async { client.execute(&client.prepare_cached(&key).await?, params).await });
+            pipelined!(switch, client, async { client.execute(&client.prepare_cached(&key).await?, params).await });
         self.finish(sql, started, result)
     }
 
     /// Runs statements without parameters (simple query protocol, not cached).
     pub async fn batch_execute(&mut self, sql: &str) -> Result<()> {
-        let started = Instant::now();
-        let script = match self.pending_begin.take() {
-            Some(path) => {
-                self.in_transaction = true;
-                format!("{}; {sql}", begin_sql(&path))
-            }
-            None => sql.to_string(),
-        };
-        let result = self.object().batch_execute(&script).await;
+        let (_, switch) = self.start(sql);
+        let (started, client) = (Instant::now(), self.object());
+        let result = pipelined!(switch, client, client.batch_execute(sql));
         self.finish(sql, started, result)
     }
 
-    /// Checks the connection and that the tenant's schema exists.
+    /// Checks the connection and that the tenant's schema exists and is usable (it is the
+    /// first schema on `search_path` the current role may use).
     pub async fn ping(&mut self) -> Result<()> {
         let row = self.query_one("SELECT current_schema()", &[]).await?;
         match row.get::<_, Option<String>>(0) {
@@ -183,9 +218,9 @@ impl TenantClient {
         sql: &str,
         run: impl AsyncFnOnce(&tokio_postgres::Client, &Statement) -> std::result::Result<T, tokio_postgres::Error>,
     ) -> Result<T> {
-        let (key, begin) = self.start(sql);
+        let (key, switch) = self.start(sql);
         let (started, client, transaction) = (Instant::now(), self.object(), self.in_transaction);
-        let result = pipelined!(begin, client, async {
+        let result = pipelined!(switch, client, async {
             let statement = client.prepare_cached(&key).await?;
             if !transaction {
                 return run(client, &statement).await; // autocommit
@@ -214,8 +249,8 @@ impl TenantClient {
         Ok(())
     }
 
-    /// The underlying connection, for what this wrapper does not cover. In shared-pool mode
-    /// call a statement method first, so the transaction and `search_path` are in place.
+    /// The underlying connection, for what this wrapper does not cover. Call a statement
+    /// method first, so the transaction, role and `search_path` are in place.
     pub fn client(&self) -> &tokio_postgres::Client {
         self.object()
     }

@@ -1,5 +1,6 @@
 //! axum integration (feature `axum`): resolve the tenant of each request, answer 400 when
-//! there is none and 404 when it is unknown, run the handler inside [`crate::with_tenant`],
+//! there is none, 404 when it is not registered and 403 when it is suspended (the manager's
+//! cached lookup in `mt.tenant_directory`), run the handler inside [`crate::with_tenant`],
 //! and hand handlers a connection with the [`TenantDb`] extractor.
 //!
 //! ```ignore
@@ -11,9 +12,7 @@
 //! async fn list_users(TenantDb(mut db): TenantDb) -> String { /* db is bound to the tenant */ }
 //! ```
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -22,6 +21,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::context::with_tenant;
+use crate::error::Error;
 use crate::manager::TenantManager;
 use crate::session::TenantClient;
 
@@ -57,40 +57,23 @@ impl TenantSource {
     }
 }
 
-/// The middleware's state: the manager, where tenants come from, and which exist.
+/// The middleware's state: the manager (whose directory cache says which tenants exist) and
+/// where tenants come from.
 #[derive(Clone)]
 pub struct TenantResolver {
     manager: TenantManager,
     source: TenantSource,
-    known: Arc<Mutex<HashMap<String, Instant>>>,
-    known_ttl: Duration,
 }
 
 impl TenantResolver {
-    /// Tenants found to exist are remembered for a minute.
+    /// Tenants are checked with [`TenantManager::tenant`]: registered and active, cached as
+    /// [`crate::Config::tenant_cache`] says.
     pub fn new(manager: TenantManager, source: TenantSource) -> TenantResolver {
-        TenantResolver { manager, source, known: Arc::default(), known_ttl: Duration::from_secs(60) }
+        TenantResolver { manager, source }
     }
 
     pub fn manager(&self) -> &TenantManager {
         &self.manager
-    }
-
-    /// Whether the tenant's schema exists (cached).
-    async fn exists(&self, tenant_id: &str, schema: &str) -> Result<bool, crate::Error> {
-        if self.known.lock().expect("cache lock").get(tenant_id).is_some_and(|at| at.elapsed() < self.known_ttl) {
-            return Ok(true);
-        }
-        let mut shared = self.manager.shared_db().await?;
-        let row = shared
-            .query_one("SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = $1)", &[&schema])
-            .await?;
-        shared.rollback().await?;
-        let exists: bool = row.get(0);
-        if exists {
-            self.known.lock().expect("cache lock").insert(tenant_id.to_string(), Instant::now());
-        }
-        Ok(exists)
     }
 }
 
@@ -98,26 +81,32 @@ impl TenantResolver {
 #[derive(Clone, Debug)]
 pub struct ResolvedTenant(pub String);
 
-/// Middleware: 400 without a tenant (or with a malformed id), 404 for an unknown one,
-/// otherwise the handler runs with the tenant in context.
+/// Middleware: 400 without a tenant (or with a malformed id), 404 for an unregistered one,
+/// 403 for a suspended one, 503 when the directory cannot be read; otherwise the handler
+/// runs with the tenant in context.
 pub async fn resolve_tenant(State(resolver): State<TenantResolver>, mut request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
     let Some(tenant_id) = resolver.source.tenant_of(&parts) else {
         return (StatusCode::BAD_REQUEST, "missing tenant").into_response();
     };
-    let schema = match resolver.manager.schema_name(&tenant_id) {
-        Ok(schema) => schema,
-        Err(error) => return (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
-    };
-    match resolver.exists(&tenant_id, &schema).await {
-        Ok(true) => {}
-        Ok(false) => return (StatusCode::NOT_FOUND, format!("unknown tenant \"{tenant_id}\"")).into_response(),
-        Err(error) => return (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
+    if let Err(error) = resolver.manager.tenant(&tenant_id).await {
+        return refusal(&error).into_response();
     }
     parts.extensions.insert(ResolvedTenant(tenant_id.clone()));
     parts.extensions.insert(resolver.manager.clone());
     request = Request::from_parts(parts, body);
     with_tenant(tenant_id, next.run(request)).await
+}
+
+/// The answer for a tenant the client refuses (or cannot check).
+fn refusal(error: &Error) -> (StatusCode, String) {
+    let status = match error {
+        Error::InvalidTenant(_) => StatusCode::BAD_REQUEST,
+        Error::TenantNotFound(_) => StatusCode::NOT_FOUND,
+        Error::TenantNotActive { .. } => StatusCode::FORBIDDEN,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, error.to_string())
 }
 
 /// Extractor: a connection bound to the request's tenant.
@@ -131,10 +120,6 @@ impl<S: Send + Sync> FromRequestParts<S> for TenantDb {
             || (StatusCode::INTERNAL_SERVER_ERROR, "TenantDb needs the resolve_tenant middleware").into_response();
         let tenant = parts.extensions.get::<ResolvedTenant>().cloned().ok_or_else(missing)?;
         let manager = parts.extensions.get::<TenantManager>().cloned().ok_or_else(missing)?;
-        manager
-            .db(&tenant.0)
-            .await
-            .map(TenantDb)
-            .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response())
+        manager.db(&tenant.0).await.map(TenantDb).map_err(|e| refusal(&e).into_response())
     }
 }

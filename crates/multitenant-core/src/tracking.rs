@@ -56,12 +56,16 @@ impl TrackingFormat {
     }
 
     /// `CREATE TABLE IF NOT EXISTS` for this format. Both names must already be quoted.
+    ///
+    /// This and the statements below run as the extension owner, so every function and
+    /// operator in them is schema-qualified: nothing in a tenant schema or `public` can
+    /// stand in for `pg_catalog`'s.
     pub fn create_table_sql(self, qualified_table: &str) -> String {
         let columns = match self {
             TrackingFormat::Name => {
-                "id serial PRIMARY KEY, name varchar(255) NOT NULL UNIQUE, applied_at timestamptz NOT NULL DEFAULT now()"
+                "id serial PRIMARY KEY, name varchar(255) NOT NULL UNIQUE, applied_at timestamptz NOT NULL DEFAULT pg_catalog.now()"
             }
-            TrackingFormat::Hash => "id serial PRIMARY KEY, hash text NOT NULL, created_at timestamptz NOT NULL DEFAULT now()",
+            TrackingFormat::Hash => "id serial PRIMARY KEY, hash text NOT NULL, created_at timestamptz NOT NULL DEFAULT pg_catalog.now()",
             TrackingFormat::DrizzleKit => "id serial PRIMARY KEY, hash text NOT NULL, created_at bigint",
         };
         format!("CREATE TABLE IF NOT EXISTS {qualified_table} ({columns})")
@@ -77,7 +81,8 @@ impl TrackingFormat {
         };
         // applied_at comes back as ms since the epoch, like Record::applied_at_ms.
         format!(
-            "SELECT id, name, hash, journal_when, (extract(epoch FROM applied_at) * 1000)::bigint \
+            "SELECT id, name, hash, journal_when, \
+                    (pg_catalog.date_part('epoch', applied_at) OPERATOR(pg_catalog.*) 1000)::bigint \
              FROM (SELECT {columns} FROM {qualified_table}) AS r(id, name, hash, journal_when, applied_at) ORDER BY id"
         )
     }
@@ -88,8 +93,8 @@ impl TrackingFormat {
     /// row's id.
     pub fn insert_record_sql(self, qualified_table: &str, keep_id: bool) -> String {
         let (columns, values) = match self {
-            TrackingFormat::Name => ("name, applied_at", "$1, to_timestamp($4 / 1000.0)"),
-            TrackingFormat::Hash => ("hash, created_at", "$2, to_timestamp($4 / 1000.0)"),
+            TrackingFormat::Name => ("name, applied_at", "$1, pg_catalog.to_timestamp($4::float8 OPERATOR(pg_catalog./) 1000)"),
+            TrackingFormat::Hash => ("hash, created_at", "$2, pg_catalog.to_timestamp($4::float8 OPERATOR(pg_catalog./) 1000)"),
             TrackingFormat::DrizzleKit => ("hash, created_at", "$2, $3"),
         };
         let (id_column, id_value) = if keep_id { ("id, ", "$5, ") } else { ("", "") };
