@@ -22,7 +22,7 @@ install: prereqs
 	cargo pgrx install --pg-config $(PG_CONFIG) >target/pgrx-install.log 2>&1 \
 	  || { cat target/pgrx-install.log; exit 1; }
 
-test: prereqs test-core test-pgrx test-regress test-integration
+test: prereqs test-core test-pgrx test-regress test-integration test-upgrade
 	@echo "make test: every suite passed"
 
 test-core:
@@ -37,6 +37,10 @@ test-regress: install
 
 test-integration: install
 	scripts/integration.sh
+
+# A database created at 0.1.0 (built from its commit) and updated equals a fresh install.
+test-upgrade: install
+	scripts/upgrade-test.sh
 
 demo: install
 	@scripts/cluster.sh start demo $(DEMO_PORT)

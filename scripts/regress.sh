@@ -28,8 +28,23 @@ chmod -R a+rX "$FIXTURES"
 scripts/cluster.sh start regress "$PORT"
 trap 'scripts/cluster.sh stop regress' EXIT
 
+# Tenant roles are cluster-wide and named after schemas, which every suite reuses: a suite's
+# database and the roles its tenants got go before the next suite starts.
+PSQL=("$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1)
+drop_tenant_roles() {
+  "${PSQL[@]}" -c "SET client_min_messages = warning" -c "DO \$\$ DECLARE r record; BEGIN
+      FOR r IN SELECT a.rolname FROM pg_authid a JOIN pg_shdescription d ON d.objoid = a.oid AND d.classoid = 'pg_authid'::regclass
+                WHERE d.description LIKE 'multitenant: role of tenant %' LOOP
+          EXECUTE format('DROP ROLE %I', r.rolname);
+      END LOOP; END \$\$"
+}
+
 rm -rf "$OUT"
 failed=()
+for db in $("${PSQL[@]}" -At -c "SELECT datname FROM pg_database WHERE datname LIKE 'regress\_%'"); do
+  "${PSQL[@]}" -c "DROP DATABASE \"$db\" WITH (FORCE)"
+done
+drop_tenant_roles
 for suite in "$@"; do
   mkdir -p "$OUT/$suite"
   if ! "$PG_REGRESS" --bindir="$PG_BIN" --host=127.0.0.1 --port="$PORT" --user=postgres \
@@ -37,6 +52,8 @@ for suite in "$@"; do
     failed+=("$suite")
     cat "$OUT/$suite/regression.diffs" 2>/dev/null || true
   fi
+  "${PSQL[@]}" -c "DROP DATABASE IF EXISTS \"regress_$suite\" WITH (FORCE)"
+  drop_tenant_roles
 done
 
 if [ "${#failed[@]}" -gt 0 ]; then

@@ -40,6 +40,7 @@ cd "$ROOT"
 WORK="$ROOT/target/upgrade"
 OLD_TREE="$WORK/v$OLD_VERSION"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
 PKGLIBDIR="$("$PG_CONFIG" --pkglibdir)"
 EXTDIR="$("$PG_CONFIG" --sharedir)/extension"
 PG_REGRESS="$PKGLIBDIR/pgxs/src/test/regress/pg_regress"
@@ -411,7 +412,7 @@ normalize_dump() {
 # extension_objects DB OUT
 extension_objects() {
   local db="$1" out="$2" scratch="upgrade_scratch_$1"
-  psql_ -d postgres -c "DROP DATABASE IF EXISTS $scratch" -c "CREATE DATABASE $scratch TEMPLATE $db" &&
+  psql_ -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $scratch" -c "CREATE DATABASE $scratch TEMPLATE $db" &&
     value "$scratch" "$describe_sql" >"$out" &&
     psql_ -d "$scratch" -c "$dissolve_sql" &&
     "$PG_BIN/pg_dump" -h 127.0.0.1 -p "$PORT" -U postgres --schema-only "$scratch" | normalize_dump >>"$out" &&
@@ -486,7 +487,8 @@ else
   for suite in $suites; do
     db="regress_$suite"
     # what pg_regress does to the databases it creates
-    psql_ -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db TEMPLATE regress_template" \
+    psql_ -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db" \
+      -c "CREATE DATABASE $db TEMPLATE regress_template" \
       -c "ALTER DATABASE $db SET lc_messages TO 'C'" -c "ALTER DATABASE $db SET lc_monetary TO 'C'" \
       -c "ALTER DATABASE $db SET lc_numeric TO 'C'" -c "ALTER DATABASE $db SET lc_time TO 'C'" \
       -c "ALTER DATABASE $db SET bytea_output TO 'hex'" -c "ALTER DATABASE $db SET timezone_abbreviations TO 'Default'"
@@ -496,7 +498,10 @@ else
           >"$REG/out/$suite.log" 2>&1; then
       regress_failed+=("$suite")
       cat "$REG/out/$suite.log"
-      cat "$REG/out/$suite/regression.diffs" 2>/dev/null || true
+      if [ -f "$REG/out/$suite/regression.diffs" ]; then
+        head -n 80 "$REG/out/$suite/regression.diffs"
+        echo "upgrade: (all of it: $REG/out/$suite/regression.diffs)"
+      fi
     fi
     psql_ -d postgres -c "DROP DATABASE IF EXISTS $db"
   done

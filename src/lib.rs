@@ -30,7 +30,7 @@ extension_sql_file!("../sql/config.sql", name = "config", requires = ["tenants"]
 extension_sql_file!("../sql/roles.sql", name = "roles", requires = ["config"]);
 extension_sql_file!("../sql/migrations.sql", name = "migrations", requires = ["roles"]);
 extension_sql_file!("../sql/drift.sql", name = "drift", requires = ["tenants"]);
-extension_sql_file!("../sql/clone.sql", name = "clone", requires = ["drift", "migrations"]);
+extension_sql_file!("../sql/clone.sql", name = "clone", requires = ["drift", "migrations", roles::execute_as]);
 extension_sql_file!("../sql/seeds.sql", name = "seeds", requires = ["roles", roles::execute_as]);
 extension_sql_file!(
     "../sql/health.sql",
@@ -60,6 +60,7 @@ extension_sql_file!(
         clone::create_tenants,
         seed::seed_all,
         roles::execute_as,
+        clone::copy_tracking,
         "clone",
         "seeds",
         "health"

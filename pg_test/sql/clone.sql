@@ -5,6 +5,7 @@
 -- migration record (the tracking table is cloned with its records).
 CREATE TABLE public.plans (id int PRIMARY KEY, name text);
 INSERT INTO public.plans VALUES (1, 'free'), (2, 'pro');
+GRANT SELECT, REFERENCES ON public.plans TO mt_tenant;
 -- Roles are cluster-wide: one left by an earlier run of this suite goes first.
 SET client_min_messages = warning;
 DROP ROLE IF EXISTS clone_reader;
@@ -15,6 +16,8 @@ SELECT tenant_id FROM mt.create_tenant('acme');
 INSERT INTO tenant_acme.settings VALUES ('theme', 'dark');
 SET search_path = tenant_acme, public;
 SET check_function_bodies = off;
+-- The schema is built the way its migrations would: by the tenant's role.
+SET ROLE tenant_acme;
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
 CREATE DOMAIN posint AS integer CONSTRAINT posint_positive CHECK (VALUE > 0);
 CREATE TYPE address AS (street text, zip varchar(10));
@@ -71,7 +74,6 @@ GRANT SELECT ON users TO clone_reader;
 GRANT SELECT (title) ON posts TO clone_reader;
 REVOKE EXECUTE ON FUNCTION user_count() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION user_count() TO clone_reader;
-ALTER TABLE invites OWNER TO clone_reader;
 RESET check_function_bodies;
 INSERT INTO users (email, name, feeling, score, home, plan_id)
 VALUES ('ann@example.org', 'Ann', 'happy', 3, ROW('Main St', '12345'), 1),
@@ -81,6 +83,7 @@ INSERT INTO posts (author_id, title) VALUES (1, 'hello'), (2, 'world');
 INSERT INTO posts (author_id, parent_id, title) VALUES (1, 1, 're: hello');
 INSERT INTO invites (email, token, note) VALUES ('bob@example.org', gen_random_uuid(), 'call first'), ('dee@example.org', NULL, NULL);
 REFRESH MATERIALIZED VIEW post_counts;
+RESET ROLE;
 RESET search_path;
 
 -- Schema only: every object, no drift, sequences where the source's are, tracking records.

@@ -31,7 +31,9 @@ SELECT count(*) FILTER (WHERE pending = 0) AS current, count(*) FROM mt.status;
 -- migrations keep "public". qualifiers that name shared objects.
 SELECT mt.add_migration('0000_countries',
     'CREATE TABLE countries (code char(2) PRIMARY KEY); INSERT INTO countries VALUES (''de''), (''fr'');
-     CREATE FUNCTION order_ref() RETURNS text LANGUAGE sql AS $$SELECT ''ord-'' || md5(random()::text)$$;',
+     CREATE FUNCTION order_ref() RETURNS text LANGUAGE sql AS $$SELECT ''ord-'' || md5(random()::text)$$;
+     -- tenant code runs as tenant roles: what they may use of the shared schema is granted
+     GRANT SELECT, REFERENCES ON countries TO mt_tenant;',
     scope => 'shared');
 SELECT tenant_id, schema_name, status, applied FROM mt.migrate_shared(dry_run => true);
 SELECT tenant_id, schema_name, status, applied FROM mt.migrate_shared();

@@ -102,6 +102,8 @@ SELECT pg_temp.attempt('SELECT * FROM mt.convert_tracking(''auto'')') AS bad_for
 -- A tenant whose tracking table is in hash format is detected and kept in that format.
 SELECT tenant_id FROM mt.create_tenant('hashy', migrate => false);
 CREATE TABLE tenant_hashy.users (id serial PRIMARY KEY, email text NOT NULL);
+-- (the predecessor's tables belong to the tenant: its migrations run as its role)
+ALTER TABLE tenant_hashy.users OWNER TO tenant_hashy;
 CREATE TABLE tenant_hashy.__drizzle_migrations (id serial PRIMARY KEY, hash text NOT NULL, created_at timestamptz);
 INSERT INTO tenant_hashy.__drizzle_migrations (hash, created_at)
 SELECT sha256, now() FROM mt.migrations WHERE name = '0000_users';

@@ -16,13 +16,14 @@ use moka::Expiry;
 use crate::error::{Error, Result};
 
 /// The directory query: one row for a registered tenant, none otherwise. Casts keep it
-/// independent of the view's column types (text or name).
-pub(crate) const LOOKUP_SQL: &str = "SELECT schema_name::text, role_name::text, status::text \
-     FROM mt.tenant_directory WHERE tenant_id = $1";
+/// independent of the view's column types (text or name); types and operators are
+/// schema-qualified, so a `search_path` left on the connection cannot redirect them.
+pub(crate) const LOOKUP_SQL: &str = "SELECT schema_name::pg_catalog.text, role_name::pg_catalog.text, \
+     status::pg_catalog.text FROM mt.tenant_directory WHERE tenant_id OPERATOR(pg_catalog.=) $1";
 
 /// The naming settings the client must agree with.
-pub(crate) const SETTINGS_SQL: &str =
-    "SELECT key::text, value::text FROM mt.settings WHERE key IN ('schema_template', 'shared_schema')";
+pub(crate) const SETTINGS_SQL: &str = "SELECT key::pg_catalog.text, value::pg_catalog.text FROM mt.settings \
+     WHERE key OPERATOR(pg_catalog.=) ANY ('{schema_template,shared_schema}'::pg_catalog.text[])";
 
 /// How long directory answers are remembered, and how many.
 #[derive(Clone, Debug, PartialEq, Eq)]

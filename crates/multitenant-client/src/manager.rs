@@ -9,8 +9,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use multitenant_core::naming::{is_plain_identifier, Naming};
 use tokio::sync::OnceCell;
 use tokio::task::JoinSet;
-use tokio_postgres::types::Type;
-use tokio_postgres::NoTls;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{NoTls, Row};
 
 use crate::config::{Config, Mode};
 use crate::context::current_tenant;
@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::health::{HealthCheckOptions, HealthResult, HealthStatus, PoolHealth, SharedHealth};
 use crate::metrics::{rfc3339_now, ConnectionMetrics, Counters, Metrics, PoolMetrics, TenantPoolMetrics};
 use crate::retry::{with_retry, RetryConfig};
-use crate::session::{Switch, TenantClient};
+use crate::session::{Switch, TenantClient, NO_ROLE};
 
 /// Tenants remembered for `active_tenant_ids` and metrics in shared-pool mode.
 const SHARED_MODE_TRACKED_TENANTS: usize = 10_000;
@@ -182,13 +182,21 @@ impl TenantManager {
         inner
             .settings_checked
             .get_or_try_init(|| async {
-                let client = inner.shared.get().await?;
-                let rows = client.query_typed(SETTINGS_SQL, &[]).await?;
+                let rows = self.catalog_query(SETTINGS_SQL, &[]).await?;
                 let rows: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
                 directory::check_settings(&rows, &inner.config.schema_template, &inner.config.shared_schema)
             })
             .await
             .map(drop)
+    }
+
+    /// Runs a query on `mt` as the login role, on a connection of the shared pool: `RESET ROLE`
+    /// goes out first (same round trip), in case a checkout left a role `SET` at session level.
+    async fn catalog_query(&self, sql: &str, params: &[(&(dyn ToSql + Sync), Type)]) -> Result<Vec<Row>> {
+        let client = self.inner.shared.get().await?;
+        let (reset, rows) = tokio::join!(client.batch_execute("RESET ROLE"), client.query_typed(sql, params));
+        reset?;
+        Ok(rows?)
     }
 
     /// The tenant's row of `mt.tenant_directory` (through the cache) if it is registered and
@@ -206,8 +214,7 @@ impl TenantManager {
     async fn active_tenant(&self, tenant_id: &str) -> Result<Arc<TenantInfo>> {
         let inner = &self.inner;
         let load = async {
-            let client = inner.shared.get().await?;
-            let rows = client.query_typed(LOOKUP_SQL, &[(&tenant_id, Type::TEXT)]).await?;
+            let rows = self.catalog_query(LOOKUP_SQL, &[(&tenant_id, Type::TEXT)]).await?;
             Ok(rows.first().map(|row| TenantInfo {
                 tenant_id: tenant_id.to_string(),
                 schema_name: row.get(0),
@@ -321,7 +328,10 @@ impl TenantManager {
             Some(pool) => (pool.clone(), Switch::Reset),
             None => (
                 inner.shared.clone(),
-                Switch::Begin { role: info.role_name.as_deref().map(Arc::from), search_path: search_path.into() },
+                Switch::Begin {
+                    role: info.role_name.as_deref().unwrap_or(NO_ROLE).into(),
+                    search_path: search_path.into(),
+                },
             ),
         })
     }
@@ -385,13 +395,17 @@ impl TenantManager {
         self.db(&tenant_id).await
     }
 
-    /// A connection to the shared schema, as the application role (no tenant's role).
+    /// A connection to the shared schema, as the login role (no tenant's role).
     pub async fn shared_db(&self) -> Result<TenantClient> {
         self.ensure_alive()?;
         self.check_settings().await.map_err(|e| self.report("", e))?;
         let shared = &self.inner.config.shared_schema;
-        let begin = matches!(self.inner.config.mode, Mode::SharedPool)
-            .then(|| Switch::Begin { role: None, search_path: directory::search_path(shared, None).into() });
+        let begin = Some(match self.inner.config.mode {
+            Mode::SharedPool => {
+                Switch::Begin { role: NO_ROLE.into(), search_path: directory::search_path(shared, None).into() }
+            }
+            Mode::PoolPerTenant { .. } => Switch::Reset,
+        });
         let object = self.inner.shared.get().await.map_err(|e| self.report("", e.into()))?;
         self.inner.counters.checkouts.fetch_add(1, Ordering::Relaxed);
         Ok(TenantClient::new(object, "", shared, begin, self.inner.config.debug.clone(), self.inner.counters.clone()))

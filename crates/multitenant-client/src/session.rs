@@ -15,7 +15,10 @@ use crate::metrics::Counters;
 
 const SWITCH_ROLE_AND_PATH: &str =
     "SELECT pg_catalog.set_config('role', $1, true), pg_catalog.set_config('search_path', $2, true)";
-const SWITCH_PATH: &str = "SELECT pg_catalog.set_config('search_path', $1, true)";
+/// The `role` value that means the login role itself (`SET ROLE NONE`): what checkouts
+/// without a tenant role switch to, so that a role an earlier checkout `SET` at session level
+/// never carries over.
+pub(crate) const NO_ROLE: &str = "none";
 /// Pool-per-tenant connections get `role` and `search_path` at connect; a checkout puts them
 /// back, whatever the previous checkout `SET`.
 const RESET_SESSION: &str = "RESET ROLE; RESET search_path";
@@ -23,9 +26,10 @@ const RESET_SESSION: &str = "RESET ROLE; RESET search_path";
 /// What a checkout sends before its first statement.
 #[derive(Clone, Debug)]
 pub(crate) enum Switch {
-    /// Shared-pool mode: `BEGIN`, then the tenant's role (when it has one) and `search_path`,
-    /// transaction-local, as one parameterized statement.
-    Begin { role: Option<Arc<str>>, search_path: Arc<str> },
+    /// Shared-pool mode: `BEGIN`, then the tenant's role ([`NO_ROLE`] when it has none, and
+    /// for the shared schema) and `search_path`, transaction-local, as one parameterized
+    /// statement.
+    Begin { role: Arc<str>, search_path: Arc<str> },
     /// Pool-per-tenant mode: back to the connection's own role and `search_path`.
     Reset,
 }
@@ -38,16 +42,10 @@ impl Switch {
     async fn send(&self, client: &tokio_postgres::Client) -> std::result::Result<(), tokio_postgres::Error> {
         match self {
             Switch::Begin { role, search_path } => {
-                let path: &str = search_path;
-                let set = async {
-                    match role.as_deref() {
-                        Some(role) => {
-                            client.query_typed(SWITCH_ROLE_AND_PATH, &[(&role, Type::TEXT), (&path, Type::TEXT)]).await
-                        }
-                        None => client.query_typed(SWITCH_PATH, &[(&path, Type::TEXT)]).await,
-                    }
-                };
-                let (began, set) = tokio::join!(client.batch_execute("BEGIN"), set);
+                let (role, path): (&str, &str) = (role, search_path);
+                let params: [(&(dyn ToSql + Sync), Type); 2] = [(&role, Type::TEXT), (&path, Type::TEXT)];
+                let (began, set) =
+                    tokio::join!(client.batch_execute("BEGIN"), client.query_typed(SWITCH_ROLE_AND_PATH, &params));
                 began.and(set).map(drop)
             }
             Switch::Reset => client.batch_execute(RESET_SESSION).await,
