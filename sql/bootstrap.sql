@@ -23,7 +23,6 @@ BEGIN
     END LOOP;
 END
 $$;
-GRANT mt_tenant TO mt_template_role;
 
 COMMENT ON SCHEMA mt IS
     'multitenant: schema-per-tenant multi-tenancy (tenant registry, naming, configuration)';

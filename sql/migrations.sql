@@ -246,3 +246,32 @@ SELECT s.tenant_id, s.schema_name, s.format, s.pending_names AS missing, coalesc
   LEFT JOIN orphans o USING (tenant_id);
 COMMENT ON VIEW mt.sync_status IS
     'multitenant: per tenant, registered migrations not recorded (missing) and records of migrations no longer registered (orphans)';
+
+-- CREATE EXTENSION in a tenant migration: the engine takes the statement out and calls this
+-- (as the extension owner, in the migration's transaction) before the rest runs as the
+-- tenant's role. Extensions are database-wide, so each is created once, into the shared
+-- schema (or extensions_schema), and only when allowed_extensions names it.
+CREATE FUNCTION mt.ensure_extension(extension text, migration text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target_schema text := coalesce(nullif(mt.get_config('extensions_schema'), ''), mt.get_config('shared_schema'));
+BEGIN
+    IF NOT extension = ANY (string_to_array(mt.get_config('allowed_extensions'), ',')) THEN
+        RAISE EXCEPTION 'migration "%" creates extension "%", which tenant migrations may not create', migration, extension
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Extensions are database-wide and are created by the extension owner, once, for every tenant.',
+                  HINT = format('A superuser can allow it: SELECT mt.set_config(''allowed_extensions'', %L); or create it in a shared migration.',
+                                concat_ws(',', nullif(mt.get_config('allowed_extensions'), ''), extension));
+    END IF;
+    -- Workers migrating other tenants may get here at the same time.
+    PERFORM pg_advisory_xact_lock(hashtext('multitenant'), hashtext('extension:' || extension));
+    IF NOT EXISTS (SELECT FROM pg_extension e WHERE e.extname = extension) THEN
+        EXECUTE format('CREATE EXTENSION %I SCHEMA %I', extension, target_schema);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION mt.ensure_extension(text, text) IS
+    'multitenant (internal): create an extension a tenant migration asks for, once, in the shared schema, if allowed_extensions names it';

@@ -7,6 +7,1389 @@
 
 -- The 0.2.0 library has its own file name ($libdir/multitenant-0.2.0); every C function moves to it.
 
+-- Roles of 0.2.0 (cluster-wide; another database's update may have made them).
+
+DO $$
+DECLARE
+    wanted record;
+BEGIN
+    FOR wanted IN
+        SELECT * FROM (VALUES
+            ('mt_admin', 'multitenant: operators: provision, migrate, clone, seed, health and metrics; tenant code still runs as tenant roles, so members never gain superuser'),
+            ('mt_monitor', 'multitenant: read-only: health, status, metrics, drift and runs, for dashboards and probes'),
+            ('mt_tenant', 'multitenant: every tenant role is a member; grant shared tables to it'),
+            ('mt_template_role', 'multitenant: owns the objects of mt_template, the schema every registered tenant migration is applied to')
+        ) AS r(name, description)
+    LOOP
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = wanted.name) THEN
+            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', wanted.name);
+        END IF;
+        EXECUTE pg_catalog.format('COMMENT ON ROLE %I IS %L', wanted.name, wanted.description);
+    END LOOP;
+END
+$$;
+
+-- New settings.
+INSERT INTO mt.config_options (key, default_value, description)
+SELECT o.key, o.default_value, o.description FROM (VALUES
+    ('tenant_roles', 'on',
+     'on: every new tenant gets a NOLOGIN role that its migrations, seeds and clones run as; off: tenant code runs as the schema''s owner (superuser only)'),
+    ('tenant_role_template', '{schema}',
+     'how a tenant''s schema name becomes its role name: {schema} is replaced by the schema name'),
+    ('application_role', '',
+     'the role the application logs in as; every tenant role is granted to it (set with mt.grant_application_role)'),
+    ('shared_role', '',
+     'role that shared-scope migrations and seeds run as; empty means the database owner'),
+    ('extensions_schema', '',
+     'schema that CREATE EXTENSION statements of tenant migrations install into; empty means the shared schema'),
+    ('allowed_extensions',
+     'btree_gin,btree_gist,citext,cube,dict_int,earthdistance,fuzzystrmatch,hstore,intarray,isn,lo,ltree,pg_trgm,pgcrypto,seg,tablefunc,tcn,tsm_system_rows,tsm_system_time,unaccent,uuid-ossp',
+     'comma-separated extensions that tenant migrations may create (once, database-wide, by the extension owner)')
+) AS o(key, default_value, description);
+
+-- Tenant roles.
+
+ALTER TABLE mt.tenants ADD COLUMN role_name text UNIQUE;
+
+DO $$
+BEGIN
+    IF NOT pg_catalog.pg_has_role('mt_template_role', 'mt_tenant', 'MEMBER') THEN
+        GRANT mt_tenant TO mt_template_role;
+    END IF;
+END
+$$;
+
+-- adopt_tenants gained assign_roles and reports roles.
+DROP FUNCTION mt.adopt_tenants(text, boolean);
+
+-- Functions: new ones, and 0.1.0's with their 0.2.0 bodies.
+
+CREATE OR REPLACE FUNCTION mt.create_tenant(
+    tenant_id     text,
+    metadata      jsonb DEFAULT '{}',
+    if_not_exists boolean DEFAULT false,
+    migrate       boolean DEFAULT true,
+    seed          text DEFAULT NULL,
+    use_template  boolean DEFAULT true
+)
+RETURNS mt.tenants
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_schema text := mt.schema_name(tenant_id);  -- raises 22023 for a bad id
+    owner      text := mt.get_config('schema_owner');
+    role_name  text;
+    existing   mt.tenants;
+    created    mt.tenants;
+    outcome    mt.run_result;
+BEGIN
+    IF metadata IS NULL OR jsonb_typeof(metadata) <> 'object' THEN
+        RAISE EXCEPTION 'metadata for tenant "%" must be a JSON object, not %', tenant_id, coalesce(jsonb_typeof(metadata), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    PERFORM pg_advisory_xact_lock(hashtextextended('mt.schema:' || new_schema, 0));
+
+    SELECT * INTO existing FROM mt.tenants t WHERE t.tenant_id = create_tenant.tenant_id;
+    IF FOUND THEN
+        IF if_not_exists THEN
+            RAISE NOTICE 'tenant "%" already exists, skipping', tenant_id;
+            RETURN existing;
+        END IF;
+        RAISE EXCEPTION 'tenant "%" already exists', tenant_id
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Pass if_not_exists => true to skip existing tenants.';
+    END IF;
+
+    SELECT * INTO existing FROM mt.tenants t WHERE t.schema_name = new_schema;
+    IF FOUND THEN
+        RAISE EXCEPTION 'tenant id "%" maps to schema "%", which belongs to tenant "%"',
+                        tenant_id, new_schema, existing.tenant_id
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Ids that differ only by "-" and "_" map to the same schema.';
+    END IF;
+
+    IF EXISTS (SELECT FROM pg_namespace WHERE nspname = new_schema) THEN
+        RAISE EXCEPTION 'schema "%" for tenant "%" already exists but is not a registered tenant', new_schema, tenant_id
+            USING ERRCODE = 'duplicate_schema',
+                  HINT = 'mt.adopt_tenants() registers existing schemas that follow the template.';
+    END IF;
+
+    IF owner = '' THEN
+        EXECUTE format('CREATE SCHEMA %I', new_schema);
+    ELSE
+        EXECUTE format('CREATE SCHEMA %I AUTHORIZATION %I', new_schema, owner);
+    END IF;
+    IF mt.get_config('tenant_roles') = 'on' THEN
+        role_name := mt.create_tenant_role(tenant_id);
+        PERFORM mt.grant_schema(new_schema, role_name);
+    END IF;
+
+    INSERT INTO mt.tenants (tenant_id, schema_name, metadata, role_name)
+    VALUES (create_tenant.tenant_id, new_schema, create_tenant.metadata, role_name)
+    RETURNING * INTO created;
+
+    IF migrate THEN
+        IF use_template AND mt.template_is_current() THEN
+            PERFORM mt.copy_template(new_schema);
+        END IF;
+        SELECT * INTO outcome FROM mt.migrate_tenant(create_tenant.tenant_id);
+        IF outcome.status = 'failed' THEN
+            RAISE EXCEPTION 'tenant "%" was not created: a migration failed: %', tenant_id, outcome.error
+                USING ERRCODE = outcome.sqlstate;
+        END IF;
+        SELECT * INTO created FROM mt.tenants t WHERE t.tenant_id = create_tenant.tenant_id;
+    END IF;
+    IF seed IS NOT NULL THEN
+        PERFORM mt.seed_tenant(create_tenant.tenant_id, seed);
+    END IF;
+    RETURN created;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mt.drop_tenant(
+    tenant_id text,
+    force     boolean DEFAULT false,
+    if_exists boolean DEFAULT false
+)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    victim  mt.tenants;
+    objects bigint;
+BEGIN
+    SELECT * INTO victim FROM mt.tenants t WHERE t.tenant_id = drop_tenant.tenant_id FOR UPDATE;
+    IF NOT FOUND THEN
+        IF if_exists THEN
+            RAISE NOTICE 'tenant "%" does not exist, skipping', tenant_id;
+            RETURN 0;
+        END IF;
+        RAISE EXCEPTION 'tenant "%" does not exist', tenant_id
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT tenant_id FROM mt.tenants lists the tenants.';
+    END IF;
+
+    PERFORM pg_advisory_xact_lock(hashtext('multitenant'), hashtext(victim.schema_name));
+    objects := mt.schema_object_count(victim.schema_name);
+    IF objects > 0 AND NOT force THEN
+        RAISE EXCEPTION 'schema "%" of tenant "%" still holds % object(s)', victim.schema_name, tenant_id, objects
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = 'Pass force => true to drop the schema with everything in it.';
+    END IF;
+
+    IF EXISTS (SELECT FROM pg_namespace WHERE nspname = victim.schema_name) THEN
+        IF to_regclass(format('%I.%I', victim.schema_name, mt.get_config('tracking_table'))) IS NOT NULL THEN
+            EXECUTE format('DROP TABLE %I.%I', victim.schema_name, mt.get_config('tracking_table'));
+        END IF;
+        EXECUTE format('DROP SCHEMA %I CASCADE', victim.schema_name);
+    ELSE
+        RAISE NOTICE 'schema "%" of tenant "%" was already gone; unregistering the tenant', victim.schema_name, tenant_id;
+    END IF;
+    DELETE FROM mt.tenants t WHERE t.tenant_id = victim.tenant_id;
+    IF victim.role_name IS NOT NULL AND EXISTS (SELECT FROM pg_roles r WHERE r.rolname = victim.role_name) THEN
+        EXECUTE format('DROP OWNED BY %I', victim.role_name);
+        BEGIN
+            EXECUTE format('DROP ROLE %I', victim.role_name);
+        EXCEPTION WHEN dependent_objects_still_exist THEN
+            RAISE WARNING 'role "%" of tenant "%" was kept: it still owns objects in another database', victim.role_name, tenant_id
+                USING HINT = 'Drop or reassign them there, then DROP ROLE it.';
+        END;
+    END IF;
+    RETURN objects;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mt.adopt_tenants(
+    pattern      text DEFAULT '%',
+    dry_run      boolean DEFAULT false,
+    assign_roles boolean DEFAULT true
+)
+RETURNS TABLE (tenant_id text, schema_name text, role_name text, objects_reassigned bigint)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    adopted text[];
+BEGIN
+    IF pattern IS NULL THEN
+        RAISE EXCEPTION 'pattern must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    WITH candidates AS (
+        SELECT mt.tenant_id_of(n.nspname) AS tenant_id, n.nspname::text AS schema_name
+          FROM pg_namespace n
+         WHERE n.nspname LIKE adopt_tenants.pattern
+           AND NOT EXISTS (SELECT FROM mt.tenants t WHERE t.schema_name = n.nspname)
+    ), adoptable AS (
+        SELECT c.tenant_id, c.schema_name
+          FROM candidates c
+         WHERE c.tenant_id IS NOT NULL
+           AND NOT EXISTS (SELECT FROM mt.tenants t WHERE t.tenant_id = c.tenant_id)
+    ), inserted AS (
+        INSERT INTO mt.tenants AS t (tenant_id, schema_name, metadata)
+        SELECT a.tenant_id, a.schema_name, '{"adopted": true}'::jsonb
+          FROM adoptable a
+         WHERE NOT dry_run
+        RETURNING t.tenant_id
+    )
+    SELECT array_agg(a.tenant_id ORDER BY a.schema_name) INTO adopted FROM adoptable a;
+
+    RETURN QUERY
+    WITH assigned AS (
+        SELECT * FROM mt.assign_tenant_roles(
+            CASE WHEN assign_roles AND NOT dry_run AND mt.get_config('tenant_roles') = 'on' THEN coalesce(adopted, '{}') ELSE '{}' END)
+    )
+    SELECT a.tenant_id, mt.schema_name(a.tenant_id),
+           CASE WHEN dry_run AND assign_roles AND mt.get_config('tenant_roles') = 'on' THEN mt.tenant_role_name(a.tenant_id)
+                ELSE s.role_name END,
+           s.objects
+      FROM unnest(coalesce(adopted, '{}')) AS a(tenant_id)
+      LEFT JOIN assigned s ON s.tenant_id = a.tenant_id
+     ORDER BY 2;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mt.validate_config()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    template      text;
+    shared_schema text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM mt.config_options WHERE key = NEW.key) THEN
+        RAISE EXCEPTION 'unknown multitenant setting "%"', NEW.key
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'SELECT key FROM mt.settings lists the settings.';
+    END IF;
+
+    IF NEW.key IN ('tenant_roles', 'schema_owner', 'shared_role', 'extensions_schema', 'allowed_extensions', 'application_role')
+       AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = session_user) THEN
+        RAISE EXCEPTION 'only a superuser may change the setting "%"', NEW.key
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'It decides which role tenant or shared code runs as, or what the extension owner installs.';
+    END IF;
+
+    CASE NEW.key
+    WHEN 'schema_template', 'shared_schema' THEN
+        template := CASE WHEN NEW.key = 'schema_template' THEN NEW.value
+                         ELSE mt.get_config('schema_template') END;
+        shared_schema := CASE WHEN NEW.key = 'shared_schema' THEN NEW.value
+                              ELSE mt.get_config('shared_schema') END;
+        IF NEW.key = 'shared_schema' AND quote_ident(NEW.value) <> NEW.value THEN
+            RAISE EXCEPTION 'shared_schema "%" is invalid: it must be a lowercase name that needs no quoting', NEW.value
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        PERFORM mt.validate_naming(template, shared_schema);
+        IF NEW.key = 'shared_schema' AND EXISTS (SELECT FROM mt.tenants t WHERE t.schema_name = NEW.value) THEN
+            RAISE EXCEPTION 'shared_schema "%" is invalid: it is the schema of a tenant', NEW.value
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF NEW.key = 'schema_template' AND EXISTS (SELECT FROM mt.tenants) THEN
+            RAISE WARNING 'schema_template changed while tenants exist'
+                USING DETAIL = 'Registered tenants keep their schemas; only new tenants use the new template.';
+        END IF;
+    WHEN 'tracking_table' THEN
+        IF NEW.value = '' OR octet_length(NEW.value) > 63 OR NEW.value ~ '[^a-z0-9_]' OR NEW.value !~ '^[a-z_]' THEN
+            RAISE EXCEPTION 'tracking_table "%" is invalid: it must be 1 to 63 lowercase ASCII letters, digits and "_", starting with a letter or "_"', NEW.value
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    WHEN 'tracking_format' THEN
+        IF NEW.value NOT IN ('name', 'hash', 'drizzle-kit') THEN
+            RAISE EXCEPTION 'tracking_format "%" is invalid: it must be name, hash or drizzle-kit', NEW.value
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    WHEN 'schema_owner', 'shared_role', 'application_role' THEN
+        IF NEW.value <> '' AND NOT EXISTS (SELECT FROM pg_roles WHERE rolname = NEW.value) THEN
+            RAISE EXCEPTION '% "%" is not an existing role', NEW.key, NEW.value
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF NEW.key = 'application_role' AND (SELECT r.rolsuper OR r.rolinherit FROM pg_roles r WHERE r.rolname = NEW.value) THEN
+            RAISE EXCEPTION 'application_role "%" must be a NOINHERIT role that is not a superuser', NEW.value
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'ALTER ROLE ... NOINHERIT: the application then sees a tenant''s tables only after switching to its role.';
+        END IF;
+    WHEN 'tenant_roles' THEN
+        IF NEW.value NOT IN ('on', 'off') THEN
+            RAISE EXCEPTION 'tenant_roles "%" is invalid: it must be on or off', NEW.value
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    WHEN 'tenant_role_template' THEN
+        IF strpos(NEW.value, '{schema}') = 0 OR NEW.value !~ '^[a-z0-9_{}]+$' THEN
+            RAISE EXCEPTION 'tenant_role_template "%" is invalid: it must contain {schema} and otherwise only lowercase letters, digits and "_"', NEW.value
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    WHEN 'extensions_schema' THEN
+        IF NEW.value <> '' AND NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = NEW.value) THEN
+            RAISE EXCEPTION 'extensions_schema "%" does not exist', NEW.value
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    WHEN 'allowed_extensions' THEN
+        IF NEW.value !~ '^([a-z0-9_-]+(,[a-z0-9_-]+)*)?$' THEN
+            RAISE EXCEPTION 'allowed_extensions "%" is invalid: it must be extension names separated by commas', NEW.value
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END CASE;
+
+    NEW.updated_at := now();
+    NEW.updated_by := session_user;
+    RETURN NEW;
+END
+$$;
+
+CREATE FUNCTION mt.is_trusted(role oid)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM pg_roles r WHERE r.oid = is_trusted.role AND r.rolsuper)
+        OR is_trusted.role = (SELECT e.extowner FROM pg_extension e WHERE e.extname = 'multitenant')
+        OR is_trusted.role = (SELECT r.oid FROM pg_roles r WHERE r.rolname = mt.get_config('schema_owner'))
+$$;
+
+CREATE FUNCTION mt.tenant_role_name(tenant_id text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    role_name text := replace(mt.get_config('tenant_role_template'), '{schema}', mt.schema_name(tenant_id));
+BEGIN
+    IF octet_length(role_name) > 63 THEN
+        RAISE EXCEPTION 'role name "%" for tenant "%" is longer than 63 bytes', role_name, tenant_id
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use a shorter tenant id, or a shorter tenant_role_template.';
+    END IF;
+    RETURN role_name;
+END
+$$;
+
+CREATE FUNCTION mt.code_role(schema_name text)
+RETURNS oid
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant mt.tenants;
+    role   oid;
+BEGIN
+    SELECT * INTO tenant FROM mt.tenants t WHERE t.schema_name = code_role.schema_name;
+    IF FOUND THEN
+        IF tenant.role_name IS NOT NULL THEN
+            role := (SELECT r.oid FROM pg_roles r WHERE r.rolname = tenant.role_name);
+            IF role IS NULL THEN
+                RAISE EXCEPTION 'role "%" of tenant "%" does not exist', tenant.role_name, tenant.tenant_id
+                    USING ERRCODE = 'undefined_object',
+                          HINT = 'UPDATE mt.tenants SET role_name = NULL for it, then SELECT mt.assign_tenant_roles(ARRAY[...]).';
+            END IF;
+            RETURN role;
+        END IF;
+        RETURN (SELECT n.nspowner FROM pg_namespace n WHERE n.nspname = code_role.schema_name);
+    ELSIF code_role.schema_name = 'mt_template' THEN
+        RETURN 'mt_template_role'::regrole::oid;
+    ELSIF code_role.schema_name = mt.get_config('shared_schema') THEN
+        RETURN coalesce((SELECT r.oid FROM pg_roles r WHERE r.rolname = nullif(mt.get_config('shared_role'), '')),
+                        (SELECT d.datdba FROM pg_database d WHERE d.datname = current_database()));
+    END IF;
+    RAISE EXCEPTION 'schema "%" is not a tenant''s, the template or the shared schema', code_role.schema_name
+        USING ERRCODE = 'invalid_schema_name';
+END
+$$;
+
+CREATE FUNCTION mt.check_tracking_table(schema_name text, tenant_id text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    table_name text := format('%I.%I', check_tracking_table.schema_name, mt.get_config('tracking_table'));
+    rel        record;
+    problem    text;
+BEGIN
+    SELECT c.oid, c.relkind, c.relowner, c.relrowsecurity INTO rel
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = check_tracking_table.schema_name AND c.relname = mt.get_config('tracking_table');
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    problem := CASE
+        WHEN rel.relkind <> 'r' THEN
+            format('it is a %s, not a table',
+                   CASE rel.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'p' THEN 'partitioned table'
+                                      WHEN 'f' THEN 'foreign table' WHEN 'S' THEN 'sequence' ELSE 'relation of kind ' || rel.relkind::text END)
+        WHEN NOT mt.is_trusted(rel.relowner) THEN
+            format('it is owned by role %I', pg_get_userbyid(rel.relowner))
+        WHEN rel.relrowsecurity OR EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = rel.oid) THEN
+            'it has row level security or policies'
+        WHEN EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = rel.oid) THEN
+            format('it has trigger(s) %s', (SELECT string_agg(quote_ident(t.tgname), ', ') FROM pg_trigger t WHERE t.tgrelid = rel.oid))
+        WHEN EXISTS (SELECT FROM pg_rewrite w WHERE w.ev_class = rel.oid) THEN
+            format('it has rule(s) %s', (SELECT string_agg(quote_ident(w.rulename), ', ') FROM pg_rewrite w WHERE w.ev_class = rel.oid))
+        WHEN EXISTS (SELECT FROM pg_constraint k WHERE k.conrelid = rel.oid AND k.contype NOT IN ('p', 'u', 'n')) THEN
+            'it has check, foreign key or exclusion constraints'
+        WHEN EXISTS (SELECT FROM pg_attrdef d WHERE d.adrelid = rel.oid
+                        AND pg_get_expr(d.adbin, d.adrelid) !~ '^(nextval\(''[^'']+''::regclass\)|now\(\))$') THEN
+            'it has column defaults the engine did not create'
+        WHEN EXISTS (SELECT FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                      WHERE a.attrelid = rel.oid AND a.attnum > 0 AND t.typnamespace <> 'pg_catalog'::regnamespace) THEN
+            'it has columns of types outside pg_catalog'
+        WHEN EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = rel.oid OR i.inhparent = rel.oid) THEN
+            'it takes part in inheritance'
+    END;
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'tracking table % % is not trusted: %', table_name,
+                        CASE WHEN tenant_id IS NOT NULL THEN format('of tenant "%s"', tenant_id) ELSE '' END, problem
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'The migration engine reads and writes it as the extension owner, so only the extension may shape it.',
+                  HINT = 'Inspect the schema; drop the object and restore the records with the migration engine (mt.mark_missing) once it is safe.';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION mt.hand_over_schema(schema_name text, role text, any_owner boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target_role oid := role::regrole::oid;
+    tracking    oid := to_regclass(format('%I.%I', hand_over_schema.schema_name, mt.get_config('tracking_table')));
+    item        record;
+    moved       bigint := 0;
+BEGIN
+    FOR item IN
+        WITH objects AS (
+            SELECT c.relowner AS owner, format('%s %I.%I', CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                        WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'c' THEN 'TYPE' ELSE 'TABLE' END,
+                        n.nspname, c.relname) AS object
+              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = hand_over_schema.schema_name AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
+               AND c.oid IS DISTINCT FROM tracking
+               AND NOT (c.relkind = 'S' AND EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                                                      AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')))
+            UNION ALL
+            SELECT t.typowner, format('%s %I.%I', CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, n.nspname, t.typname)
+              FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+             WHERE n.nspname = hand_over_schema.schema_name AND t.typtype IN ('e', 'd', 'r')
+            UNION ALL
+            SELECT p.proowner, format('%s %s', CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END,
+                                      p.oid::regprocedure)
+              FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE n.nspname = hand_over_schema.schema_name
+        )
+        SELECT * FROM objects o WHERE o.owner <> target_role
+    LOOP
+        IF NOT (any_owner OR mt.is_trusted(item.owner)) THEN
+            RAISE EXCEPTION '% in schema "%" belongs to role %, not to a trusted role or %', item.object, schema_name,
+                            quote_ident(pg_get_userbyid(item.owner)), quote_ident(role)
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'Check the object; give it to the trusted owner or drop it, then try again.';
+        END IF;
+        EXECUTE format('ALTER %s OWNER TO %I', item.object, role);
+        moved := moved + 1;
+    END LOOP;
+    RETURN moved;
+END
+$$;
+
+CREATE FUNCTION mt.grant_schema(schema_name text, role text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    owner    text := coalesce(nullif(mt.get_config('schema_owner'), ''),
+                              pg_get_userbyid((SELECT e.extowner FROM pg_extension e WHERE e.extname = 'multitenant')));
+    tracking text := format('%I.%I', schema_name, mt.get_config('tracking_table'));
+BEGIN
+    IF (SELECT n.nspowner FROM pg_namespace n WHERE n.nspname = grant_schema.schema_name) <> owner::regrole THEN
+        EXECUTE format('ALTER SCHEMA %I OWNER TO %I', schema_name, owner);
+    END IF;
+    IF NOT (SELECT bool_and(has_schema_privilege(role, n.oid, 'USAGE') AND has_schema_privilege(role, n.oid, 'CREATE'))
+              FROM pg_namespace n WHERE n.nspname = grant_schema.schema_name) THEN
+        EXECUTE format('GRANT USAGE, CREATE ON SCHEMA %I TO %I', schema_name, role);
+    END IF;
+    IF to_regclass(tracking) IS NOT NULL AND NOT has_table_privilege(role, tracking, 'SELECT') THEN
+        EXECUTE format('GRANT SELECT ON %s TO %I', tracking, role);
+    END IF;
+END
+$$;
+
+CREATE FUNCTION mt.create_tenant_role(tenant_id text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    role_name   text := mt.tenant_role_name(tenant_id);
+    application text := mt.get_config('application_role');
+BEGIN
+    IF EXISTS (SELECT FROM pg_roles r WHERE r.rolname = role_name) THEN
+        RAISE EXCEPTION 'role "%" for tenant "%" already exists', role_name, tenant_id
+            USING ERRCODE = 'duplicate_object',
+                  DETAIL = 'Roles are shared by every database of the cluster; the extension never adopts a role it did not create for this tenant.',
+                  HINT = 'Drop the stale role, or set tenant_role_template (for example to ''app1_{schema}'') so this database''s roles get their own names.';
+    END IF;
+    EXECUTE format('CREATE ROLE %I NOLOGIN', role_name);
+    EXECUTE format('COMMENT ON ROLE %I IS %L', role_name,
+                   format('multitenant: role of tenant %s in database %s', tenant_id, current_database()));
+    EXECUTE format('GRANT mt_tenant TO %I', role_name);
+    IF application <> '' THEN
+        EXECUTE format('GRANT %I TO %I', role_name, application);
+    END IF;
+    RETURN role_name;
+END
+$$;
+
+CREATE FUNCTION mt.assign_tenant_roles(tenant_ids text[] DEFAULT NULL, dry_run boolean DEFAULT false)
+RETURNS TABLE (tenant_id text, role_name text, objects bigint)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant    mt.tenants;
+    any_owner boolean := (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = session_user);
+    tracking  regclass;
+BEGIN
+    FOR tenant IN
+        SELECT * FROM mt.tenants t
+         WHERE t.role_name IS NULL AND (assign_tenant_roles.tenant_ids IS NULL OR t.tenant_id = ANY (assign_tenant_roles.tenant_ids))
+         ORDER BY t.tenant_id
+         FOR UPDATE
+    LOOP
+        tenant_id := tenant.tenant_id;
+        role_name := mt.tenant_role_name(tenant.tenant_id);
+        IF dry_run THEN
+            objects := NULL;
+        ELSE
+            PERFORM pg_advisory_xact_lock(hashtext('multitenant'), hashtext(tenant.schema_name));
+            tracking := to_regclass(format('%I.%I', tenant.schema_name, mt.get_config('tracking_table')));
+            IF any_owner AND tracking IS NOT NULL AND (SELECT c.relkind = 'r' FROM pg_class c WHERE c.oid = tracking) THEN
+                EXECUTE format('ALTER TABLE %s OWNER TO %I', tracking, current_user);
+            END IF;
+            PERFORM mt.check_tracking_table(tenant.schema_name, tenant.tenant_id);
+            PERFORM mt.create_tenant_role(tenant.tenant_id);
+            objects := mt.hand_over_schema(tenant.schema_name, role_name, any_owner);
+            PERFORM mt.grant_schema(tenant.schema_name, role_name);
+            UPDATE mt.tenants t SET role_name = assign_tenant_roles.role_name WHERE t.tenant_id = tenant.tenant_id;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+CREATE FUNCTION mt.grant_application_role(role_name text)
+RETURNS text
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant record;
+BEGIN
+    PERFORM mt.set_config('application_role', role_name);  -- superuser only; checks the role
+    FOR tenant IN SELECT t.role_name FROM mt.tenants t WHERE t.role_name IS NOT NULL LOOP
+        EXECUTE format('GRANT %I TO %I', tenant.role_name, grant_application_role.role_name);
+    END LOOP;
+    EXECUTE format('GRANT USAGE ON SCHEMA mt TO %I', role_name);
+    EXECUTE format('GRANT SELECT ON mt.tenant_directory, mt.settings TO %I', role_name);
+    RETURN role_name;
+END
+$$;
+
+CREATE FUNCTION mt.prepare_template()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    owner oid := (SELECT n.nspowner FROM pg_namespace n WHERE n.nspname = 'mt_template');
+BEGIN
+    IF owner IS NULL THEN
+        CREATE SCHEMA mt_template;
+        COMMENT ON SCHEMA mt_template IS
+            'multitenant: every registered tenant migration applied, and nothing else: the reference for drift and the source of new tenants';
+    ELSIF NOT mt.is_trusted(owner) THEN
+        RAISE EXCEPTION 'schema mt_template belongs to role %, not to the extension', quote_ident(pg_get_userbyid(owner))
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'New tenants are copies of mt_template; the extension does not use one that someone else created.',
+                  HINT = 'Drop the schema (after checking what it holds); the next run creates it.';
+    END IF;
+    PERFORM mt.check_tracking_table('mt_template');
+    PERFORM mt.hand_over_schema('mt_template', 'mt_template_role');
+    PERFORM mt.grant_schema('mt_template', 'mt_template_role');
+END
+$$;
+
+CREATE FUNCTION mt.ensure_extension(extension text, migration text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target_schema text := coalesce(nullif(mt.get_config('extensions_schema'), ''), mt.get_config('shared_schema'));
+BEGIN
+    IF NOT extension = ANY (string_to_array(mt.get_config('allowed_extensions'), ',')) THEN
+        RAISE EXCEPTION 'migration "%" creates extension "%", which tenant migrations may not create', migration, extension
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Extensions are database-wide and are created by the extension owner, once, for every tenant.',
+                  HINT = format('A superuser can allow it: SELECT mt.set_config(''allowed_extensions'', %L); or create it in a shared migration.',
+                                concat_ws(',', nullif(mt.get_config('allowed_extensions'), ''), extension));
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('multitenant'), hashtext('extension:' || extension));
+    IF NOT EXISTS (SELECT FROM pg_extension e WHERE e.extname = extension) THEN
+        EXECUTE format('CREATE EXTENSION %I SCHEMA %I', extension, target_schema);
+    END IF;
+END
+$$;
+
+CREATE  FUNCTION "execute_as"(
+	"role" oid, /* pg_sys :: Oid */
+	"search_path" TEXT, /* & str */
+	"statements" TEXT /* & str */
+) RETURNS bigint /* i64 */
+STRICT VOLATILE 
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'multitenant-0.2.0', 'execute_as_wrapper';
+
+CREATE OR REPLACE FUNCTION mt.run_seed(seed_name text, expected_scope text, tenant_id text, target_schema text, force boolean)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    seed    mt.seeds;
+    started timestamptz := clock_timestamp();
+    shared  text := mt.get_config('shared_schema');
+BEGIN
+    SELECT * INTO seed FROM mt.seeds s WHERE s.name = seed_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'seed "%" is not registered', seed_name
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT name FROM mt.seeds lists the seeds.';
+    ELSIF seed.scope <> expected_scope THEN
+        RAISE EXCEPTION 'seed "%" is for the % schema', seed_name, CASE seed.scope WHEN 'shared' THEN 'shared' ELSE 'tenants''' END
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = CASE seed.scope WHEN 'shared' THEN 'Run it with mt.seed_shared.' ELSE 'Run it with mt.seed_tenant or mt.seed_all.' END;
+    END IF;
+
+    PERFORM pg_advisory_xact_lock(hashtextextended('mt.seed:' || target_schema || ':' || seed_name, 0));
+    IF NOT force AND EXISTS (SELECT FROM mt.seed_history h
+                              WHERE h.seed_name = seed.name AND h.schema_name = target_schema
+                                AND h.tenant_id IS NOT DISTINCT FROM run_seed.tenant_id) THEN
+        RETURN 'skipped';
+    END IF;
+
+    PERFORM mt.execute_as(mt.code_role(target_schema),
+                          concat_ws(', ', quote_ident(target_schema), nullif(quote_ident(shared), quote_ident(target_schema)),
+                                    'public', 'pg_temp'),
+                          coalesce(seed.sql, format('SELECT %s(%L::text, %L::text)', seed.function::regproc, tenant_id, target_schema)));
+
+    INSERT INTO mt.seed_history (seed_name, tenant_id, schema_name, forced, duration_ms)
+    VALUES (seed.name, run_seed.tenant_id, target_schema, force,
+            1000 * extract(epoch FROM clock_timestamp() - started));
+    RETURN 'seeded';
+END
+$$;
+
+CREATE  FUNCTION "copy_tracking"(
+	"source_schema" TEXT, /* & str */
+	"target_schema" TEXT, /* & str */
+	"to_format" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS INT /* i32 */
+VOLATILE 
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'multitenant-0.2.0', 'copy_tracking_wrapper';
+
+CREATE OR REPLACE FUNCTION mt.clone_statements(source_schema text, target_schema text)
+RETURNS TABLE (step integer, object_type text, object_name text, statement text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    source_oid oid := (SELECT n.oid FROM pg_namespace n WHERE n.nspname = source_schema);
+    tracking   oid := to_regclass(format('%I.%I', source_schema, mt.get_config('tracking_table')));
+    target     text := quote_ident(target_schema);
+    source_role oid;
+    unsupported record;
+BEGIN
+    IF source_oid IS NULL THEN
+        RAISE EXCEPTION 'schema "%" does not exist', source_schema USING ERRCODE = 'invalid_schema_name';
+    END IF;
+    source_role := mt.code_role(source_schema);
+
+    SELECT u.kind, u.name INTO unsupported FROM (
+        SELECT CASE c.relkind WHEN 'p' THEN 'partitioned table' WHEN 'f' THEN 'foreign table' ELSE 'inherited table' END AS kind,
+               c.relname::text AS name
+          FROM pg_class c
+         WHERE c.relnamespace = source_oid
+           AND (c.relkind IN ('p', 'f') OR c.relispartition OR EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = c.oid))
+        UNION ALL
+        SELECT CASE t.typtype WHEN 'r' THEN 'range type' WHEN 'm' THEN 'multirange type' ELSE 'base type' END, t.typname
+          FROM pg_type t
+         WHERE t.typnamespace = source_oid AND t.typtype IN ('b', 'r', 'm')
+           AND NOT (t.typtype = 'b' AND t.typcategory = 'A')                    -- implicit array types
+           AND NOT (t.typtype = 'm' AND EXISTS (SELECT FROM pg_range r WHERE r.rngmultitypid = t.oid))
+        UNION ALL
+        SELECT 'aggregate', p.proname FROM pg_proc p WHERE p.pronamespace = source_oid AND p.prokind = 'a'
+    ) u LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'schema "%" holds the % "%", which cannot be cloned', source_schema, unsupported.kind, unsupported.name
+            USING ERRCODE = 'feature_not_supported';
+    END IF;
+
+    PERFORM set_config('search_path', format('pg_catalog, %I, pg_temp', source_schema), true);
+
+    RETURN QUERY
+    WITH rel AS (
+        SELECT c.oid, c.relname, c.relkind, c.relpersistence, c.reloptions, c.relowner, c.relacl,
+               c.relrowsecurity, c.relforcerowsecurity, c.relispopulated,
+               format('%s.%I', target, c.relname) AS qualified,
+               CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                              WHEN 'c' THEN 'TYPE' ELSE 'TABLE' END AS keyword
+          FROM pg_class c
+         WHERE c.relnamespace = source_oid AND c.relkind IN ('r', 'v', 'm', 'S', 'c')
+           AND NOT mt.is_extension_member('pg_class'::regclass, c.oid)
+           AND c.oid IS DISTINCT FROM tracking
+           AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                              AND d.refclassid = 'pg_class'::regclass AND d.refobjid = tracking)
+    ), identity_seq AS (    -- sequences behind identity columns come with their column
+        SELECT s.oid AS seq, o.rel, o.attnum
+          FROM rel s, LATERAL (SELECT d.refobjid AS rel, d.refobjsubid AS attnum FROM pg_depend d
+                                WHERE d.classid = 'pg_class'::regclass AND d.objid = s.oid AND d.objsubid = 0
+                                  AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'i') o
+         WHERE s.relkind = 'S'
+    ), typ AS (
+        SELECT t.oid, t.typname, t.typtype, t.typowner, t.typacl, t.typrelid, format('%s.%I', target, t.typname) AS qualified,
+               CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END AS keyword
+          FROM pg_type t
+         WHERE t.typnamespace = source_oid
+           AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND EXISTS (SELECT FROM rel r WHERE r.oid = t.typrelid AND r.relkind = 'c')))
+           AND NOT mt.is_extension_member('pg_type'::regclass, t.oid)
+    ), fn AS (
+        SELECT p.oid, p.proname, p.prokind, p.proowner, p.proacl, p.proconfig,
+               format('%s.%I(%s)', target, p.proname, pg_get_function_identity_arguments(p.oid)) AS qualified,
+               CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END AS keyword,
+               (SELECT max(CASE WHEN r.relkind IN ('v', 'm') THEN 2 ELSE 1 END)
+                  FROM pg_depend d
+                  LEFT JOIN pg_type t ON d.refclassid = 'pg_type'::regclass AND t.oid = d.refobjid
+                  JOIN pg_class r ON r.oid = CASE WHEN d.refclassid = 'pg_class'::regclass THEN d.refobjid ELSE t.typrelid END
+                 WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.objsubid = 0
+                   AND r.relnamespace = source_oid AND r.relkind IN ('r', 'v', 'm')) AS needs
+          FROM pg_proc p
+         WHERE p.pronamespace = source_oid
+           AND NOT mt.is_extension_member('pg_proc'::regclass, p.oid)
+    ), view_depth AS (      -- a view comes after the views it reads
+        WITH RECURSIVE edges AS (
+            SELECT DISTINCT v.oid AS view, u.uses
+              FROM rel v, LATERAL (
+                  SELECT d.refobjid AS uses
+                    FROM pg_rewrite w
+                    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid AND d.objsubid = 0
+                   WHERE w.ev_class = v.oid AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid) u
+              JOIN rel r ON r.oid = u.uses AND r.relkind IN ('v', 'm')
+             WHERE v.relkind IN ('v', 'm')
+        ), walk(view, depth) AS (
+            SELECT oid, 0 FROM rel WHERE relkind IN ('v', 'm')
+            UNION ALL
+            SELECT e.view, w.depth + 1 FROM walk w JOIN edges e ON e.uses = w.view WHERE w.depth < 100
+        )
+        SELECT view, max(depth) AS depth FROM walk GROUP BY view
+    ), statements(step, sort_key, object_type, object_name, statement) AS (
+        SELECT 10, t.oid::bigint, 'type', t.typname::text,
+               format('CREATE TYPE %s AS ENUM (%s)', t.qualified,
+                      (SELECT string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid))
+          FROM typ t WHERE t.typtype = 'e'
+        UNION ALL
+        SELECT 11, t.oid::bigint, 'type', t.typname::text,
+               CASE WHEN t.typtype = 'd' THEN
+                   format('CREATE DOMAIN %s AS %s%s%s%s', t.qualified, format_type(b.typbasetype, b.typtypmod),
+                          CASE WHEN b.typcollation <> 0 AND b.typcollation <> bt.typcollation
+                               THEN ' COLLATE ' || b.typcollation::regcollation::text ELSE '' END,
+                          CASE WHEN b.typdefault IS NOT NULL THEN ' DEFAULT ' || b.typdefault ELSE '' END,
+                          CASE WHEN b.typnotnull THEN ' NOT NULL' ELSE '' END)
+               ELSE
+                   format('CREATE TYPE %s AS (%s)', t.qualified,
+                          (SELECT string_agg(format('%I %s%s', a.attname, format_type(a.atttypid, a.atttypmod),
+                                                    CASE WHEN a.attcollation <> 0 AND a.attcollation <> at.typcollation
+                                                         THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END),
+                                             ', ' ORDER BY a.attnum)
+                             FROM pg_attribute a JOIN pg_type at ON at.oid = a.atttypid
+                            WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped))
+               END
+          FROM typ t JOIN pg_type b ON b.oid = t.oid LEFT JOIN pg_type bt ON bt.oid = b.typbasetype
+         WHERE t.typtype IN ('d', 'c')
+        UNION ALL
+        SELECT 20, s.oid::bigint, 'sequence', s.relname::text,
+               format('CREATE SEQUENCE %s AS %s INCREMENT BY %s MINVALUE %s MAXVALUE %s START WITH %s CACHE %s %s',
+                      s.qualified, format_type(q.seqtypid, NULL), q.seqincrement, q.seqmin, q.seqmax, q.seqstart, q.seqcache,
+                      CASE WHEN q.seqcycle THEN 'CYCLE' ELSE 'NO CYCLE' END)
+          FROM rel s JOIN pg_sequence q ON q.seqrelid = s.oid
+         WHERE s.relkind = 'S' AND NOT EXISTS (SELECT FROM identity_seq i WHERE i.seq = s.oid)
+        UNION ALL
+        SELECT CASE f.needs WHEN 1 THEN 65 WHEN 2 THEN 75 ELSE 30 END, f.oid::bigint,
+               lower(f.keyword), f.proname::text,
+               pg_get_functiondef(f.oid)
+          FROM fn f
+        UNION ALL
+        SELECT 31, k.oid::bigint, 'constraint', t.typname || '.' || k.conname,
+               format('ALTER DOMAIN %s ADD CONSTRAINT %I %s', t.qualified, k.conname, pg_get_constraintdef(k.oid))
+          FROM typ t JOIN pg_constraint k ON k.contypid = t.oid
+        UNION ALL
+        SELECT 40, r.oid::bigint, 'table', r.relname::text,
+               format('CREATE %sTABLE %s (%s)%s', CASE WHEN r.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END, r.qualified,
+                      coalesce((SELECT string_agg(
+                          format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod))
+                          || CASE WHEN a.attcollation <> 0 AND a.attcollation <> at.typcollation
+                                  THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END
+                          || CASE WHEN a.attgenerated = 's' THEN format(' GENERATED ALWAYS AS (%s) STORED', pg_get_expr(ad.adbin, ad.adrelid))
+                                  WHEN a.attidentity <> '' THEN
+                                      (SELECT format(' GENERATED %s AS IDENTITY (SEQUENCE NAME %s.%I INCREMENT BY %s MINVALUE %s MAXVALUE %s START WITH %s CACHE %s %s)',
+                                                     CASE a.attidentity WHEN 'a' THEN 'ALWAYS' ELSE 'BY DEFAULT' END, target, sc.relname,
+                                                     q.seqincrement, q.seqmin, q.seqmax, q.seqstart, q.seqcache, CASE WHEN q.seqcycle THEN 'CYCLE' ELSE 'NO CYCLE' END)
+                                         FROM identity_seq i JOIN pg_class sc ON sc.oid = i.seq JOIN pg_sequence q ON q.seqrelid = i.seq
+                                        WHERE i.rel = r.oid AND i.attnum = a.attnum)
+                                  WHEN ad.adbin IS NOT NULL THEN ' DEFAULT ' || pg_get_expr(ad.adbin, ad.adrelid)
+                                  ELSE '' END
+                          || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END,
+                          ', ' ORDER BY a.attnum)
+                         FROM pg_attribute a JOIN pg_type at ON at.oid = a.atttypid
+                         LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+                        WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped), ''),
+                      CASE WHEN r.reloptions IS NOT NULL THEN format(' WITH (%s)', array_to_string(r.reloptions, ', ')) ELSE '' END)
+          FROM rel r WHERE r.relkind = 'r'
+        UNION ALL
+        SELECT CASE WHEN k.contype = 'f' THEN 80 ELSE 60 END, k.oid::bigint, 'constraint', r.relname || '.' || k.conname,
+               format('ALTER TABLE %s ADD CONSTRAINT %I %s', r.qualified, k.conname, pg_get_constraintdef(k.oid))
+          FROM rel r JOIN pg_constraint k ON k.conrelid = r.oid
+         WHERE k.contype IN ('p', 'u', 'x', 'c', 'f') AND k.conislocal
+        UNION ALL
+        SELECT CASE WHEN r.relkind = 'm' THEN 71 ELSE 61 END, i.indexrelid::bigint, 'index', ic.relname::text,
+               pg_get_indexdef(i.indexrelid)
+          FROM rel r JOIN pg_index i ON i.indrelid = r.oid JOIN pg_class ic ON ic.oid = i.indexrelid
+         WHERE NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = r.oid AND k.contype IN ('p', 'u', 'x'))
+        UNION ALL
+        SELECT 62, s.oid::bigint, 'sequence', s.relname::text,
+               format('ALTER SEQUENCE %s OWNED BY %s.%I', s.qualified, r.qualified, a.attname)
+          FROM rel s
+          CROSS JOIN LATERAL (SELECT d.refobjid, d.refobjsubid FROM pg_depend d
+                               WHERE d.classid = 'pg_class'::regclass AND d.objid = s.oid AND d.objsubid = 0
+                                 AND d.deptype = 'a' AND d.refclassid = 'pg_class'::regclass) d
+          JOIN rel r ON r.oid = d.refobjid
+          JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum = d.refobjsubid
+         WHERE s.relkind = 'S'
+        UNION ALL
+        SELECT 70, v.depth * 4294967296 + r.oid::bigint, lower(r.keyword), r.relname::text,
+               format('CREATE %s %s%s AS %s%s', r.keyword, r.qualified,
+                      CASE WHEN r.reloptions IS NOT NULL THEN format(' WITH (%s)', array_to_string(r.reloptions, ', ')) ELSE '' END,
+                      rtrim(pg_get_viewdef(r.oid), ';'), CASE r.relkind WHEN 'm' THEN ' WITH NO DATA' ELSE '' END)
+          FROM rel r JOIN view_depth v ON v.view = r.oid
+        UNION ALL
+        SELECT 85, g.oid::bigint, 'trigger', r.relname || '.' || g.tgname,
+               pg_get_triggerdef(g.oid)
+               || CASE g.tgenabled WHEN 'D' THEN format('; ALTER TABLE %s DISABLE TRIGGER %I', r.qualified, g.tgname)
+                                   WHEN 'R' THEN format('; ALTER TABLE %s ENABLE REPLICA TRIGGER %I', r.qualified, g.tgname)
+                                   WHEN 'A' THEN format('; ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', r.qualified, g.tgname)
+                                   ELSE '' END
+          FROM rel r JOIN pg_trigger g ON g.tgrelid = r.oid
+         WHERE NOT g.tgisinternal
+        UNION ALL
+        SELECT 86, r.oid::bigint, 'table', r.relname::text,
+               format('ALTER TABLE %s %s ROW LEVEL SECURITY', r.qualified, CASE WHEN r.relforcerowsecurity THEN 'FORCE' ELSE 'ENABLE' END)
+               || CASE WHEN r.relforcerowsecurity AND r.relrowsecurity THEN format('; ALTER TABLE %s ENABLE ROW LEVEL SECURITY', r.qualified) ELSE '' END
+          FROM rel r WHERE r.relrowsecurity OR r.relforcerowsecurity
+        UNION ALL
+        SELECT 86, p.oid::bigint, 'policy', r.relname || '.' || p.polname,
+               format('CREATE POLICY %I ON %s AS %s FOR %s TO %s%s%s', p.polname, r.qualified,
+                      CASE WHEN p.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
+                      CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
+                      (SELECT string_agg(CASE WHEN role = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(role)) END, ', ') FROM unnest(p.polroles) AS role),
+                      CASE WHEN p.polqual IS NOT NULL THEN format(' USING (%s)', pg_get_expr(p.polqual, p.polrelid)) ELSE '' END,
+                      CASE WHEN p.polwithcheck IS NOT NULL THEN format(' WITH CHECK (%s)', pg_get_expr(p.polwithcheck, p.polrelid)) ELSE '' END)
+          FROM rel r JOIN pg_policy p ON p.polrelid = r.oid
+        UNION ALL
+        SELECT 90, o.sort_key, 'comment', o.name, format('COMMENT ON %s IS %L', o.target_object, d.description)
+          FROM (
+            SELECT 'pg_class'::regclass AS classid, r.oid AS objid, 0 AS objsubid, r.oid::bigint AS sort_key, r.relname::text AS name,
+                   r.keyword || ' ' || r.qualified AS target_object
+              FROM rel r
+            UNION ALL
+            SELECT 'pg_class'::regclass, r.oid, a.attnum, r.oid::bigint, r.relname || '.' || a.attname, format('COLUMN %s.%I', r.qualified, a.attname)
+              FROM rel r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+            UNION ALL
+            SELECT 'pg_class'::regclass, ic.oid, 0, ic.oid::bigint, ic.relname::text, format('INDEX %s.%I', target, ic.relname)
+              FROM rel r JOIN pg_index i ON i.indrelid = r.oid JOIN pg_class ic ON ic.oid = i.indexrelid
+            UNION ALL
+            SELECT 'pg_type'::regclass, t.oid, 0, t.oid::bigint, t.typname::text, t.keyword || ' ' || t.qualified
+              FROM typ t WHERE t.typtype <> 'c'
+            UNION ALL
+            SELECT 'pg_proc'::regclass, f.oid, 0, f.oid::bigint, f.proname::text, f.keyword || ' ' || f.qualified
+              FROM fn f
+            UNION ALL
+            SELECT 'pg_constraint'::regclass, k.oid, 0, k.oid::bigint, k.conname::text, format('CONSTRAINT %I ON %s', k.conname, r.qualified)
+              FROM rel r JOIN pg_constraint k ON k.conrelid = r.oid
+            UNION ALL
+            SELECT 'pg_constraint'::regclass, k.oid, 0, k.oid::bigint, k.conname::text, format('CONSTRAINT %I ON DOMAIN %s', k.conname, t.qualified)
+              FROM typ t JOIN pg_constraint k ON k.contypid = t.oid
+            UNION ALL
+            SELECT 'pg_trigger'::regclass, g.oid, 0, g.oid::bigint, g.tgname::text, format('TRIGGER %I ON %s', g.tgname, r.qualified)
+              FROM rel r JOIN pg_trigger g ON g.tgrelid = r.oid WHERE NOT g.tgisinternal
+            UNION ALL
+            SELECT 'pg_policy'::regclass, p.oid, 0, p.oid::bigint, p.polname::text, format('POLICY %I ON %s', p.polname, r.qualified)
+              FROM rel r JOIN pg_policy p ON p.polrelid = r.oid
+          ) o
+          JOIN pg_description d ON d.classoid = o.classid AND d.objoid = o.objid AND d.objsubid = o.objsubid
+        UNION ALL
+        SELECT 91, o.sort_key, 'grant', o.name,
+               format('REVOKE ALL ON %s %s FROM PUBLIC, CURRENT_USER', o.kind, o.target_object)
+               || coalesce((SELECT string_agg(format('; GRANT %s%s ON %s %s TO %s%s', x.privilege_type,
+                                                     CASE WHEN o.column_name IS NOT NULL THEN format(' (%I)', o.column_name) ELSE '' END,
+                                                     o.kind, o.target_object,
+                                                     CASE WHEN x.grantee = 0 THEN 'PUBLIC'
+                                                          WHEN x.grantee IN (o.owner, source_role) THEN 'CURRENT_USER'
+                                                          ELSE quote_ident(pg_get_userbyid(x.grantee)) END,
+                                                     CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), '')
+                              FROM aclexplode(o.acl) x), '')
+          FROM (
+            SELECT r.oid::bigint AS sort_key, r.relname::text AS name, r.relowner AS owner, r.relacl AS acl, r.qualified AS target_object,
+                   CASE WHEN r.keyword IN ('SEQUENCE', 'TYPE') THEN r.keyword ELSE 'TABLE' END AS kind, NULL::name AS column_name
+              FROM rel r WHERE r.relacl IS NOT NULL
+            UNION ALL
+            SELECT t.oid::bigint, t.typname::text, t.typowner, t.typacl, t.qualified, t.keyword, NULL
+              FROM typ t WHERE t.typacl IS NOT NULL AND t.typtype <> 'c'
+            UNION ALL
+            SELECT f.oid::bigint, f.proname::text, f.proowner, f.proacl, f.qualified, f.keyword, NULL
+              FROM fn f WHERE f.proacl IS NOT NULL
+          ) o
+        UNION ALL
+        SELECT 91, r.oid::bigint, 'grant', r.relname || '.' || a.attname,
+               (SELECT string_agg(format('GRANT %s (%I) ON TABLE %s TO %s%s', x.privilege_type, a.attname, r.qualified,
+                                         CASE WHEN x.grantee = 0 THEN 'PUBLIC'
+                                              WHEN x.grantee IN (r.relowner, source_role) THEN 'CURRENT_USER'
+                                              ELSE quote_ident(pg_get_userbyid(x.grantee)) END,
+                                         CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), '; ')
+                  FROM aclexplode(a.attacl) x)
+          FROM rel r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+         WHERE a.attacl IS NOT NULL
+        UNION ALL
+        SELECT 92, f.oid::bigint, lower(f.keyword), f.proname::text,
+               format('ALTER %s %s RESET ALL', f.keyword, f.qualified)
+               || (SELECT string_agg(format('; ALTER %s %s SET %I = %s', f.keyword,
+                                            f.qualified, split_part(setting, '=', 1),
+                                            CASE WHEN split_part(setting, '=', 1) = 'search_path'
+                                                 THEN (SELECT string_agg(quote_literal(CASE WHEN trim(both ' "' FROM p) = source_schema THEN target_schema ELSE trim(both ' ' FROM p) END), ', ')
+                                                         FROM unnest(string_to_array(substr(setting, strpos(setting, '=') + 1), ',')) AS p)
+                                                 ELSE quote_literal(substr(setting, strpos(setting, '=') + 1)) END), '')
+                     FROM unnest(f.proconfig) AS setting)
+          FROM fn f
+         WHERE EXISTS (SELECT FROM unnest(f.proconfig) AS setting WHERE setting LIKE 'search\_path=%')
+        UNION ALL
+        SELECT 95, v.depth * 4294967296 + r.oid::bigint, 'materialized view', r.relname::text,
+               format('REFRESH MATERIALIZED VIEW %s', r.qualified)
+          FROM rel r JOIN view_depth v ON v.view = r.oid
+         WHERE r.relkind = 'm' AND r.relispopulated
+    )
+    SELECT s.step, s.object_type, s.object_name, mt.requalify(s.statement, source_schema, target_schema)
+      FROM statements s
+     ORDER BY s.step, s.sort_key, s.statement;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mt.row_copy_statements(source_schema text, target_schema text, include_data boolean, anonymize jsonb)
+RETURNS TABLE (kind text, table_name text, statement text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    source_oid oid := (SELECT n.oid FROM pg_namespace n WHERE n.nspname = source_schema);
+    tracking   text := mt.get_config('tracking_table');
+    item       record;
+BEGIN
+    IF anonymize IS NOT NULL AND NOT include_data THEN
+        RAISE EXCEPTION 'anonymize rules need include_data => true' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF anonymize IS NOT NULL AND jsonb_typeof(anonymize) <> 'object' THEN
+        RAISE EXCEPTION 'anonymize must be a JSON object of tables, not %', jsonb_typeof(anonymize)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example {"users": {"email": {"template": "user-{hash}@example.com"}, "name": null}}.';
+    END IF;
+
+    SELECT r.key AS table_name, c.key AS column_name,
+           EXISTS (SELECT FROM pg_class t WHERE t.relnamespace = source_oid AND t.relname = r.key AND t.relkind = 'r') AS table_exists,
+           jsonb_typeof(r.value) AS rules_type
+      INTO item
+      FROM jsonb_each(coalesce(anonymize, '{}')) r
+      LEFT JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof(r.value) = 'object' THEN r.value END) c ON true
+     WHERE NOT EXISTS (SELECT FROM pg_class t WHERE t.relnamespace = source_oid AND t.relname = r.key AND t.relkind = 'r')
+        OR jsonb_typeof(r.value) <> 'object'
+        OR c.key IS NOT NULL AND NOT EXISTS (SELECT FROM pg_class t JOIN pg_attribute a ON a.attrelid = t.oid
+                        WHERE t.relnamespace = source_oid AND t.relname = r.key AND a.attname = c.key
+                          AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '')
+     LIMIT 1;
+    IF FOUND THEN
+        IF NOT item.table_exists THEN
+            RAISE EXCEPTION 'anonymize names table "%", which schema "%" does not have', item.table_name, source_schema
+                USING ERRCODE = 'undefined_table';
+        ELSIF item.rules_type <> 'object' THEN
+            RAISE EXCEPTION 'anonymize rules for table "%" must be a JSON object of columns, not %', item.table_name, item.rules_type
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        RAISE EXCEPTION 'anonymize names column "%" of table "%", which does not exist or is generated', item.column_name, item.table_name
+            USING ERRCODE = 'undefined_column';
+    END IF;
+
+    RETURN QUERY
+    WITH RECURSIVE tables AS (
+        SELECT c.oid, c.relname FROM pg_class c
+         WHERE c.relnamespace = source_oid AND c.relkind = 'r' AND include_data AND c.relname <> tracking
+    ), parents AS (
+        SELECT DISTINCT k.conrelid AS child, k.confrelid AS parent
+          FROM pg_constraint k JOIN tables c ON c.oid = k.conrelid JOIN tables p ON p.oid = k.confrelid
+         WHERE k.contype = 'f' AND k.conrelid <> k.confrelid
+    ), depth(oid, level) AS (
+        SELECT oid, 0 FROM tables
+        UNION ALL
+        SELECT p.child, d.level + 1 FROM depth d JOIN parents p ON p.parent = d.oid WHERE d.level < 100
+    ), copies AS (
+        SELECT t.relname, max(d.level) AS level,
+               string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) AS columns,
+               string_agg(CASE
+                   WHEN anonymize -> t.relname::text ? a.attname
+                       THEN mt.anonymize_expression(anonymize -> t.relname::text -> a.attname::text, t.relname, a.attname,
+                                                    mt.strip_schema(format_type(a.atttypid, a.atttypmod), source_schema))
+                   WHEN ty.typnamespace = source_oid OR el.typnamespace = source_oid
+                       THEN format('%I::text::%I.%s', a.attname, target_schema,
+                                   mt.strip_schema(format_type(a.atttypid, a.atttypmod), source_schema))
+                   ELSE format('%I', a.attname) END, ', ' ORDER BY a.attnum) AS expressions
+          FROM tables t
+          JOIN (SELECT oid, max(level) AS level FROM depth GROUP BY oid) d ON d.oid = t.oid
+          JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+          JOIN pg_type ty ON ty.oid = a.atttypid
+          LEFT JOIN pg_type el ON el.oid = ty.typelem AND ty.typcategory = 'A'
+         GROUP BY t.oid, t.relname
+    ), sequences AS (
+        SELECT s.relname, pg_sequence_last_value(s.oid) AS last_value, q.seqstart, q.seqincrement,
+               t.relname AS table_name, a.attname
+          FROM pg_class s JOIN pg_sequence q ON q.seqrelid = s.oid
+          LEFT JOIN LATERAL (SELECT o.refobjid, o.refobjsubid FROM pg_depend o
+                              WHERE o.classid = 'pg_class'::regclass AND o.objid = s.oid AND o.objsubid = 0
+                                AND o.deptype IN ('a', 'i') AND o.refclassid = 'pg_class'::regclass AND o.refobjsubid > 0) d ON true
+          LEFT JOIN pg_class t ON t.oid = d.refobjid
+          LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+         WHERE s.relnamespace = source_oid AND s.relkind = 'S' AND t.relname IS DISTINCT FROM tracking
+    )
+    SELECT x.kind, x.table_name, x.statement FROM (
+        SELECT 1 AS part, c.level, 'rows' AS kind, c.relname::text AS table_name,
+               format('INSERT INTO %I.%I (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %I.%I',
+                      target_schema, c.relname, c.columns, c.expressions, source_schema, c.relname) AS statement
+          FROM copies c
+        UNION ALL
+        SELECT 2, 0, 'sequence', NULL, format('SELECT pg_catalog.setval(%L::regclass, %s, true)',
+                                               format('%I.%I', target_schema, s.relname), s.last_value)
+          FROM sequences s WHERE s.last_value IS NOT NULL
+        UNION ALL
+        SELECT 3, 0, 'sequence', s.table_name::text,
+               format('SELECT pg_catalog.setval(%L::regclass, max(%I)::bigint) FROM %I.%I HAVING max(%I)::bigint > %s',
+                      format('%I.%I', target_schema, s.relname), s.attname, target_schema, s.table_name,
+                      s.attname, coalesce(s.last_value, s.seqstart - 1))
+          FROM sequences s
+         WHERE s.attname IS NOT NULL AND s.seqincrement > 0 AND include_data
+    ) x
+    ORDER BY x.part, x.level, x.table_name, x.statement;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mt.clone_rows(source_schema text, target_schema text, include_data boolean, anonymize jsonb)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    item   record;
+    copied bigint;
+    total  bigint := 0;
+    reader oid := mt.code_role(source_schema);
+BEGIN
+    PERFORM mt.lend_schema(target_schema, reader, true);
+    FOR item IN SELECT * FROM mt.row_copy_statements(source_schema, target_schema, include_data, anonymize) LOOP
+        copied := mt.execute_as(reader, format('pg_catalog, %I, pg_temp', target_schema), item.statement);
+        IF item.kind = 'rows' THEN
+            total := total + copied;
+        END IF;
+    END LOOP;
+    PERFORM mt.lend_schema(target_schema, reader, false);
+    RETURN total;
+END
+$$;
+
+CREATE FUNCTION mt.lend_schema(schema_name text, reader oid, lend boolean)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF lend THEN
+        EXECUTE format('GRANT USAGE ON SCHEMA %1$I TO %2$I; GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA %1$I TO %2$I; '
+                       'GRANT SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA %1$I TO %2$I', schema_name, pg_get_userbyid(reader));
+    ELSE
+        EXECUTE format('REVOKE SELECT, INSERT ON ALL TABLES IN SCHEMA %1$I FROM %2$I; '
+                       'REVOKE SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA %1$I FROM %2$I; REVOKE USAGE ON SCHEMA %1$I FROM %2$I',
+                       schema_name, pg_get_userbyid(reader));
+    END IF;
+END
+$$;
+
+CREATE FUNCTION mt.clone_objects(source_schema text, target_schema text, include_data boolean, anonymize jsonb)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET check_function_bodies = off
+AS $$
+DECLARE
+    item        record;
+    writer      oid := mt.code_role(target_schema);
+    path        text := format('pg_catalog, %I, pg_temp', target_schema);
+    rows_copied bigint := 0;
+    copied      boolean := false;
+BEGIN
+    FOR item IN SELECT * FROM mt.clone_statements(source_schema, target_schema) LOOP
+        IF item.step >= 60 AND NOT copied THEN
+            rows_copied := mt.clone_rows(source_schema, target_schema, include_data, anonymize);
+            copied := true;
+        END IF;
+        PERFORM mt.execute_as(writer, path, item.statement);
+    END LOOP;
+    IF NOT copied THEN
+        rows_copied := mt.clone_rows(source_schema, target_schema, include_data, anonymize);
+    END IF;
+    RETURN rows_copied;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mt.clone_schema(
+    source_schema text,
+    target_schema text,
+    include_data  boolean DEFAULT false,
+    anonymize     jsonb DEFAULT NULL
+)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET check_function_bodies = off
+AS $$
+DECLARE
+    rows_copied bigint := 0;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = target_schema) THEN
+        RAISE EXCEPTION 'schema "%" does not exist', target_schema USING ERRCODE = 'invalid_schema_name';
+    END IF;
+    IF mt.schema_object_count(target_schema) > 0
+       OR to_regclass(format('%I.%I', target_schema, mt.get_config('tracking_table'))) IS NOT NULL THEN
+        RAISE EXCEPTION 'schema "%" is not empty', target_schema USING ERRCODE = 'schema_and_data_statement_mixing_not_supported',
+            HINT = 'Clone into a new tenant, or drop what the schema holds first.';
+    END IF;
+    PERFORM pg_advisory_xact_lock_shared(hashtext('multitenant'), hashtext(source_schema));
+    rows_copied := mt.clone_objects(source_schema, target_schema, include_data, anonymize);
+    PERFORM mt.copy_tracking(source_schema, target_schema);
+    RETURN rows_copied;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mt.template_version()
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tracking text := mt.get_config('tracking_table');
+    digest   text;
+BEGIN
+    IF to_regclass(format('%I.%I', 'mt_template', tracking)) IS NULL THEN
+        RETURN NULL;
+    END IF;
+    PERFORM mt.check_tracking_table('mt_template');
+    EXECUTE format('SELECT md5(string_agg(t::text, %L ORDER BY t::text)) FROM %I.%I t', E'\n', 'mt_template', tracking)
+       INTO digest;
+    RETURN tracking || ':' || coalesce(digest, '');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mt.copy_template(target_schema text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET check_function_bodies = off
+AS $$
+DECLARE
+    current_version text;
+    item    record;
+    writer  oid := mt.code_role(target_schema);
+BEGIN
+    IF target_schema IS DISTINCT FROM quote_ident(target_schema) THEN
+        RAISE EXCEPTION 'schema name "%" cannot receive a copy of the template', target_schema
+            USING ERRCODE = 'invalid_schema_name';
+    END IF;
+    PERFORM pg_advisory_xact_lock_shared(hashtext('multitenant'), hashtext('mt_template'));
+    current_version := mt.template_version();
+    IF NOT EXISTS (SELECT FROM mt.template_scripts s WHERE s.version = current_version)
+       AND NOT mt.build_template_scripts(current_version) THEN
+        PERFORM mt.clone_objects('mt_template', target_schema, false, NULL);
+    ELSE
+        FOR item IN SELECT s.part, s.script FROM mt.template_scripts s
+                     WHERE s.version = current_version AND s.script <> '' ORDER BY s.part LOOP
+            IF item.part = 2 THEN
+                PERFORM mt.lend_schema(target_schema, 'mt_template_role'::regrole, true);
+            END IF;
+            PERFORM mt.execute_as(CASE item.part WHEN 2 THEN 'mt_template_role'::regrole::oid ELSE writer END,
+                                  format('pg_catalog, %I, pg_temp', target_schema),
+                                  replace(item.script, 'mt_clone_target', target_schema));
+            IF item.part = 2 THEN
+                PERFORM mt.lend_schema(target_schema, 'mt_template_role'::regrole, false);
+            END IF;
+        END LOOP;
+    END IF;
+    PERFORM mt.copy_tracking('mt_template', target_schema, mt.get_config('tracking_format'));
+END
+$$;
+
+CREATE VIEW mt.tenant_directory AS
+SELECT t.tenant_id, t.schema_name, t.role_name, t.status
+  FROM mt.tenants t;
+
+-- Comments of what is new or changed.
+
+COMMENT ON FUNCTION mt.adopt_tenants(text, boolean, boolean) IS
+    'multitenant: register existing schemas whose names follow schema_template (and match the LIKE pattern) as tenants, without moving data, and (assign_roles, with tenant_roles on) give each a role of its own that takes over its objects; returns what was (or, with dry_run, would be) adopted and changed';
+
+COMMENT ON COLUMN mt.tenants.role_name IS
+    'the tenant''s NOLOGIN role, which owns what its migrations create and which its code runs as; NULL: none (tenant_roles off, or not yet assigned: see mt.assign_tenant_roles)';
+
+COMMENT ON FUNCTION mt.is_trusted(oid) IS
+    'multitenant: whether a role is trusted to own tenant schemas and tracking tables: a superuser, the extension owner or the schema_owner setting';
+
+COMMENT ON FUNCTION mt.tenant_role_name(text) IS
+    'multitenant: the role name a tenant gets (tenant_role_template applied to its schema name); 22023 when it would not fit in 63 bytes';
+
+COMMENT ON VIEW mt.tenant_directory IS
+    'multitenant: what an application needs to switch to a tenant: its schema, its role and whether it is active (readable by the application role)';
+
+COMMENT ON FUNCTION mt.code_role(text) IS
+    'multitenant (internal): the role that migrations, seeds and copies into a schema run as';
+
+COMMENT ON FUNCTION mt.check_tracking_table(text, text) IS
+    'multitenant (internal): raise 42501 unless a schema''s tracking table is a plain table only the trusted owner shaped';
+
+COMMENT ON FUNCTION mt.hand_over_schema(text, text, boolean) IS
+    'multitenant (internal): give every object of a schema but the tracking table to a role; refuses objects of untrusted owners';
+
+COMMENT ON FUNCTION mt.grant_schema(text, text) IS
+    'multitenant (internal): the trusted owner owns the schema; the role may use it and create in it, and read the tracking table';
+
+COMMENT ON FUNCTION mt.create_tenant_role(text) IS
+    'multitenant (internal): create a new tenant''s NOLOGIN role, a member of mt_tenant, granted to the application role';
+
+COMMENT ON FUNCTION mt.assign_tenant_roles(text[], boolean) IS
+    'multitenant: give tenants without a role (adopted, or created before 0.2.0) their own role: it gets the objects of their schemas, the schema and tracking table go to the trusted owner; returns what changed (objects NULL with dry_run)';
+
+COMMENT ON FUNCTION mt.grant_application_role(text) IS
+    'multitenant: make a NOINHERIT login role the application role: it becomes a member of every tenant role (now and later) and may read mt.tenant_directory; superuser only';
+
+COMMENT ON FUNCTION mt.prepare_template() IS
+    'multitenant (internal): create mt_template, or refuse one an untrusted role owns or holds objects in';
+
+COMMENT ON FUNCTION mt.ensure_extension(text, text) IS
+    'multitenant (internal): create an extension a tenant migration asks for, once, in the shared schema, if allowed_extensions names it';
+
+COMMENT ON COLUMN mt.seeds.sql IS 'SQL run as the schema''s role (the tenant''s) with search_path = <schema>, <shared schema>, public';
+
+COMMENT ON COLUMN mt.seeds.function IS 'a function called as f(tenant_id text, schema_name text), as the same role with the same search_path';
+
+COMMENT ON FUNCTION mt.row_copy_statements(text, text, boolean, jsonb) IS
+    'multitenant: the statements that copy one schema''s rows into its clone and move its sequences past them; what mt.clone_rows runs';
+
+COMMENT ON FUNCTION mt.clone_rows(text, text, boolean, jsonb) IS
+    'multitenant (internal): copy rows from one schema''s tables into its clone''s as the source''s role, applying anonymize rules; returns the rows copied';
+
+COMMENT ON FUNCTION mt.lend_schema(text, oid, boolean) IS
+    'multitenant (internal): grant a copy''s source role the right to fill a new schema, or revoke it';
+
+COMMENT ON FUNCTION mt.clone_objects(text, text, boolean, jsonb) IS
+    'multitenant (internal): run mt.clone_statements as the target''s role and copy the rows as the source''s; returns the rows copied';
+
+COMMENT ON FUNCTION mt.execute_as(oid, text, text) IS
+    'multitenant (internal): run statements as a role with a search_path, as a SECURITY DEFINER function would; never as a superuser for a non-superuser caller';
+
+COMMENT ON FUNCTION mt.copy_tracking(text, text, text) IS
+    'multitenant (internal): give a clone its source''s tracking records (in a chosen format), written by the extension owner';
+
+-- Privileges, as sql/privileges.sql leaves them.
+
+REVOKE ALL ON SCHEMA mt FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA mt FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA mt FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA mt TO mt_admin, mt_monitor;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA mt TO mt_admin;
+GRANT SELECT ON ALL TABLES IN SCHEMA mt TO mt_admin;
+
+REVOKE EXECUTE ON FUNCTION
+    mt.execute_as(oid, text, text),
+    mt.code_role(text),
+    mt.check_tracking_table(text, text),
+    mt.hand_over_schema(text, text, boolean),
+    mt.grant_schema(text, text),
+    mt.create_tenant_role(text),
+    mt.prepare_template(),
+    mt.lend_schema(text, oid, boolean),
+    mt.clone_objects(text, text, boolean, jsonb),
+    mt.clone_rows(text, text, boolean, jsonb),
+    mt.copy_tracking(text, text, text),
+    mt.copy_template(text),
+    mt.build_template_scripts(text),
+    mt.run_seed(text, text, text, text, boolean),
+    mt.save_seed(text, text, text, regprocedure, boolean),
+    mt.ensure_extension(text, text)
+FROM mt_admin;
+
+GRANT SELECT ON mt.status, mt.sync_status, mt.health, mt.activity, mt.run_progress, mt.runs, mt.run_tenants,
+                mt.drift_report, mt.drift_summary, mt.applied_migrations, mt.tenants, mt.tenant_directory, mt.settings
+   TO mt_monitor;
+GRANT EXECUTE ON FUNCTION
+    mt.health_check(text[], boolean),
+    mt.metrics(text),
+    mt.metric_family(text, text, text, text[]),
+    mt.prometheus_label(text),
+    mt.is_migration_operation(text),
+    mt.tenant_drift(text, text),
+    mt.drift(text, text[]),
+    mt.introspect(text),
+    mt.schema_objects(text[]),
+    mt.strip_schema(text, text),
+    mt.strip_schema_setting(text[], text),
+    mt.tenant_schema(text, text),
+    mt.template_is_current(),
+    mt.template_version(),
+    mt.shared_pending(),
+    mt.get_config(text),
+    mt.schema_name(text),
+    mt.tenant_id_of(text),
+    mt.fingerprint(jsonb),
+    mt.diff_models(jsonb, jsonb)
+   TO mt_monitor;
+
+-- Template copies are now written differently (the tracking table is copied by the extension).
+DELETE FROM mt.template_scripts;
+
 -- ===========================================================================================
 -- BEGIN SECTION library relink (keep it LAST: changes of tables and functions go ABOVE it)
 --

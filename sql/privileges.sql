@@ -30,7 +30,8 @@ REVOKE EXECUTE ON FUNCTION
     mt.copy_template(text),
     mt.build_template_scripts(text),
     mt.run_seed(text, text, text, text, boolean),
-    mt.save_seed(text, text, text, regprocedure, boolean)
+    mt.save_seed(text, text, text, regprocedure, boolean),
+    mt.ensure_extension(text, text)
 FROM mt_admin;
 
 GRANT SELECT ON mt.status, mt.sync_status, mt.health, mt.activity, mt.run_progress, mt.runs, mt.run_tenants,

@@ -195,27 +195,31 @@ impl Settings {
 pub struct Plan {
     pub migrations: Vec<Migration>,
     to_run: Vec<String>,
+    /// The extensions each migration creates, taken out of `to_run` (tenant scope only).
+    extensions: Vec<Vec<String>>,
 }
 
 impl Plan {
     /// Loads `scope`'s migrations. Tenant migrations get drizzle-kit's `"public".`
-    /// qualifiers removed from names the tenant migrations created so far (see
-    /// `multitenant_core::sql_text`).
+    /// qualifiers removed from names the tenant migrations created so far, and their
+    /// `CREATE EXTENSION` statements taken out (see `multitenant_core::sql_text`).
     pub fn load(scope: &str) -> Plan {
         let migrations = Plan::registered(scope);
-        let to_run = if scope == "tenant" {
+        let (to_run, extensions) = if scope == "tenant" {
             let mut created = BTreeSet::new();
             migrations
                 .iter()
                 .map(|m| {
                     created.extend(sql_text::created_names(&m.sql, "public"));
-                    sql_text::unqualify(&m.sql, "public", &created)
+                    let sql = sql_text::unqualify(&m.sql, "public", &created);
+                    let found = sql_text::extension_statements(&sql);
+                    (sql_text::without(&sql, &found), found.into_iter().map(|e| e.name).collect())
                 })
-                .collect()
+                .unzip()
         } else {
-            migrations.iter().map(|m| m.sql.clone()).collect()
+            (migrations.iter().map(|m| m.sql.clone()).collect(), vec![Vec::new(); migrations.len()])
         };
-        Plan { migrations, to_run }
+        Plan { migrations, to_run, extensions }
     }
 
     /// The migrations registered for `scope`, in order, as written.
@@ -440,6 +444,13 @@ impl<T: Transactions> Job<'_, T> {
             )
             .unwrap_or_else(|e| error!("{e}"));
             report_activity(&format!("multitenant: {} {} {}", self.operation.name(), schema, migration.name));
+            for extension in &self.plan.extensions[index] {
+                Spi::run_with_args(
+                    "SELECT mt.ensure_extension($1, $2)",
+                    &[extension.as_str().into(), migration.name.as_str().into()],
+                )
+                .unwrap_or_else(|e| error!("{e}"));
+            }
             // The migration's own SQL is tenant code: it runs as the schema's role, and
             // whatever it sets is undone before the bookkeeping below.
             let path = crate::roles::tenant_path(schema, &self.settings.shared_schema);

@@ -9,7 +9,10 @@ use multitenant_integration::{concurrently, connect, create_tenants, fresh_datab
 /// so a migration applied twice shows up as a duplicate row.
 fn logged_migrations(client: &mut Client, count: i32, sleep_ms: i32) {
     client
-        .batch_execute("CREATE TABLE public.applied_log (schema_name text, migration text, at timestamptz DEFAULT clock_timestamp())")
+        .batch_execute(
+            "CREATE TABLE public.applied_log (schema_name text, migration text, at timestamptz DEFAULT clock_timestamp()); \
+             GRANT INSERT ON public.applied_log TO mt_tenant",
+        )
         .unwrap();
     for n in 0..count {
         let sql = format!(

@@ -18,7 +18,13 @@ pub fn fresh_database(name: &str) -> String {
     admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).unwrap();
     admin.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
     let url = format!("{}/{db}", base_url());
-    connect(&url).batch_execute("SET client_min_messages = warning; CREATE EXTENSION multitenant").unwrap();
+    // Tenant roles are cluster-wide: each test database names its own after itself.
+    connect(&url)
+        .batch_execute(&format!(
+            "SET client_min_messages = warning; CREATE EXTENSION multitenant; \
+             SELECT mt.set_config('tenant_role_template', '{db}_{{schema}}')"
+        ))
+        .unwrap();
     url
 }
 

@@ -267,6 +267,52 @@ pub fn requalify(sql: &str, from: &str, to: &str) -> String {
     out
 }
 
+/// A `CREATE EXTENSION` statement of a migration: the extension's name and where the
+/// statement stands in the text (from CREATE to its semicolon, inclusive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtensionStatement {
+    pub name: String,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// The `CREATE EXTENSION` statements of `sql`. Extensions are database-wide: a tenant
+/// migration must not create one in its own schema (the next tenant would find it taken,
+/// and dropping the tenant would drop it for everyone), so the engine takes these out and
+/// creates the extensions once, in the shared schema.
+pub fn extension_statements(sql: &str) -> Vec<ExtensionStatement> {
+    let tokens = lex(sql);
+    let mut found = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        if !(token.is_word("create") && tokens.get(i + 1).is_some_and(|t| t.is_word("extension"))) {
+            continue;
+        }
+        let mut j = i + 2;
+        if tokens.get(j).is_some_and(|t| t.is_word("if")) {
+            j += 3; // IF NOT EXISTS
+        }
+        let Some(name) = tokens.get(j).and_then(Token::ident) else { continue };
+        let end = tokens[j..]
+            .iter()
+            .find(|t| t.kind == Kind::Punct(';'))
+            .map_or(sql.len(), |t| t.end);
+        found.push(ExtensionStatement { name: name.to_string(), start: token.start, end });
+    }
+    found
+}
+
+/// `sql` without the statements in `remove` (as found by [`extension_statements`]).
+pub fn without(sql: &str, remove: &[ExtensionStatement]) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut copied = 0;
+    for statement in remove {
+        out.push_str(&sql[copied..statement.start]);
+        copied = statement.end;
+    }
+    out.push_str(&sql[copied..]);
+    out
+}
+
 /// The text drizzle-kit puts between statements.
 pub const STATEMENT_BREAKPOINT: &str = "--> statement-breakpoint";
 
@@ -281,6 +327,26 @@ mod tests {
 
     fn set(names: &[&str]) -> BTreeSet<String> {
         names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn finds_extension_statements_outside_literals_and_comments() {
+        let sql = "CREATE EXTENSION IF NOT EXISTS \"uuid-ossp\";\n--> statement-breakpoint\n\
+                   -- CREATE EXTENSION commented;\n\
+                   SELECT 'CREATE EXTENSION quoted';\n\
+                   create extension pg_trgm with schema public;\n\
+                   CREATE TABLE t (id uuid DEFAULT uuid_generate_v4())";
+        let found = extension_statements(sql);
+        let names: Vec<&str> = found.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["uuid-ossp", "pg_trgm"]);
+        let rest = without(sql, &found);
+        assert!(!rest.to_lowercase().contains("create extension if"), "{rest}");
+        assert!(!rest.contains("with schema public"), "{rest}");
+        assert!(rest.contains("-- CREATE EXTENSION commented;"));
+        assert!(rest.contains("'CREATE EXTENSION quoted'"));
+        assert!(rest.contains("CREATE TABLE t (id uuid DEFAULT uuid_generate_v4())"));
+        // A statement without its semicolon runs to the end of the text.
+        assert_eq!(extension_statements("CREATE EXTENSION citext")[0].end, "CREATE EXTENSION citext".len());
     }
 
     #[test]
