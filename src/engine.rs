@@ -389,16 +389,17 @@ impl<T: Transactions> Job<'_, T> {
             ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_SCHEMA_NAME, format!("schema \"{schema}\" does not exist"));
         }
         let role = crate::roles::code_role(schema);
-        let (format, records) = match read_tracking(schema, &self.settings.tracking_table, self.target.tenant_id.as_deref()) {
-            Some(found) => found,
-            None => {
-                let format = self.settings.default_format;
-                if may_write {
-                    write_tracking(schema, &self.settings.tracking_table, format, &[]);
+        let (format, records) =
+            match read_tracking(schema, &self.settings.tracking_table, self.target.tenant_id.as_deref()) {
+                Some(found) => found,
+                None => {
+                    let format = self.settings.default_format;
+                    if may_write {
+                        write_tracking(schema, &self.settings.tracking_table, format, &[]);
+                    }
+                    (format, Vec::new())
                 }
-                (format, Vec::new())
-            }
-        };
+            };
         if may_write {
             if let Some(tenant_id) = &self.target.tenant_id {
                 sync_ledger(tenant_id, format, &records);

@@ -26,8 +26,9 @@ fn db_name(url: &str) -> &str {
 }
 
 /// A database with tenants `t1..tN`, each holding `marker(name)` = its own id. Roles are
-/// cluster-wide: this database's tenant roles carry its name (`tenant_role_template`), and
-/// roles left by an earlier database of the same name are dropped first.
+/// cluster-wide: this database's tenant roles carry its name (`fresh_database` sets
+/// `tenant_role_template`), and roles left by an earlier database of the same name (a reused
+/// process id) are dropped first.
 fn database_with_tenants(name: &str, count: usize) -> String {
     let url = fresh_database(name);
     let db = db_name(&url).to_string();
@@ -37,7 +38,6 @@ fn database_with_tenants(name: &str, count: usize) -> String {
     {
         admin.batch_execute(&format!("DROP ROLE \"{}\"", row.get::<_, String>(0))).unwrap();
     }
-    admin.execute("SELECT mt.set_config('tenant_role_template', $1)", &[&format!("{db}_{{schema}}")]).unwrap();
     admin
         .batch_execute("SELECT mt.add_migration('0000_marker', 'CREATE TABLE marker (name text); INSERT INTO marker SELECT substr(current_schema(), 8)')")
         .unwrap();
@@ -510,6 +510,7 @@ fn isolation_setup(name: &str) -> (String, String) {
 fn the_application_role_switched_to_a_tenant_cannot_reach_another() {
     let (url, app_url) = isolation_setup("approle");
     let (t1_role, app) = roles(&url, "t1");
+    let (t2_role, _) = roles(&url, "t2");
     run(async move {
         let manager = TenantManager::connect(config(&app_url, 1)).await.expect("the naming settings match");
 
@@ -557,11 +558,19 @@ fn the_application_role_switched_to_a_tenant_cannot_reach_another() {
         let error = shared.query("SELECT * FROM tenant_t1.marker", &[]).await.unwrap_err();
         assert_eq!(error.sqlstate(), Some("42501"), "{error}");
         drop(shared);
+        // A checkout that SETs a role at session level and commits does not hand it on.
+        let mut db = manager.db("t1").await.unwrap();
+        db.batch_execute(&format!("SET ROLE {t2_role}; SET search_path = tenant_t2")).await.unwrap();
+        db.commit().await.unwrap();
+        assert_eq!(marker(&manager, "t1").await.0, "t1");
         // And the switch ended with the transaction: the one connection is the application's again.
         let mut shared = manager.shared_db().await.unwrap();
         let row = shared.query_one("SELECT current_user::text, current_setting('search_path')", &[]).await.unwrap();
         assert_eq!((row.get::<_, String>(0), row.get::<_, String>(1)), (app.clone(), "\"public\"".to_string()));
         shared.commit().await.unwrap();
+        // Directory lookups on that connection run as the application role too.
+        manager.invalidate_all();
+        assert_eq!(marker(&manager, "t2").await.0, "t2");
 
         // The option that adds the shared schema: shared tables by their plain names.
         let mut with_shared = config(&app_url, 1);

@@ -51,7 +51,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt::init();
     let url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:54350/multitenant_demo".into());
-    let manager = TenantManager::new(Config::new(url))?;
+    let manager = TenantManager::connect(Config::new(url)).await?; // checks the naming settings
     let resolver = TenantResolver::new(manager.clone(), TenantSource::Header("x-tenant-id".into()));
     let tenant_routes = Router::new()
         .route("/users", get(list_users).post(add_user))

@@ -233,7 +233,7 @@ mod tests {
 
     #[tokio::test]
     async fn positive_answers_are_cached_until_their_ttl() {
-        let (cache, calls) = (cache(300, 50, 100), AtomicUsize::new(0));
+        let (cache, calls) = (cache(1_000, 50, 100), AtomicUsize::new(0));
         for _ in 0..3 {
             let found = cache.get("acme", load(&calls, Some(info("acme", "active")))).await.unwrap();
             assert_eq!(found.active("acme").unwrap().schema_name, "tenant_acme");
@@ -242,7 +242,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         cache.get("acme", load(&calls, Some(info("acme", "active")))).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 1, "still cached: the positive TTL is longer than the negative one");
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
         // Suspended meanwhile: the next lookup sees it.
         let found = cache.get("acme", load(&calls, Some(info("acme", "suspended")))).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 2);

@@ -292,10 +292,7 @@ pub fn extension_statements(sql: &str) -> Vec<ExtensionStatement> {
             j += 3; // IF NOT EXISTS
         }
         let Some(name) = tokens.get(j).and_then(Token::ident) else { continue };
-        let end = tokens[j..]
-            .iter()
-            .find(|t| t.kind == Kind::Punct(';'))
-            .map_or(sql.len(), |t| t.end);
+        let end = tokens[j..].iter().find(|t| t.kind == Kind::Punct(';')).map_or(sql.len(), |t| t.end);
         found.push(ExtensionStatement { name: name.to_string(), start: token.start, end });
     }
     found

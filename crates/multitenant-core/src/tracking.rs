@@ -93,8 +93,12 @@ impl TrackingFormat {
     /// row's id.
     pub fn insert_record_sql(self, qualified_table: &str, keep_id: bool) -> String {
         let (columns, values) = match self {
-            TrackingFormat::Name => ("name, applied_at", "$1, pg_catalog.to_timestamp($4::float8 OPERATOR(pg_catalog./) 1000)"),
-            TrackingFormat::Hash => ("hash, created_at", "$2, pg_catalog.to_timestamp($4::float8 OPERATOR(pg_catalog./) 1000)"),
+            TrackingFormat::Name => {
+                ("name, applied_at", "$1, pg_catalog.to_timestamp($4::float8 OPERATOR(pg_catalog./) 1000)")
+            }
+            TrackingFormat::Hash => {
+                ("hash, created_at", "$2, pg_catalog.to_timestamp($4::float8 OPERATOR(pg_catalog./) 1000)")
+            }
             TrackingFormat::DrizzleKit => ("hash, created_at", "$2, $3"),
         };
         let (id_column, id_value) = if keep_id { ("id, ", "$5, ") } else { ("", "") };
