@@ -9,7 +9,7 @@ DEMO_PORT   ?= 54350
 DEMO_DB     ?= multitenant_demo
 PSQL        := $(dir $(PG_CONFIG))psql
 
-.PHONY: prereqs build install test test-core test-pgrx test-regress test-integration \
+.PHONY: prereqs build install lint test test-core test-pgrx test-regress test-integration \
         demo demo-stop bench clean
 
 prereqs:
@@ -19,11 +19,16 @@ build: prereqs
 	cargo build
 
 install: prereqs
+	@mkdir -p target
 	cargo pgrx install --pg-config $(PG_CONFIG) >target/pgrx-install.log 2>&1 \
 	  || { cat target/pgrx-install.log; exit 1; }
 
-test: prereqs test-core test-pgrx test-regress test-integration test-upgrade
+test: prereqs lint test-core test-pgrx test-regress test-integration test-upgrade
 	@echo "make test: every suite passed"
+
+lint: prereqs
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 test-core:
 	cargo test -p multitenant-core -p multitenant-client --all-features

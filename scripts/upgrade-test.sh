@@ -52,9 +52,10 @@ failed=0
 failures=()
 pass() { echo "upgrade: PASS $1"; passed=$((passed + 1)); }
 fail() { echo "upgrade: FAIL $1" >&2; failed=$((failed + 1)); failures+=("$1"); }
-die() { echo "upgrade: $*" >&2; echo "upgrade: 0 passed, 1 failed (setup)" >&2; exit 1; }
+die() { echo "upgrade: $*" >&2; echo "upgrade: $passed passed, $((failed + 1)) failed" >&2; exit 1; }
 step() { echo "upgrade: [$((SECONDS - START))s] $*"; }
 START=$SECONDS
+trap 'echo "upgrade: aborted at line $LINENO: $passed passed, $((failed + 1)) failed" >&2' ERR
 
 psql_() { "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PORT" -U postgres -v ON_ERROR_STOP=1 "$@"; }
 # one value, unaligned
@@ -134,7 +135,7 @@ SELECT extversion FROM pg_extension WHERE extname = 'multitenant';
 -- settings changed from their defaults (more below)
 SELECT mt.set_config('tracking_table', '__upg_migrations');
 
--- migrations: a drizzle-kit folder, a plain one, a shared one
+-- migrations: a drizzle-kit folder and a shared one (a plain tenant one comes below)
 SELECT action, count(*) FROM mt.load_migrations(:'drizzle_dir') GROUP BY 1;
 SELECT mt.add_migration('0000_countries', 'CREATE TABLE IF NOT EXISTS upg_countries (code text PRIMARY KEY, name text);', scope => 'shared');
 SELECT * FROM mt.migrate_shared();
@@ -209,7 +210,7 @@ pass "a $OLD_VERSION database works with the $NEW_VERSION files installed (fill:
 
 # ---------------------------------------------------------------------------------------------
 # Snapshots of the extension's tables: one file of sorted COPY lines per table
-# "schema|table|dumped|col,col,..." for every table (and sequence) of the extension
+# "schema|table|relkind|dumped|col,col,..." for every table (and sequence) of the extension
 members_sql="
 SELECT n.nspname, c.relname, c.relkind,
        c.oid = ANY (coalesce(e.extconfig, '{}')) AS dumped,
@@ -236,7 +237,7 @@ value upgraded "$members_sql" -F '|' >"$WORK/before/tables"
 while IFS='|' read -r schema table kind dumped cols; do
   snapshot upgraded "$schema.$table" "$kind" "$cols" "$WORK/before/$schema.$table"
 done <"$WORK/before/tables"
-snapshot_rows=$(cat "$WORK"/before/mt.* 2>/dev/null | wc -l)
+snapshot_rows=$(cat "$WORK"/before/*.* 2>/dev/null | wc -l)
 step "$(wc -l <"$WORK/before/tables") tables and sequences, $snapshot_rows lines"
 
 # ---------------------------------------------------------------------------------------------
@@ -298,7 +299,11 @@ while IFS='|' read -r schema table kind dumped cols; do
     rows_ok=0
     continue
   fi
-  snapshot upgraded "$new_rel" "$kind" "$cols" "$WORK/after/$rel"
+  if ! snapshot upgraded "$new_rel" "$kind" "$cols" "$WORK/after/$rel"; then
+    echo "upgrade: cannot read the rows of $rel after the update" >&2
+    rows_ok=0
+    continue
+  fi
   if [ "$dumped" = f ] && [ "$kind" != S ]; then
     case "$CACHE_TABLES" in
       *" $rel "*)
@@ -337,7 +342,11 @@ while IFS='|' read -r schema table kind dumped cols; do
     data_ok=0
     continue
   fi
-  snapshot upgraded "$rel" "$kind" "$cols" "$WORK/schema/upgraded-data.$rel"
+  if ! snapshot upgraded "$rel" "$kind" "$cols" "$WORK/schema/upgraded-data.$rel"; then
+    echo "upgrade: cannot read $rel after the update as a fresh install has it ($cols)" >&2
+    data_ok=0
+    continue
+  fi
   if ! diff -u --label "fresh $rel" --label "updated $rel" \
       "$WORK/schema/fresh-data.$rel" "$WORK/schema/upgraded-data.$rel" >"$WORK/schema/data.$rel.diff"; then
     echo "upgrade: rows of $rel differ from a fresh install:" >&2
@@ -446,6 +455,13 @@ BEGIN
     SELECT string_agg(format('%s: %s, %s applied %s', tenant_id, status, applied, error), '; ') INTO bad
       FROM mt.migrate_all() WHERE applied > 0 OR status = 'failed';
     IF bad IS NOT NULL THEN RAISE EXCEPTION 'migrate_all after the update: %', bad; END IF;
+END
+$$;
+-- its own transaction: runs with workers refuse one that has written already
+DO $$
+DECLARE
+    bad text;
+BEGIN
     SELECT string_agg(format('%s: %s', tenant_id, status), '; ') INTO bad
       FROM mt.seed_all('starter-teams') WHERE status <> 'skipped';
     IF bad IS NOT NULL THEN RAISE EXCEPTION 'seed_all after the update ran again: %', bad; END IF;
@@ -483,11 +499,25 @@ else
   cp -r examples/drizzle/. "$FIXTURES/drizzle/"
   chmod -R a+rX "$FIXTURES"
   suites=$(ls pg_test/sql/*.sql | xargs -n1 basename | sed 's/\.sql$//')
+  # Tenant roles are cluster-wide and every suite reuses tenant ids: as scripts/regress.sh
+  # does, the roles a suite's tenants got go before the next suite (those of the databases
+  # above, tenants upg-*, stay: they still own objects).
+  drop_tenant_roles() {
+    psql_ -d postgres -c "SET client_min_messages = warning" -c "DO \$\$ DECLARE r record; BEGIN
+        FOR r IN SELECT a.rolname FROM pg_authid a JOIN pg_shdescription d ON d.objoid = a.oid AND d.classoid = 'pg_authid'::regclass
+                  WHERE d.description LIKE 'multitenant: role of tenant %' LOOP
+            BEGIN
+                EXECUTE format('DROP ROLE %I', r.rolname);
+            EXCEPTION WHEN dependent_objects_still_exist THEN NULL;
+            END;
+        END LOOP; END \$\$"
+  }
+  drop_tenant_roles
   regress_failed=()
   for suite in $suites; do
     db="regress_$suite"
     # what pg_regress does to the databases it creates
-    psql_ -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db" \
+    psql_ -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" \
       -c "CREATE DATABASE $db TEMPLATE regress_template" \
       -c "ALTER DATABASE $db SET lc_messages TO 'C'" -c "ALTER DATABASE $db SET lc_monetary TO 'C'" \
       -c "ALTER DATABASE $db SET lc_numeric TO 'C'" -c "ALTER DATABASE $db SET lc_time TO 'C'" \
@@ -503,7 +533,8 @@ else
         echo "upgrade: (all of it: $REG/out/$suite/regression.diffs)"
       fi
     fi
-    psql_ -d postgres -c "DROP DATABASE IF EXISTS $db"
+    psql_ -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"
+    drop_tenant_roles
   done
   if [ "${#regress_failed[@]}" -eq 0 ]; then
     pass "(c) the pg_regress suites pass on updated databases ($(echo $suites | wc -w) suites)"

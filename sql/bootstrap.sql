@@ -59,7 +59,7 @@ INSERT INTO mt.config_options (key, default_value, description) VALUES
     ('extensions_schema', '',
      'schema that CREATE EXTENSION statements of tenant migrations install into; empty means the shared schema'),
     ('allowed_extensions',
-     'btree_gin,btree_gist,citext,cube,dict_int,earthdistance,fuzzystrmatch,hstore,intarray,isn,lo,ltree,pg_trgm,pgcrypto,seg,tablefunc,tcn,tsm_system_rows,tsm_system_time,unaccent,uuid-ossp',
+     'btree_gin,btree_gist,citext,cube,dict_int,fuzzystrmatch,hstore,intarray,isn,lo,ltree,pg_trgm,pgcrypto,seg,tablefunc,tcn,tsm_system_rows,tsm_system_time,unaccent,uuid-ossp',
      'comma-separated extensions that tenant migrations may create (once, database-wide, by the extension owner)');
 
 -- User choices only: a key absent here has its default. pg_dump keeps the rows, and a

@@ -23,6 +23,7 @@
 CREATE FUNCTION mt.is_extension_member(classid regclass, objid oid)
 RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT EXISTS (SELECT FROM pg_catalog.pg_depend d
                     WHERE d.classid = is_extension_member.classid AND d.objid = is_extension_member.objid AND d.deptype = 'e')
@@ -389,6 +390,7 @@ COMMENT ON FUNCTION mt.anonymize_expression(jsonb, text, text, text) IS
 CREATE FUNCTION mt.anonymize_error(table_name text, column_name text, problem text)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RAISE EXCEPTION 'anonymize rule for %.%: %', table_name, column_name, problem

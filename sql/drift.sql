@@ -14,6 +14,7 @@
 CREATE FUNCTION mt.strip_schema(definition text, schema_name text)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
     -- Schema names are plain identifiers (naming rules), so the qualifier is `name.` or "name".
     SELECT regexp_replace(
@@ -28,6 +29,7 @@ COMMENT ON FUNCTION mt.strip_schema(text, text) IS
 CREATE FUNCTION mt.strip_schema_setting(settings text[], schema_name text)
 RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT array_agg(CASE WHEN s LIKE 'search_path=%'
                           THEN 'search_path=' || (SELECT string_agg(CASE WHEN btrim(e, ' "') = schema_name THEN '$schema' ELSE btrim(e) END, ', ' ORDER BY i)

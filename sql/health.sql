@@ -6,6 +6,7 @@
 CREATE FUNCTION mt.is_migration_operation(operation text)
 RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
     -- As mt.runs.operation names them: migrate_all runs are 'migrate' (or 'mark_applied').
     SELECT operation IN ('migrate', 'mark_applied', 'convert_tracking', 'clean_orphans', 'migrate_tenant')
@@ -154,6 +155,7 @@ COMMENT ON VIEW mt.activity IS
 CREATE FUNCTION mt.prometheus_label(value text)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT '"' || replace(replace(replace(value, E'\\', E'\\\\'), '"', E'\\"'), E'\n', E'\\n') || '"'
 $$;
@@ -228,6 +230,7 @@ COMMENT ON FUNCTION mt.metrics(text) IS
 CREATE FUNCTION mt.metric_family(name text, type text, help text, samples text[])
 RETURNS text[]
 LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT ARRAY[format('# HELP %s %s', name, replace(replace(help, E'\\', E'\\\\'), E'\n', E'\\n')), format('# TYPE %s %s', name, type)]
            || ARRAY(SELECT name || s FROM unnest(samples) s)

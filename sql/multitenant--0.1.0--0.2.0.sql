@@ -5,7 +5,7 @@
 -- 0.2.0 install; scripts/upgrade-test.sh proves it.
 \echo Use "ALTER EXTENSION multitenant UPDATE TO '0.2.0'" to load this file. \quit
 
--- The 0.2.0 library has its own file name ($libdir/multitenant-0.2.0); every C function moves to it.
+-- The 0.2.0 library has its own file name (multitenant-0.2.0.so in $libdir); every C function moves to it.
 
 -- Roles of 0.2.0 (cluster-wide; another database's update may have made them).
 
@@ -43,7 +43,7 @@ SELECT o.key, o.default_value, o.description FROM (VALUES
     ('extensions_schema', '',
      'schema that CREATE EXTENSION statements of tenant migrations install into; empty means the shared schema'),
     ('allowed_extensions',
-     'btree_gin,btree_gist,citext,cube,dict_int,earthdistance,fuzzystrmatch,hstore,intarray,isn,lo,ltree,pg_trgm,pgcrypto,seg,tablefunc,tcn,tsm_system_rows,tsm_system_time,unaccent,uuid-ossp',
+     'btree_gin,btree_gist,citext,cube,dict_int,fuzzystrmatch,hstore,intarray,isn,lo,ltree,pg_trgm,pgcrypto,seg,tablefunc,tcn,tsm_system_rows,tsm_system_time,unaccent,uuid-ossp',
      'comma-separated extensions that tenant migrations may create (once, database-wide, by the extension owner)')
 ) AS o(key, default_value, description);
 
@@ -90,6 +90,8 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
+    -- Serialise creators of the same schema, so that "a-b" and "a_b" created at the same
+    -- time get the collision error below rather than a unique violation.
     PERFORM pg_advisory_xact_lock(hashtextextended('mt.schema:' || new_schema, 0));
 
     SELECT * INTO existing FROM mt.tenants t WHERE t.tenant_id = create_tenant.tenant_id;
@@ -122,6 +124,8 @@ BEGIN
     ELSE
         EXECUTE format('CREATE SCHEMA %I AUTHORIZATION %I', new_schema, owner);
     END IF;
+    -- The schema stays the trusted owner's; the tenant's role may use it and create in it,
+    -- and owns what its migrations create.
     IF mt.get_config('tenant_roles') = 'on' THEN
         role_name := mt.create_tenant_role(tenant_id);
         PERFORM mt.grant_schema(new_schema, role_name);
@@ -132,9 +136,13 @@ BEGIN
     RETURNING * INTO created;
 
     IF migrate THEN
+        -- Copying the template is much faster than replaying every migration; it is used
+        -- only when the template has exactly the registered migrations applied.
         IF use_template AND mt.template_is_current() THEN
             PERFORM mt.copy_template(new_schema);
         END IF;
+        -- In this transaction: if a migration fails, the tenant is not created at all. After
+        -- a clone this finds nothing to apply and records the cloned migrations in the ledger.
         SELECT * INTO outcome FROM mt.migrate_tenant(create_tenant.tenant_id);
         IF outcome.status = 'failed' THEN
             RAISE EXCEPTION 'tenant "%" was not created: a migration failed: %', tenant_id, outcome.error
@@ -174,6 +182,7 @@ BEGIN
                   HINT = 'SELECT tenant_id FROM mt.tenants lists the tenants.';
     END IF;
 
+    -- The engine's lock: a run on this tenant finishes first.
     PERFORM pg_advisory_xact_lock(hashtext('multitenant'), hashtext(victim.schema_name));
     objects := mt.schema_object_count(victim.schema_name);
     IF objects > 0 AND NOT force THEN
@@ -183,6 +192,7 @@ BEGIN
     END IF;
 
     IF EXISTS (SELECT FROM pg_namespace WHERE nspname = victim.schema_name) THEN
+        -- The tracking table first, so CASCADE's notice lists only the tenant's own objects.
         IF to_regclass(format('%I.%I', victim.schema_name, mt.get_config('tracking_table'))) IS NOT NULL THEN
             EXECUTE format('DROP TABLE %I.%I', victim.schema_name, mt.get_config('tracking_table'));
         END IF;
@@ -192,6 +202,7 @@ BEGIN
     END IF;
     DELETE FROM mt.tenants t WHERE t.tenant_id = victim.tenant_id;
     IF victim.role_name IS NOT NULL AND EXISTS (SELECT FROM pg_roles r WHERE r.rolname = victim.role_name) THEN
+        -- What the role still owns or was granted in this database (outside its schema).
         EXECUTE format('DROP OWNED BY %I', victim.role_name);
         BEGIN
             EXECUTE format('DROP ROLE %I', victim.role_name);
@@ -240,6 +251,8 @@ BEGIN
     )
     SELECT array_agg(a.tenant_id ORDER BY a.schema_name) INTO adopted FROM adoptable a;
 
+    -- What is inside an adopted schema is untrusted: it gets a role of its own, its
+    -- objects go to that role, and the schema and tracking table to the trusted owner.
     RETURN QUERY
     WITH assigned AS (
         SELECT * FROM mt.assign_tenant_roles(
@@ -270,6 +283,8 @@ BEGIN
                   HINT = 'SELECT key FROM mt.settings lists the settings.';
     END IF;
 
+    -- These decide which role code runs as, or what the extension owner installs: changing
+    -- them through the SECURITY DEFINER mt.set_config must not be a way up for mt_admin.
     IF NEW.key IN ('tenant_roles', 'schema_owner', 'shared_role', 'extensions_schema', 'allowed_extensions', 'application_role')
        AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = session_user) THEN
         RAISE EXCEPTION 'only a superuser may change the setting "%"', NEW.key
@@ -350,8 +365,8 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT EXISTS (SELECT FROM pg_roles r WHERE r.oid = is_trusted.role AND r.rolsuper)
-        OR is_trusted.role = (SELECT e.extowner FROM pg_extension e WHERE e.extname = 'multitenant')
-        OR is_trusted.role = (SELECT r.oid FROM pg_roles r WHERE r.rolname = mt.get_config('schema_owner'))
+        OR EXISTS (SELECT FROM pg_extension e WHERE e.extname = 'multitenant' AND e.extowner = is_trusted.role)
+        OR EXISTS (SELECT FROM pg_roles r WHERE r.rolname = mt.get_config('schema_owner') AND r.oid = is_trusted.role)
 $$;
 
 CREATE FUNCTION mt.tenant_role_name(tenant_id text)
@@ -472,6 +487,7 @@ BEGIN
               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE n.nspname = hand_over_schema.schema_name AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
                AND c.oid IS DISTINCT FROM tracking
+               -- sequences owned by a column follow their table
                AND NOT (c.relkind = 'S' AND EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
                                                       AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')))
             UNION ALL
@@ -509,6 +525,7 @@ DECLARE
                               pg_get_userbyid((SELECT e.extowner FROM pg_extension e WHERE e.extname = 'multitenant')));
     tracking text := format('%I.%I', schema_name, mt.get_config('tracking_table'));
 BEGIN
+    -- Only what is missing, so that calling it on every run writes nothing.
     IF (SELECT n.nspowner FROM pg_namespace n WHERE n.nspname = grant_schema.schema_name) <> owner::regrole THEN
         EXECUTE format('ALTER SCHEMA %I OWNER TO %I', schema_name, owner);
     END IF;
@@ -556,6 +573,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     tenant    mt.tenants;
+    -- A superuser may take over what other roles built; mt_admin only what trusted roles did.
     any_owner boolean := (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = session_user);
     tracking  regclass;
 BEGIN
@@ -644,6 +662,7 @@ BEGIN
                   HINT = format('A superuser can allow it: SELECT mt.set_config(''allowed_extensions'', %L); or create it in a shared migration.',
                                 concat_ws(',', nullif(mt.get_config('allowed_extensions'), ''), extension));
     END IF;
+    -- Workers migrating other tenants may get here at the same time.
     PERFORM pg_advisory_xact_lock(hashtext('multitenant'), hashtext('extension:' || extension));
     IF NOT EXISTS (SELECT FROM pg_extension e WHERE e.extname = extension) THEN
         EXECUTE format('CREATE EXTENSION %I SCHEMA %I', extension, target_schema);
@@ -681,6 +700,7 @@ BEGIN
                   HINT = CASE seed.scope WHEN 'shared' THEN 'Run it with mt.seed_shared.' ELSE 'Run it with mt.seed_tenant or mt.seed_all.' END;
     END IF;
 
+    -- One seeding of a schema at a time, so that two runs never both see "not yet".
     PERFORM pg_advisory_xact_lock(hashtextextended('mt.seed:' || target_schema || ':' || seed_name, 0));
     IF NOT force AND EXISTS (SELECT FROM mt.seed_history h
                               WHERE h.seed_name = seed.name AND h.schema_name = target_schema
@@ -688,6 +708,8 @@ BEGIN
         RETURN 'skipped';
     END IF;
 
+    -- Seeds are tenant code whoever wrote them: they run as the schema's role (mt.code_role),
+    -- so a seed function whose body was replaced later gains nothing.
     PERFORM mt.execute_as(mt.code_role(target_schema),
                           concat_ws(', ', quote_ident(target_schema), nullif(quote_ident(shared), quote_ident(target_schema)),
                                     'public', 'pg_temp'),
@@ -717,6 +739,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     source_oid oid := (SELECT n.oid FROM pg_namespace n WHERE n.nspname = source_schema);
+    -- The tracking table is the trusted owner's: mt.copy_tracking copies it, not the clone.
     tracking   oid := to_regclass(format('%I.%I', source_schema, mt.get_config('tracking_table')));
     target     text := quote_ident(target_schema);
     source_role oid;
@@ -727,6 +750,7 @@ BEGIN
     END IF;
     source_role := mt.code_role(source_schema);
 
+    -- Refuse what would otherwise come out wrong, before anything is written.
     SELECT u.kind, u.name INTO unsupported FROM (
         SELECT CASE c.relkind WHEN 'p' THEN 'partitioned table' WHEN 'f' THEN 'foreign table' ELSE 'inherited table' END AS kind,
                c.relname::text AS name
@@ -747,13 +771,17 @@ BEGIN
             USING ERRCODE = 'feature_not_supported';
     END IF;
 
+    -- From here on the deparsers write the source's objects unqualified.
     PERFORM set_config('search_path', format('pg_catalog, %I, pg_temp', source_schema), true);
 
     RETURN QUERY
+    -- Catalog lookups go through indexes (pg_depend by depender, pg_class by oid): the
+    -- catalogs grow with every tenant, and a clone should not slow down as they do.
     WITH rel AS (
         SELECT c.oid, c.relname, c.relkind, c.relpersistence, c.reloptions, c.relowner, c.relacl,
                c.relrowsecurity, c.relforcerowsecurity, c.relispopulated,
                format('%s.%I', target, c.relname) AS qualified,
+               -- the word ALTER, COMMENT ON and GRANT use for it
                CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
                               WHEN 'c' THEN 'TYPE' ELSE 'TABLE' END AS keyword
           FROM pg_class c
@@ -779,6 +807,7 @@ BEGIN
         SELECT p.oid, p.proname, p.prokind, p.proowner, p.proacl, p.proconfig,
                format('%s.%I(%s)', target, p.proname, pg_get_function_identity_arguments(p.oid)) AS qualified,
                CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END AS keyword,
+               -- which relations of the schema it needs to exist first (through types or a SQL body)
                (SELECT max(CASE WHEN r.relkind IN ('v', 'm') THEN 2 ELSE 1 END)
                   FROM pg_depend d
                   LEFT JOIN pg_type t ON d.refclassid = 'pg_type'::regclass AND t.oid = d.refobjid
@@ -805,11 +834,13 @@ BEGIN
         )
         SELECT view, max(depth) AS depth FROM walk GROUP BY view
     ), statements(step, sort_key, object_type, object_name, statement) AS (
+        -- 10: enums
         SELECT 10, t.oid::bigint, 'type', t.typname::text,
                format('CREATE TYPE %s AS ENUM (%s)', t.qualified,
                       (SELECT string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid))
           FROM typ t WHERE t.typtype = 'e'
         UNION ALL
+        -- 11: domains and composite types, in creation order
         SELECT 11, t.oid::bigint, 'type', t.typname::text,
                CASE WHEN t.typtype = 'd' THEN
                    format('CREATE DOMAIN %s AS %s%s%s%s', t.qualified, format_type(b.typbasetype, b.typtypmod),
@@ -829,6 +860,7 @@ BEGIN
           FROM typ t JOIN pg_type b ON b.oid = t.oid LEFT JOIN pg_type bt ON bt.oid = b.typbasetype
          WHERE t.typtype IN ('d', 'c')
         UNION ALL
+        -- 20: sequences (not those of identity columns)
         SELECT 20, s.oid::bigint, 'sequence', s.relname::text,
                format('CREATE SEQUENCE %s AS %s INCREMENT BY %s MINVALUE %s MAXVALUE %s START WITH %s CACHE %s %s',
                       s.qualified, format_type(q.seqtypid, NULL), q.seqincrement, q.seqmin, q.seqmax, q.seqstart, q.seqcache,
@@ -836,15 +868,18 @@ BEGIN
           FROM rel s JOIN pg_sequence q ON q.seqrelid = s.oid
          WHERE s.relkind = 'S' AND NOT EXISTS (SELECT FROM identity_seq i WHERE i.seq = s.oid)
         UNION ALL
+        -- 30, 65, 75: functions and procedures, by what they need
         SELECT CASE f.needs WHEN 1 THEN 65 WHEN 2 THEN 75 ELSE 30 END, f.oid::bigint,
                lower(f.keyword), f.proname::text,
                pg_get_functiondef(f.oid)
           FROM fn f
         UNION ALL
+        -- 31: domain constraints (they may call the functions)
         SELECT 31, k.oid::bigint, 'constraint', t.typname || '.' || k.conname,
                format('ALTER DOMAIN %s ADD CONSTRAINT %I %s', t.qualified, k.conname, pg_get_constraintdef(k.oid))
           FROM typ t JOIN pg_constraint k ON k.contypid = t.oid
         UNION ALL
+        -- 40: tables with their columns
         SELECT 40, r.oid::bigint, 'table', r.relname::text,
                format('CREATE %sTABLE %s (%s)%s', CASE WHEN r.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END, r.qualified,
                       coalesce((SELECT string_agg(
@@ -868,16 +903,19 @@ BEGIN
                       CASE WHEN r.reloptions IS NOT NULL THEN format(' WITH (%s)', array_to_string(r.reloptions, ', ')) ELSE '' END)
           FROM rel r WHERE r.relkind = 'r'
         UNION ALL
+        -- 60: constraints other than foreign keys; 80: foreign keys, after the rows
         SELECT CASE WHEN k.contype = 'f' THEN 80 ELSE 60 END, k.oid::bigint, 'constraint', r.relname || '.' || k.conname,
                format('ALTER TABLE %s ADD CONSTRAINT %I %s', r.qualified, k.conname, pg_get_constraintdef(k.oid))
           FROM rel r JOIN pg_constraint k ON k.conrelid = r.oid
          WHERE k.contype IN ('p', 'u', 'x', 'c', 'f') AND k.conislocal
         UNION ALL
+        -- 61, 71: indexes that no constraint owns
         SELECT CASE WHEN r.relkind = 'm' THEN 71 ELSE 61 END, i.indexrelid::bigint, 'index', ic.relname::text,
                pg_get_indexdef(i.indexrelid)
           FROM rel r JOIN pg_index i ON i.indrelid = r.oid JOIN pg_class ic ON ic.oid = i.indexrelid
          WHERE NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = r.oid AND k.contype IN ('p', 'u', 'x'))
         UNION ALL
+        -- 62: serial-style sequences owned by a column
         SELECT 62, s.oid::bigint, 'sequence', s.relname::text,
                format('ALTER SEQUENCE %s OWNED BY %s.%I', s.qualified, r.qualified, a.attname)
           FROM rel s
@@ -888,12 +926,14 @@ BEGIN
           JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum = d.refobjsubid
          WHERE s.relkind = 'S'
         UNION ALL
+        -- 70: views and materialized views, each after those it reads
         SELECT 70, v.depth * 4294967296 + r.oid::bigint, lower(r.keyword), r.relname::text,
                format('CREATE %s %s%s AS %s%s', r.keyword, r.qualified,
                       CASE WHEN r.reloptions IS NOT NULL THEN format(' WITH (%s)', array_to_string(r.reloptions, ', ')) ELSE '' END,
                       rtrim(pg_get_viewdef(r.oid), ';'), CASE r.relkind WHEN 'm' THEN ' WITH NO DATA' ELSE '' END)
           FROM rel r JOIN view_depth v ON v.view = r.oid
         UNION ALL
+        -- 85: triggers (not the internal ones behind foreign keys), then their enabled state
         SELECT 85, g.oid::bigint, 'trigger', r.relname || '.' || g.tgname,
                pg_get_triggerdef(g.oid)
                || CASE g.tgenabled WHEN 'D' THEN format('; ALTER TABLE %s DISABLE TRIGGER %I', r.qualified, g.tgname)
@@ -903,6 +943,7 @@ BEGIN
           FROM rel r JOIN pg_trigger g ON g.tgrelid = r.oid
          WHERE NOT g.tgisinternal
         UNION ALL
+        -- 86: row level security
         SELECT 86, r.oid::bigint, 'table', r.relname::text,
                format('ALTER TABLE %s %s ROW LEVEL SECURITY', r.qualified, CASE WHEN r.relforcerowsecurity THEN 'FORCE' ELSE 'ENABLE' END)
                || CASE WHEN r.relforcerowsecurity AND r.relrowsecurity THEN format('; ALTER TABLE %s ENABLE ROW LEVEL SECURITY', r.qualified) ELSE '' END
@@ -917,6 +958,7 @@ BEGIN
                       CASE WHEN p.polwithcheck IS NOT NULL THEN format(' WITH CHECK (%s)', pg_get_expr(p.polwithcheck, p.polrelid)) ELSE '' END)
           FROM rel r JOIN pg_policy p ON p.polrelid = r.oid
         UNION ALL
+        -- 90: comments on every kind of object cloned
         SELECT 90, o.sort_key, 'comment', o.name, format('COMMENT ON %s IS %L', o.target_object, d.description)
           FROM (
             SELECT 'pg_class'::regclass AS classid, r.oid AS objid, 0 AS objsubid, r.oid::bigint AS sort_key, r.relname::text AS name,
@@ -949,6 +991,8 @@ BEGIN
           ) o
           JOIN pg_description d ON d.classoid = o.classid AND d.objoid = o.objid AND d.objsubid = o.objsubid
         UNION ALL
+        -- 91: privileges as the source has them. The statements run as the target's role,
+        -- which owns what they create: the source's owner (and the source's role) is CURRENT_USER.
         SELECT 91, o.sort_key, 'grant', o.name,
                format('REVOKE ALL ON %s %s FROM PUBLIC, CURRENT_USER', o.kind, o.target_object)
                || coalesce((SELECT string_agg(format('; GRANT %s%s ON %s %s TO %s%s', x.privilege_type,
@@ -971,6 +1015,7 @@ BEGIN
               FROM fn f WHERE f.proacl IS NOT NULL
           ) o
         UNION ALL
+        -- column privileges add to the table's: grants only
         SELECT 91, r.oid::bigint, 'grant', r.relname || '.' || a.attname,
                (SELECT string_agg(format('GRANT %s (%I) ON TABLE %s TO %s%s', x.privilege_type, a.attname, r.qualified,
                                          CASE WHEN x.grantee = 0 THEN 'PUBLIC'
@@ -981,6 +1026,7 @@ BEGIN
           FROM rel r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
          WHERE a.attacl IS NOT NULL
         UNION ALL
+        -- 92: function settings; a search_path naming the source names the target instead
         SELECT 92, f.oid::bigint, lower(f.keyword), f.proname::text,
                format('ALTER %s %s RESET ALL', f.keyword, f.qualified)
                || (SELECT string_agg(format('; ALTER %s %s SET %I = %s', f.keyword,
@@ -993,11 +1039,14 @@ BEGIN
           FROM fn f
          WHERE EXISTS (SELECT FROM unnest(f.proconfig) AS setting WHERE setting LIKE 'search\_path=%')
         UNION ALL
+        -- 95: materialized views that hold rows in the source
         SELECT 95, v.depth * 4294967296 + r.oid::bigint, 'materialized view', r.relname::text,
                format('REFRESH MATERIALIZED VIEW %s', r.qualified)
           FROM rel r JOIN view_depth v ON v.view = r.oid
          WHERE r.relkind = 'm' AND r.relispopulated
     )
+    -- Deparsers always qualify some names (function headers, the table of an index or a
+    -- trigger) and bodies are text: whatever still names the source now names the target.
     SELECT s.step, s.object_type, s.object_name, mt.requalify(s.statement, source_schema, target_schema)
       FROM statements s
      ORDER BY s.step, s.sort_key, s.statement;
@@ -1023,6 +1072,7 @@ BEGIN
                   HINT = 'For example {"users": {"email": {"template": "user-{hash}@example.com"}, "name": null}}.';
     END IF;
 
+    -- Every table and column a rule names must exist, before a row is copied.
     SELECT r.key AS table_name, c.key AS column_name,
            EXISTS (SELECT FROM pg_class t WHERE t.relnamespace = source_oid AND t.relname = r.key AND t.relkind = 'r') AS table_exists,
            jsonb_typeof(r.value) AS rules_type
@@ -1066,6 +1116,7 @@ BEGIN
                    WHEN anonymize -> t.relname::text ? a.attname
                        THEN mt.anonymize_expression(anonymize -> t.relname::text -> a.attname::text, t.relname, a.attname,
                                                     mt.strip_schema(format_type(a.atttypid, a.atttypmod), source_schema))
+                   -- types of the source schema (enums, domains, composites) reach the clone's through text
                    WHEN ty.typnamespace = source_oid OR el.typnamespace = source_oid
                        THEN format('%I::text::%I.%s', a.attname, target_schema,
                                    mt.strip_schema(format_type(a.atttypid, a.atttypmod), source_schema))
@@ -1093,10 +1144,12 @@ BEGIN
                       target_schema, c.relname, c.columns, c.expressions, source_schema, c.relname) AS statement
           FROM copies c
         UNION ALL
+        -- where the source's sequence is (a fresh one starts where the source started)
         SELECT 2, 0, 'sequence', NULL, format('SELECT pg_catalog.setval(%L::regclass, %s, true)',
                                                format('%I.%I', target_schema, s.relname), s.last_value)
           FROM sequences s WHERE s.last_value IS NOT NULL
         UNION ALL
+        -- past the largest copied value
         SELECT 3, 0, 'sequence', s.table_name::text,
                format('SELECT pg_catalog.setval(%L::regclass, max(%I)::bigint) FROM %I.%I HAVING max(%I)::bigint > %s',
                       format('%I.%I', target_schema, s.relname), s.attname, target_schema, s.table_name,
@@ -1117,10 +1170,13 @@ DECLARE
     item   record;
     copied bigint;
     total  bigint := 0;
+    -- The source's role reads its own rows (row level security applies as it does to the
+    -- source's owner) and may write into the clone only while the copy lasts.
     reader oid := mt.code_role(source_schema);
 BEGIN
     PERFORM mt.lend_schema(target_schema, reader, true);
     FOR item IN SELECT * FROM mt.row_copy_statements(source_schema, target_schema, include_data, anonymize) LOOP
+        -- Type names in anonymize rules resolve in the clone.
         copied := mt.execute_as(reader, format('pg_catalog, %I, pg_temp', target_schema), item.statement);
         IF item.kind = 'rows' THEN
             total := total + copied;
@@ -1198,6 +1254,7 @@ BEGIN
         RAISE EXCEPTION 'schema "%" is not empty', target_schema USING ERRCODE = 'schema_and_data_statement_mixing_not_supported',
             HINT = 'Clone into a new tenant, or drop what the schema holds first.';
     END IF;
+    -- Migrations take this lock exclusively; clones of one source may run side by side.
     PERFORM pg_advisory_xact_lock_shared(hashtext('multitenant'), hashtext(source_schema));
     rows_copied := mt.clone_objects(source_schema, target_schema, include_data, anonymize);
     PERFORM mt.copy_tracking(source_schema, target_schema);
@@ -1239,12 +1296,15 @@ BEGIN
         RAISE EXCEPTION 'schema name "%" cannot receive a copy of the template', target_schema
             USING ERRCODE = 'invalid_schema_name';
     END IF;
+    -- Migrations of the template take this lock exclusively.
     PERFORM pg_advisory_xact_lock_shared(hashtext('multitenant'), hashtext('mt_template'));
     current_version := mt.template_version();
     IF NOT EXISTS (SELECT FROM mt.template_scripts s WHERE s.version = current_version)
        AND NOT mt.build_template_scripts(current_version) THEN
         PERFORM mt.clone_objects('mt_template', target_schema, false, NULL);
     ELSE
+        -- As in mt.clone_objects: the target's role runs the DDL, the template's role copies
+        -- the rows its migrations wrote.
         FOR item IN SELECT s.part, s.script FROM mt.template_scripts s
                      WHERE s.version = current_version AND s.script <> '' ORDER BY s.part LOOP
             IF item.part = 2 THEN
@@ -1258,6 +1318,7 @@ BEGIN
             END IF;
         END LOOP;
     END IF;
+    -- New tenants get the configured tracking format, whatever the template's is.
     PERFORM mt.copy_tracking('mt_template', target_schema, mt.get_config('tracking_format'));
 END
 $$;
@@ -1361,7 +1422,7 @@ REVOKE EXECUTE ON FUNCTION
     mt.ensure_extension(text, text)
 FROM mt_admin;
 
-GRANT SELECT ON mt.status, mt.sync_status, mt.health, mt.activity, mt.run_progress, mt.runs, mt.run_tenants,
+GRANT SELECT ON mt.config, mt.config_options, mt.status, mt.sync_status, mt.health, mt.activity, mt.run_progress, mt.runs, mt.run_tenants,
                 mt.drift_report, mt.drift_summary, mt.applied_migrations, mt.tenants, mt.tenant_directory, mt.settings
    TO mt_monitor;
 GRANT EXECUTE ON FUNCTION
@@ -1389,6 +1450,22 @@ GRANT EXECUTE ON FUNCTION
 
 -- Template copies are now written differently (the tracking table is copied by the extension).
 DELETE FROM mt.template_scripts;
+
+-- Every function of the extension resolves names through pg_catalog first.
+ALTER FUNCTION mt.anonymize_error(text, text, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION mt.is_extension_member(regclass, oid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION mt.is_migration_operation(text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION mt.metric_family(text, text, text, text[]) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION mt.prometheus_label(text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION mt.strip_schema(text, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION mt.strip_schema_setting(text[], text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION mt.diff_models(jsonb, jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION mt.fingerprint(jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION mt.read_migration_folder(text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION mt.requalify(text, text, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION mt.schema_name(text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION mt.tenant_id_of(text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION mt.validate_naming(text, text) SET search_path = pg_catalog, pg_temp;
 
 -- ===========================================================================================
 -- BEGIN SECTION library relink (keep it LAST: changes of tables and functions go ABOVE it)

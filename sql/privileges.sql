@@ -34,7 +34,7 @@ REVOKE EXECUTE ON FUNCTION
     mt.ensure_extension(text, text)
 FROM mt_admin;
 
-GRANT SELECT ON mt.status, mt.sync_status, mt.health, mt.activity, mt.run_progress, mt.runs, mt.run_tenants,
+GRANT SELECT ON mt.config, mt.config_options, mt.status, mt.sync_status, mt.health, mt.activity, mt.run_progress, mt.runs, mt.run_tenants,
                 mt.drift_report, mt.drift_summary, mt.applied_migrations, mt.tenants, mt.tenant_directory, mt.settings
    TO mt_monitor;
 GRANT EXECUTE ON FUNCTION

@@ -23,8 +23,8 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT EXISTS (SELECT FROM pg_roles r WHERE r.oid = is_trusted.role AND r.rolsuper)
-        OR is_trusted.role = (SELECT e.extowner FROM pg_extension e WHERE e.extname = 'multitenant')
-        OR is_trusted.role = (SELECT r.oid FROM pg_roles r WHERE r.rolname = mt.get_config('schema_owner'))
+        OR EXISTS (SELECT FROM pg_extension e WHERE e.extname = 'multitenant' AND e.extowner = is_trusted.role)
+        OR EXISTS (SELECT FROM pg_roles r WHERE r.rolname = mt.get_config('schema_owner') AND r.oid = is_trusted.role)
 $$;
 COMMENT ON FUNCTION mt.is_trusted(oid) IS
     'multitenant: whether a role is trusted to own tenant schemas and tracking tables: a superuser, the extension owner or the schema_owner setting';

@@ -11,6 +11,7 @@ use crate::workers::{self, RunResult};
 /// `mt.requalify(sql, from_schema, to_schema)`: `sql` with every `from_schema.` qualifier
 /// naming `to_schema` instead, in code and function bodies but not in literals or comments.
 #[pg_extern(immutable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 fn requalify(sql: &str, from_schema: &str, to_schema: &str) -> String {
     sql_text::requalify(sql, from_schema, to_schema)
 }

@@ -17,13 +17,17 @@ fn model(json: JsonB) -> SchemaModel {
 /// `mt.fingerprint(model)`: the fingerprint of a model from `mt.introspect`, equal to the one
 /// `mt.drift_summary` shows for the same schema.
 #[pg_extern(immutable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 fn fingerprint(model_json: JsonB) -> String {
     model(model_json).fingerprint()
 }
 
 /// `mt.diff_models(expected, actual)`: the differences between two models from
 /// `mt.introspect`, for instance taken from two databases.
+// pgrx reads the column names from the `name!`s of the return type, so it stays spelled out.
+#[allow(clippy::type_complexity)]
 #[pg_extern(immutable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 fn diff_models(
     expected: JsonB,
     actual: JsonB,

@@ -19,6 +19,7 @@ type RunRow = PgHeapTuple<'static, pgrx::AllocatedByRust>;
 /// `mt.read_migration_folder(folder)`: the migrations of a drizzle-kit or numbered folder on
 /// the server, parsed exactly as `multitenant-core` parses them for the client.
 #[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
 fn read_migration_folder(
     folder: &str,
 ) -> TableIterator<

@@ -25,6 +25,7 @@ fn configured_naming() -> Naming {
 /// `mt.schema_name(tenant_id)`: the schema of a tenant id under the configured template.
 /// Not strict: a NULL id is an error, not a NULL name.
 #[pg_extern(stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 fn schema_name(tenant_id: Option<&str>) -> String {
     let tenant_id = tenant_id.unwrap_or_else(|| raise(NamingError::NullTenantId));
     configured_naming().schema_name(tenant_id).unwrap_or_else(|err| raise(err))
@@ -33,12 +34,14 @@ fn schema_name(tenant_id: Option<&str>) -> String {
 /// `mt.tenant_id_of(schema_name)`: the tenant id whose schema this is under the configured
 /// template, or NULL when the name does not follow it.
 #[pg_extern(stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 fn tenant_id_of(schema_name: &str) -> Option<String> {
     configured_naming().tenant_id_of(schema_name)
 }
 
 /// `mt.validate_naming(template, shared_schema)`: raises 22023 unless the pair is usable.
 #[pg_extern(immutable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 fn validate_naming(template: &str, shared_schema: &str) {
     if let Err(err) = Naming::new(template, shared_schema) {
         raise(err)

@@ -76,10 +76,11 @@ pub fn run_as<R>(role: pg_sys::Oid, search_path: &str, body: impl FnOnce() -> R)
 }
 
 fn role_name(role: pg_sys::Oid) -> String {
-    Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_userbyid($1)", &[role.into()])
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| role.to_u32().to_string())
+    let name = unsafe { pg_sys::GetUserNameFromId(role, true) };
+    if name.is_null() {
+        return role.to_u32().to_string();
+    }
+    unsafe { std::ffi::CStr::from_ptr(name) }.to_string_lossy().into_owned()
 }
 
 /// The search_path tenant code of `schema` runs with: its own schema, the shared schema,

@@ -89,9 +89,11 @@ fn metrics_are_valid_prometheus_text() {
 /// The Prometheus text exposition format, strictly: every sample belongs to a family whose
 /// HELP and TYPE came first (once each), names and labels are well formed, label values
 /// are escaped, values are numbers.
+type Labels = BTreeMap<String, String>;
+
 struct Parsed {
     types: BTreeMap<String, String>,
-    samples: BTreeMap<String, Vec<(BTreeMap<String, String>, f64)>>,
+    samples: BTreeMap<String, Vec<(Labels, f64)>>,
 }
 
 fn parse(text: &str) -> Parsed {

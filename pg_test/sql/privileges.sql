@@ -38,3 +38,25 @@ RESET ROLE;
 
 DROP ROLE regress_app;
 DROP ROLE regress_operator;
+
+-- Every function of the extension resolves names through pg_catalog first, whoever calls it.
+SELECT p.oid::regprocedure AS without_pinned_search_path
+  FROM pg_proc p
+ WHERE p.pronamespace = 'mt'::regnamespace
+   AND NOT EXISTS (SELECT FROM unnest(p.proconfig) c WHERE c LIKE 'search\_path=pg\_catalog, pg\_temp');
+
+-- mt_monitor reads health, status, drift and metrics, and nothing that writes or shows SQL.
+CREATE ROLE regress_probe LOGIN IN ROLE mt_monitor;
+SET ROLE regress_probe;
+SELECT count(*) >= 0 AS health FROM mt.health;
+SELECT count(*) >= 0 AS status FROM mt.status;
+SELECT count(*) >= 0 AS drift FROM mt.drift_summary;
+SELECT mt.metrics() LIKE '%multitenant_%' AS metrics;
+SELECT (mt.health_check() ->> 'healthy') IS NOT NULL AS health_check;
+SELECT pg_temp.attempt('SELECT * FROM mt.migrations') AS migration_sql;
+SELECT pg_temp.attempt('SELECT * FROM mt.template_scripts') AS template_sql;
+SELECT pg_temp.attempt('SELECT * FROM mt.migrate_all()') AS migrate;
+SELECT pg_temp.attempt('SELECT mt.create_tenant(''probe'')') AS create_tenant;
+SELECT pg_temp.attempt('SELECT mt.set_config(''tracking_format'', ''hash'')') AS set_config;
+RESET ROLE;
+DROP ROLE regress_probe;

@@ -133,18 +133,18 @@ fn main() {
             admin.batch_execute(&format!("DROP DATABASE IF EXISTS {target_db} WITH (FORCE)")).unwrap();
             admin.batch_execute(&format!("CREATE DATABASE {target_db}")).unwrap();
             let (_, took) = timed(|| {
-                let dump = Command::new("/usr/lib/postgresql/15/bin/pg_dump")
+                let mut dump = Command::new("/usr/lib/postgresql/15/bin/pg_dump")
                     .args(["--schema-only", "-n", "tenant_cloned_1", &url(&db)])
                     .stdout(Stdio::piped())
                     .spawn()
                     .unwrap();
                 let status = Command::new("/usr/lib/postgresql/15/bin/psql")
                     .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", &url(&target_db)])
-                    .stdin(dump.stdout.unwrap())
+                    .stdin(dump.stdout.take().unwrap())
                     .stdout(Stdio::null())
                     .status()
                     .unwrap();
-                assert!(status.success(), "pg_dump | psql failed");
+                assert!(status.success() && dump.wait().unwrap().success(), "pg_dump | psql failed");
             });
             dumped.push(took);
             admin.batch_execute(&format!("DROP DATABASE {target_db} WITH (FORCE)")).unwrap();
