@@ -1,6 +1,18 @@
 -- The multitenant tour: run by `make demo` against a fresh database.
 \set SHOW_CONTEXT never
 \pset footer off
+-- Roles are cluster-wide and outlive a dropped database: drop the tenant roles an earlier run
+-- of the tour left behind for a database of this name (this one is new, so none are its own).
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT a.rolname FROM pg_authid a JOIN pg_shdescription d ON d.objoid = a.oid AND d.classoid = 'pg_authid'::regclass
+              WHERE d.description LIKE 'multitenant: role of tenant % in database ' || current_database() LOOP
+        EXECUTE format('DROP ROLE %I', r.rolname);
+    END LOOP;
+END
+$$;
 \echo '== 1. Install the extension: everything lives in schema mt'
 CREATE EXTENSION IF NOT EXISTS multitenant;
 \dx multitenant
@@ -20,11 +32,11 @@ SELECT mt.create_tenant(repeat('a', 64));
 \echo '   -> SQLSTATE' :LAST_ERROR_SQLSTATE
 \set ON_ERROR_STOP 1
 
-\echo '== 5. Provision tenants: schema + registry row, atomically'
+\echo '== 5. Provision tenants: schema + role + registry row, atomically'
 SELECT tenant_id, schema_name, metadata FROM mt.create_tenant('acme', '{"plan": "pro"}');
 SELECT tenant_id, schema_name FROM mt.create_tenant('globex-eu');
 SELECT tenant_id, schema_name FROM mt.create_tenant('acme', if_not_exists => true);
-SELECT tenant_id, schema_name, status, metadata FROM mt.tenants ORDER BY tenant_id;
+SELECT tenant_id, schema_name, role_name, status, metadata FROM mt.tenants ORDER BY tenant_id;
 
 \echo '== 6. Adopt schemas made by another tool (e.g. drizzle-multitenant) without moving data'
 CREATE SCHEMA tenant_legacy_co;
