@@ -193,7 +193,8 @@ BEGIN
 
     IF EXISTS (SELECT FROM pg_namespace WHERE nspname = victim.schema_name) THEN
         -- The tracking table first, so CASCADE's notice lists only the tenant's own objects.
-        IF to_regclass(format('%I.%I', victim.schema_name, mt.get_config('tracking_table'))) IS NOT NULL THEN
+        IF (SELECT c.relkind = 'r' FROM pg_class c
+             WHERE c.oid = to_regclass(format('%I.%I', victim.schema_name, mt.get_config('tracking_table')))) THEN
             EXECUTE format('DROP TABLE %I.%I', victim.schema_name, mt.get_config('tracking_table'));
         END IF;
         EXECUTE format('DROP SCHEMA %I CASCADE', victim.schema_name);
