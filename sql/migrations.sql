@@ -23,8 +23,10 @@ SELECT pg_catalog.pg_extension_config_dump('mt.migrations', '');
 -- Mirror of every tenant's tracking table, written in the same transaction as the tracking
 -- row itself. It lets mt.status answer for 10,000 tenants with one join instead of reading
 -- 10,000 tables (which would also need 10,000 locks in one transaction).
+-- No foreign keys between the extension's dumped tables: pg_restore -j loads them in any
+-- order. mt.drop_tenant deletes a tenant's rows here itself.
 CREATE TABLE mt.tracking_records (
-    tenant_id    text NOT NULL REFERENCES mt.tenants ON DELETE CASCADE ON UPDATE CASCADE,
+    tenant_id    text NOT NULL,
     record_id    integer NOT NULL,
     name         text,
     hash         text,
@@ -56,7 +58,7 @@ SELECT pg_catalog.pg_extension_config_dump('mt.runs', '');
 SELECT pg_catalog.pg_extension_config_dump('mt.runs_run_id_seq', '');
 
 CREATE TABLE mt.run_tenants (
-    run_id            bigint NOT NULL REFERENCES mt.runs ON DELETE CASCADE,
+    run_id            bigint NOT NULL,
     tenant_id         text NOT NULL,
     schema_name       text NOT NULL,
     status            text NOT NULL,

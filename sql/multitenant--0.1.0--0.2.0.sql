@@ -47,6 +47,12 @@ SELECT o.key, o.default_value, o.description FROM (VALUES
      'comma-separated extensions that tenant migrations may create (once, database-wide, by the extension owner)')
 ) AS o(key, default_value, description);
 
+-- No foreign keys between dumped tables: pg_restore -j loads them in any order.
+ALTER TABLE mt.tracking_records DROP CONSTRAINT tracking_records_tenant_id_fkey;
+ALTER TABLE mt.run_tenants DROP CONSTRAINT run_tenants_run_id_fkey;
+ALTER TABLE mt.seed_history DROP CONSTRAINT seed_history_seed_name_fkey;
+ALTER TABLE mt.seed_history DROP CONSTRAINT seed_history_tenant_id_fkey;
+
 -- Tenant roles.
 
 ALTER TABLE mt.tenants ADD COLUMN role_name text UNIQUE;
@@ -202,6 +208,8 @@ BEGIN
         RAISE NOTICE 'schema "%" of tenant "%" was already gone; unregistering the tenant', victim.schema_name, tenant_id;
     END IF;
     DELETE FROM mt.tenants t WHERE t.tenant_id = victim.tenant_id;
+    DELETE FROM mt.tracking_records r WHERE r.tenant_id = victim.tenant_id;
+    DELETE FROM mt.seed_history h WHERE h.tenant_id = victim.tenant_id;
     IF victim.role_name IS NOT NULL AND EXISTS (SELECT FROM pg_roles r WHERE r.rolname = victim.role_name) THEN
         -- What the role still owns or was granted in this database (outside its schema).
         EXECUTE format('DROP OWNED BY %I', victim.role_name);
@@ -216,7 +224,7 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION mt.adopt_tenants(
+CREATE FUNCTION mt.adopt_tenants(
     pattern      text DEFAULT '%',
     dry_run      boolean DEFAULT false,
     assign_roles boolean DEFAULT true
@@ -1328,6 +1336,87 @@ CREATE VIEW mt.tenant_directory AS
 SELECT t.tenant_id, t.schema_name, t.role_name, t.status
   FROM mt.tenants t;
 
+CREATE OR REPLACE FUNCTION mt.strip_schema(definition text, schema_name text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- Schema names are plain identifiers (naming rules), so the qualifier is `name.` or "name".
+    SELECT regexp_replace(
+               regexp_replace(definition, '(^|[^a-z0-9_$"])' || schema_name || '\.', '\1', 'g'),
+               '"' || schema_name || '"\.', '', 'g')
+$$;
+
+CREATE OR REPLACE FUNCTION mt.strip_schema_setting(settings text[], schema_name text)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT array_agg(CASE WHEN s LIKE 'search_path=%'
+                          THEN 'search_path=' || (SELECT string_agg(CASE WHEN btrim(e, ' "') = schema_name THEN '$schema' ELSE btrim(e) END, ', ' ORDER BY i)
+                                                    FROM unnest(string_to_array(substr(s, 13), ',')) WITH ORDINALITY AS p(e, i))
+                          ELSE s END ORDER BY o)
+      FROM unnest(settings) WITH ORDINALITY AS c(s, o)
+$$;
+
+CREATE OR REPLACE FUNCTION mt.is_extension_member(classid regclass, objid oid)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM pg_catalog.pg_depend d
+                    WHERE d.classid = is_extension_member.classid AND d.objid = is_extension_member.objid AND d.deptype = 'e')
+$$;
+
+CREATE OR REPLACE FUNCTION mt.anonymize_error(table_name text, column_name text, problem text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'anonymize rule for %.%: %', table_name, column_name, problem
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'A rule is null, "hash", {"value": …}, {"template": "…{hash}…"} or {"sql": "expression"}.';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mt.unregister_seed(name text)
+RETURNS boolean
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH history AS (DELETE FROM mt.seed_history h WHERE h.seed_name = unregister_seed.name),
+         gone AS (DELETE FROM mt.seeds s WHERE s.name = unregister_seed.name RETURNING 1)
+    SELECT EXISTS (SELECT FROM gone)
+$$;
+
+CREATE OR REPLACE FUNCTION mt.is_migration_operation(operation text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- As mt.runs.operation names them: migrate_all runs are 'migrate' (or 'mark_applied').
+    SELECT operation IN ('migrate', 'mark_applied', 'convert_tracking', 'clean_orphans', 'migrate_tenant')
+$$;
+
+CREATE OR REPLACE FUNCTION mt.prometheus_label(value text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT '"' || replace(replace(replace(value, E'\\', E'\\\\'), '"', E'\\"'), E'\n', E'\\n') || '"'
+$$;
+
+CREATE OR REPLACE FUNCTION mt.metric_family(name text, type text, help text, samples text[])
+RETURNS text[]
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY[format('# HELP %s %s', name, replace(replace(help, E'\\', E'\\\\'), E'\n', E'\\n')), format('# TYPE %s %s', name, type)]
+           || ARRAY(SELECT name || s FROM unnest(samples) s)
+$$;
+
 -- Comments of what is new or changed.
 
 COMMENT ON FUNCTION mt.adopt_tenants(text, boolean, boolean) IS
@@ -1453,13 +1542,6 @@ GRANT EXECUTE ON FUNCTION
 DELETE FROM mt.template_scripts;
 
 -- Every function of the extension resolves names through pg_catalog first.
-ALTER FUNCTION mt.anonymize_error(text, text, text) SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION mt.is_extension_member(regclass, oid) SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION mt.is_migration_operation(text) SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION mt.metric_family(text, text, text, text[]) SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION mt.prometheus_label(text) SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION mt.strip_schema(text, text) SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION mt.strip_schema_setting(text[], text) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION mt.diff_models(jsonb, jsonb) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION mt.fingerprint(jsonb) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION mt.read_migration_folder(text) SET search_path = pg_catalog, pg_temp;

@@ -16,10 +16,12 @@ COMMENT ON COLUMN mt.seeds.sql IS 'SQL run as the schema''s role (the tenant''s)
 COMMENT ON COLUMN mt.seeds.function IS 'a function called as f(tenant_id text, schema_name text), as the same role with the same search_path';
 SELECT pg_catalog.pg_extension_config_dump('mt.seeds', '');
 
+-- No foreign keys (pg_restore -j loads dumped tables in any order): mt.unregister_seed and
+-- mt.drop_tenant delete the history they end.
 CREATE TABLE mt.seed_history (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    seed_name   text NOT NULL REFERENCES mt.seeds ON DELETE CASCADE,
-    tenant_id   text REFERENCES mt.tenants ON DELETE CASCADE,
+    seed_name   text NOT NULL,
+    tenant_id   text,
     schema_name text NOT NULL,
     forced      boolean NOT NULL DEFAULT false,
     ran_at      timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
@@ -106,7 +108,8 @@ LANGUAGE sql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH gone AS (DELETE FROM mt.seeds s WHERE s.name = unregister_seed.name RETURNING 1)
+    WITH history AS (DELETE FROM mt.seed_history h WHERE h.seed_name = unregister_seed.name),
+         gone AS (DELETE FROM mt.seeds s WHERE s.name = unregister_seed.name RETURNING 1)
     SELECT EXISTS (SELECT FROM gone)
 $$;
 COMMENT ON FUNCTION mt.unregister_seed(text) IS

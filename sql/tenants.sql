@@ -188,6 +188,8 @@ BEGIN
         RAISE NOTICE 'schema "%" of tenant "%" was already gone; unregistering the tenant', victim.schema_name, tenant_id;
     END IF;
     DELETE FROM mt.tenants t WHERE t.tenant_id = victim.tenant_id;
+    DELETE FROM mt.tracking_records r WHERE r.tenant_id = victim.tenant_id;
+    DELETE FROM mt.seed_history h WHERE h.tenant_id = victim.tenant_id;
     IF victim.role_name IS NOT NULL AND EXISTS (SELECT FROM pg_roles r WHERE r.rolname = victim.role_name) THEN
         -- What the role still owns or was granted in this database (outside its schema).
         EXECUTE format('DROP OWNED BY %I', victim.role_name);
