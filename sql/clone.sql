@@ -656,11 +656,9 @@ BEGIN
 
     -- Validates the target id and that it is free; the schema comes out empty.
     created := mt.create_tenant(target, metadata => original.metadata, migrate => false);
+    -- The clone's tracking table is written by mt.copy_tracking; its mt_ledger trigger fills
+    -- the new tenant's ledger.
     PERFORM mt.clone_schema(original.schema_name, created.schema_name, include_data, anonymize);
-
-    INSERT INTO mt.tracking_records (tenant_id, record_id, name, hash, journal_when, applied_at)
-    SELECT created.tenant_id, r.record_id, r.name, r.hash, r.journal_when, r.applied_at
-      FROM mt.tracking_records r WHERE r.tenant_id = original.tenant_id;
     UPDATE mt.tenants t SET tracking_format = original.tracking_format WHERE t.tenant_id = created.tenant_id
     RETURNING * INTO created;
     RETURN created;

@@ -40,3 +40,5 @@ COMMENT ON FUNCTION mt.execute_as(oid, text, text) IS
     'multitenant (internal): run statements as a role with a search_path, as a SECURITY DEFINER function would; never as a superuser for a non-superuser caller';
 COMMENT ON FUNCTION mt.copy_tracking(text, text, text) IS
     'multitenant (internal): give a clone its source''s tracking records (in a chosen format), written by the extension owner';
+COMMENT ON FUNCTION mt.repair_tracking(text[], text) IS
+    'multitenant: put tracking tables and the ledger back in step after a table was dropped, emptied or edited by hand: source ledger writes back lost records, source tracking makes the ledger forget them; one row per tenant';

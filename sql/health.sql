@@ -195,7 +195,11 @@ BEGIN
                 FROM unnest(healths) ORDER BY tenant_id));
     lines := lines || mt.metric_family(prefix || '_runs_total', 'counter', 'Runs recorded in mt.runs, by operation and status',
         ARRAY(SELECT format('{operation=%s,status=%s} %s', mt.prometheus_label(operation), mt.prometheus_label(status), count(*))
-                FROM mt.runs GROUP BY operation, status ORDER BY 1));
+                FROM (SELECT r.operation,
+                             CASE WHEN r.status = 'running' AND NOT mt.run_is_alive(r.launcher_pid, r.started_at)
+                                  THEN 'abandoned' ELSE r.status END AS status
+                        FROM mt.runs r) r
+               GROUP BY operation, status ORDER BY 1));
     lines := lines || mt.metric_family(prefix || '_tenant_runs_total', 'counter', 'Per-tenant outcomes of finished migration runs',
         ARRAY(SELECT format('{outcome=%s} %s', mt.prometheus_label(rt.status), count(*))
                 FROM mt.run_tenants rt JOIN mt.runs r USING (run_id)

@@ -46,11 +46,16 @@ CREATE TABLE mt.runs (
     options     jsonb NOT NULL DEFAULT '{}',
     started_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     finished_at timestamptz,
-    status      text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'finished', 'cancelled')),
+    status      text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'finished', 'cancelled', 'abandoned')),
     tenants     integer NOT NULL DEFAULT 0,
     succeeded   integer,
-    failed      integer
+    failed      integer,
+    launcher_pid integer
 );
+COMMENT ON COLUMN mt.runs.status IS
+    'running, finished, cancelled, or abandoned: its caller died (terminated, crashed, server restarted) before closing it';
+COMMENT ON COLUMN mt.runs.launcher_pid IS
+    'the backend that started the run; while it lives the run can be running';
 ALTER SEQUENCE mt.runs_run_id_seq OWNED BY mt.runs.run_id;
 COMMENT ON TABLE mt.runs IS
     'multitenant: one row per migration run (migrate_all, migrate_tenant, mark_missing, ...), written as the run goes';
@@ -70,10 +75,12 @@ CREATE TABLE mt.run_tenants (
     sqlstate          text,
     error             text,
     pid               integer DEFAULT pg_catalog.pg_backend_pid(),
+    migration         text,
     PRIMARY KEY (run_id, tenant_id)
 );
 COMMENT ON TABLE mt.run_tenants IS
     'multitenant: per-tenant progress and outcome of each run; rows appear while the run is going';
+COMMENT ON COLUMN mt.run_tenants.migration IS 'the migration that failed, when one did (sqlstate and error say how)';
 SELECT pg_catalog.pg_extension_config_dump('mt.run_tenants', '');
 
 CREATE TYPE mt.run_result AS (
@@ -84,13 +91,58 @@ CREATE TYPE mt.run_result AS (
     status      text,
     sqlstate    text,
     error       text,
-    duration_ms bigint
+    duration_ms bigint,
+    migration   text
 );
 COMMENT ON TYPE mt.run_result IS
     'multitenant: one schema''s outcome of a run: status is migrated, up_to_date, dry_run, marked, converted, unchanged, cleaned, created, seeded, skipped, failed or cancelled';
 
+-- Whether the backend that started a run still exists (and is the same session): a run whose
+-- caller is gone is abandoned, whatever its row still says.
+CREATE FUNCTION mt.run_is_alive(launcher_pid integer, started_at timestamptz)
+RETURNS boolean
+LANGUAGE sql STABLE
+SECURITY DEFINER  -- pg_stat_activity hides other roles' backend_start
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM pg_stat_activity a
+                    WHERE a.pid = run_is_alive.launcher_pid AND a.backend_start <= run_is_alive.started_at)
+$$;
+COMMENT ON FUNCTION mt.run_is_alive(integer, timestamptz) IS
+    'multitenant: whether the backend that started a run (pid, and started before the run) is still there';
+
+-- Closes runs whose caller died, with their unfinished tenants; called before every run.
+CREATE FUNCTION mt.close_abandoned_runs()
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    closed integer;
+BEGIN
+    WITH dead AS (
+        SELECT r.run_id FROM mt.runs r
+         WHERE r.status = 'running' AND NOT mt.run_is_alive(r.launcher_pid, r.started_at)
+           FOR UPDATE SKIP LOCKED
+    ), tenants AS (
+        UPDATE mt.run_tenants t SET status = 'abandoned', finished_at = clock_timestamp(), current_migration = NULL
+          FROM dead d WHERE t.run_id = d.run_id AND t.finished_at IS NULL
+    )
+    UPDATE mt.runs r SET status = 'abandoned', finished_at = clock_timestamp()
+      FROM dead d WHERE r.run_id = d.run_id;
+    GET DIAGNOSTICS closed = ROW_COUNT;
+    RETURN closed;
+END
+$$;
+COMMENT ON FUNCTION mt.close_abandoned_runs() IS
+    'multitenant: mark runs whose caller died as abandoned, with their unfinished tenants; every run calls it first; returns how many it closed';
+
 CREATE VIEW mt.run_progress AS
-SELECT r.run_id, r.operation, r.status, r.tenants,
+SELECT r.run_id, r.operation,
+       CASE WHEN r.status = 'running' AND NOT mt.run_is_alive(r.launcher_pid, r.started_at) THEN 'abandoned' ELSE r.status END
+           AS status,
+       r.tenants,
        count(t.tenant_id) FILTER (WHERE t.finished_at IS NOT NULL) AS done,
        count(t.tenant_id) FILTER (WHERE t.finished_at IS NULL) AS in_progress,
        count(t.tenant_id) FILTER (WHERE t.status = 'failed') AS failed,
@@ -277,3 +329,49 @@ END
 $$;
 COMMENT ON FUNCTION mt.ensure_extension(text, text) IS
     'multitenant (internal): create an extension a tenant migration asks for, once, in the shared schema, if allowed_extensions names it';
+
+-- The ledger learns of records other tools write (drizzle-orm, the predecessor, a person with
+-- psql) as they write them, so mt.status, mt.sync_status and mt.health tell the truth without
+-- waiting for a run. Only insertions: a record deleted from a tracking table (or a table
+-- emptied or dropped) stays in the ledger, and the engine then refuses to replay the
+-- migration (see mt.repair_tracking).
+CREATE FUNCTION mt.record_tracking_insert()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER  -- whoever may write the tracking table may not write the ledger
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := (SELECT t.tenant_id FROM mt.tenants t WHERE t.schema_name = TG_TABLE_SCHEMA);
+    rec    jsonb := to_jsonb(NEW);
+BEGIN
+    IF tenant IS NOT NULL THEN
+        INSERT INTO mt.tracking_records AS r (tenant_id, record_id, name, hash, journal_when, applied_at)
+        VALUES (tenant, (rec ->> 'id')::integer, rec ->> 'name', rec ->> 'hash',
+                CASE WHEN jsonb_typeof(rec -> 'created_at') = 'number' THEN (rec ->> 'created_at')::bigint END,
+                coalesce((rec ->> 'applied_at')::timestamptz,
+                         CASE WHEN jsonb_typeof(rec -> 'created_at') = 'string' THEN (rec ->> 'created_at')::timestamptz END))
+        ON CONFLICT (tenant_id, record_id) DO UPDATE
+           SET name = EXCLUDED.name, hash = EXCLUDED.hash, journal_when = EXCLUDED.journal_when, applied_at = EXCLUDED.applied_at;
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION mt.record_tracking_insert() IS
+    'multitenant (internal): trigger on every tracking table: copies each new record into the ledger mt.tracking_records';
+
+CREATE FUNCTION mt.ensure_ledger_trigger(schema_name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tracking regclass := to_regclass(format('%I.%I', ensure_ledger_trigger.schema_name, mt.get_config('tracking_table')));
+BEGIN
+    IF tracking IS NOT NULL AND NOT EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = tracking AND g.tgname = 'mt_ledger') THEN
+        EXECUTE format('CREATE TRIGGER mt_ledger AFTER INSERT ON %s FOR EACH ROW EXECUTE FUNCTION mt.record_tracking_insert()', tracking);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION mt.ensure_ledger_trigger(text) IS
+    'multitenant (internal): give a schema''s tracking table the trigger that keeps the ledger informed, if it lacks it';

@@ -53,6 +53,18 @@ ALTER TABLE mt.run_tenants DROP CONSTRAINT run_tenants_run_id_fkey;
 ALTER TABLE mt.seed_history DROP CONSTRAINT seed_history_seed_name_fkey;
 ALTER TABLE mt.seed_history DROP CONSTRAINT seed_history_tenant_id_fkey;
 
+-- Runs: who started them (a run whose caller died is abandoned), which migration failed.
+ALTER TABLE mt.runs ADD COLUMN launcher_pid integer;
+ALTER TABLE mt.runs DROP CONSTRAINT runs_status_check;
+ALTER TABLE mt.runs ADD CONSTRAINT runs_status_check CHECK (status IN ('running', 'finished', 'cancelled', 'abandoned'));
+COMMENT ON COLUMN mt.runs.status IS
+    'running, finished, cancelled, or abandoned: its caller died (terminated, crashed, server restarted) before closing it';
+COMMENT ON COLUMN mt.runs.launcher_pid IS
+    'the backend that started the run; while it lives the run can be running';
+ALTER TABLE mt.run_tenants ADD COLUMN migration text;
+COMMENT ON COLUMN mt.run_tenants.migration IS 'the migration that failed, when one did (sqlstate and error say how)';
+ALTER TYPE mt.run_result ADD ATTRIBUTE migration text;
+
 -- Tenant roles.
 
 ALTER TABLE mt.tenants ADD COLUMN role_name text UNIQUE;
@@ -274,6 +286,14 @@ BEGIN
       FROM unnest(coalesce(adopted, '{}')) AS a(tenant_id)
       LEFT JOIN assigned s ON s.tenant_id = a.tenant_id
      ORDER BY 2;
+
+    -- What the adopted tracking tables record is in mt.status at once, not after a first
+    -- run (read only once the trusted owner has them).
+    IF assign_roles AND NOT dry_run AND mt.get_config('tenant_roles') = 'on' THEN
+        PERFORM mt.repair_tracking(ARRAY(SELECT a FROM unnest(adopted) a
+                                          WHERE to_regclass(format('%I.%I', mt.schema_name(a), mt.get_config('tracking_table'))) IS NOT NULL),
+                                   source => 'tracking');
+    END IF;
 END
 $$;
 
@@ -452,7 +472,9 @@ BEGIN
             format('it is owned by role %I', pg_get_userbyid(rel.relowner))
         WHEN rel.relrowsecurity OR EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = rel.oid) THEN
             'it has row level security or policies'
-        WHEN EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = rel.oid) THEN
+        -- the one trigger the extension puts there (mt.ensure_ledger_trigger)
+        WHEN EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = rel.oid
+                        AND NOT (t.tgname = 'mt_ledger' AND t.tgfoid = 'mt.record_tracking_insert()'::regprocedure)) THEN
             format('it has trigger(s) %s', (SELECT string_agg(quote_ident(t.tgname), ', ') FROM pg_trigger t WHERE t.tgrelid = rel.oid))
         WHEN EXISTS (SELECT FROM pg_rewrite w WHERE w.ev_class = rel.oid) THEN
             format('it has rule(s) %s', (SELECT string_agg(quote_ident(w.rulename), ', ') FROM pg_rewrite w WHERE w.ev_class = rel.oid))
@@ -1417,6 +1439,209 @@ AS $$
            || ARRAY(SELECT name || s FROM unnest(samples) s)
 $$;
 
+CREATE FUNCTION mt.run_is_alive(launcher_pid integer, started_at timestamptz)
+RETURNS boolean
+LANGUAGE sql STABLE
+SECURITY DEFINER  -- pg_stat_activity hides other roles' backend_start
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM pg_stat_activity a
+                    WHERE a.pid = run_is_alive.launcher_pid AND a.backend_start <= run_is_alive.started_at)
+$$;
+
+CREATE FUNCTION mt.close_abandoned_runs()
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    closed integer;
+BEGIN
+    WITH dead AS (
+        SELECT r.run_id FROM mt.runs r
+         WHERE r.status = 'running' AND NOT mt.run_is_alive(r.launcher_pid, r.started_at)
+           FOR UPDATE SKIP LOCKED
+    ), tenants AS (
+        UPDATE mt.run_tenants t SET status = 'abandoned', finished_at = clock_timestamp(), current_migration = NULL
+          FROM dead d WHERE t.run_id = d.run_id AND t.finished_at IS NULL
+    )
+    UPDATE mt.runs r SET status = 'abandoned', finished_at = clock_timestamp()
+      FROM dead d WHERE r.run_id = d.run_id;
+    GET DIAGNOSTICS closed = ROW_COUNT;
+    RETURN closed;
+END
+$$;
+
+CREATE FUNCTION mt.record_tracking_insert()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER  -- whoever may write the tracking table may not write the ledger
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := (SELECT t.tenant_id FROM mt.tenants t WHERE t.schema_name = TG_TABLE_SCHEMA);
+    rec    jsonb := to_jsonb(NEW);
+BEGIN
+    IF tenant IS NOT NULL THEN
+        INSERT INTO mt.tracking_records AS r (tenant_id, record_id, name, hash, journal_when, applied_at)
+        VALUES (tenant, (rec ->> 'id')::integer, rec ->> 'name', rec ->> 'hash',
+                CASE WHEN jsonb_typeof(rec -> 'created_at') = 'number' THEN (rec ->> 'created_at')::bigint END,
+                coalesce((rec ->> 'applied_at')::timestamptz,
+                         CASE WHEN jsonb_typeof(rec -> 'created_at') = 'string' THEN (rec ->> 'created_at')::timestamptz END))
+        ON CONFLICT (tenant_id, record_id) DO UPDATE
+           SET name = EXCLUDED.name, hash = EXCLUDED.hash, journal_when = EXCLUDED.journal_when, applied_at = EXCLUDED.applied_at;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION mt.ensure_ledger_trigger(schema_name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tracking regclass := to_regclass(format('%I.%I', ensure_ledger_trigger.schema_name, mt.get_config('tracking_table')));
+BEGIN
+    IF tracking IS NOT NULL AND NOT EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = tracking AND g.tgname = 'mt_ledger') THEN
+        EXECUTE format('CREATE TRIGGER mt_ledger AFTER INSERT ON %s FOR EACH ROW EXECUTE FUNCTION mt.record_tracking_insert()', tracking);
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mt.clone_tenant(
+    source        text,
+    target        text,
+    include_data  boolean DEFAULT false,
+    anonymize     jsonb DEFAULT NULL
+)
+RETURNS mt.tenants
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    original mt.tenants;
+    created  mt.tenants;
+BEGIN
+    SELECT * INTO original FROM mt.tenants t WHERE t.tenant_id = source;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'tenant "%" does not exist', source
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT tenant_id FROM mt.tenants lists the tenants.';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = original.schema_name) THEN
+        RAISE EXCEPTION 'schema "%" of tenant "%" does not exist', original.schema_name, source
+            USING ERRCODE = 'invalid_schema_name';
+    END IF;
+
+    -- Validates the target id and that it is free; the schema comes out empty.
+    created := mt.create_tenant(target, metadata => original.metadata, migrate => false);
+    -- The clone's tracking table is written by mt.copy_tracking; its mt_ledger trigger fills
+    -- the new tenant's ledger.
+    PERFORM mt.clone_schema(original.schema_name, created.schema_name, include_data, anonymize);
+    UPDATE mt.tenants t SET tracking_format = original.tracking_format WHERE t.tenant_id = created.tenant_id
+    RETURNING * INTO created;
+    RETURN created;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mt.metrics(prefix text DEFAULT 'multitenant')
+RETURNS text
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    lines text[] := '{}';
+    healths mt.health[];
+    buckets numeric[] := '{0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300}';
+BEGIN
+    IF prefix IS NULL OR prefix !~ '^[a-zA-Z_:][a-zA-Z0-9_:]*$' THEN
+        RAISE EXCEPTION 'invalid metric prefix %', coalesce(quote_literal(prefix), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'A prefix matches [a-zA-Z_:][a-zA-Z0-9_:]*.';
+    END IF;
+
+    -- Read once: the view measures drift and sizes, which is the expensive part.
+    healths := ARRAY(SELECT h FROM mt.health h);
+
+    lines := lines || mt.metric_family(prefix || '_tenants', 'gauge', 'Tenants by health status',
+        ARRAY(SELECT format('{status=%s} %s', mt.prometheus_label(s), (SELECT count(*) FROM unnest(healths) h WHERE h.status = s))
+                FROM unnest(ARRAY['ok', 'degraded', 'unhealthy']) s));
+    lines := lines || mt.metric_family(prefix || '_pending_migrations', 'gauge', 'Registered tenant migrations not yet applied, summed over tenants',
+        ARRAY[format(' %s', (SELECT coalesce(sum(pending_migrations), 0) FROM unnest(healths)))]);
+    lines := lines || mt.metric_family(prefix || '_tenants_behind', 'gauge', 'Tenants with at least one pending migration',
+        ARRAY[format(' %s', (SELECT count(*) FROM unnest(healths) WHERE pending_migrations > 0))]);
+    lines := lines || mt.metric_family(prefix || '_drift_tenants', 'gauge', 'Tenants whose schema differs from mt_template',
+        ARRAY[format(' %s', (SELECT count(*) FROM unnest(healths) WHERE has_drift))]);
+    lines := lines || mt.metric_family(prefix || '_schema_size_bytes', 'gauge', 'Size of each tenant''s tables, indexes and TOAST',
+        ARRAY(SELECT format('{tenant=%s} %s', mt.prometheus_label(tenant_id), coalesce(schema_bytes, 0))
+                FROM unnest(healths) ORDER BY tenant_id));
+    lines := lines || mt.metric_family(prefix || '_runs_total', 'counter', 'Runs recorded in mt.runs, by operation and status',
+        ARRAY(SELECT format('{operation=%s,status=%s} %s', mt.prometheus_label(operation), mt.prometheus_label(status), count(*))
+                FROM (SELECT r.operation,
+                             CASE WHEN r.status = 'running' AND NOT mt.run_is_alive(r.launcher_pid, r.started_at)
+                                  THEN 'abandoned' ELSE r.status END AS status
+                        FROM mt.runs r) r
+               GROUP BY operation, status ORDER BY 1));
+    lines := lines || mt.metric_family(prefix || '_tenant_runs_total', 'counter', 'Per-tenant outcomes of finished migration runs',
+        ARRAY(SELECT format('{outcome=%s} %s', mt.prometheus_label(rt.status), count(*))
+                FROM mt.run_tenants rt JOIN mt.runs r USING (run_id)
+               WHERE mt.is_migration_operation(r.operation) AND rt.finished_at IS NOT NULL
+               GROUP BY rt.status ORDER BY 1));
+    lines := lines || mt.metric_family(prefix || '_migration_duration_seconds', 'histogram', 'Time a finished migration run spent on one tenant',
+        (WITH d AS (
+            SELECT extract(epoch FROM rt.finished_at - rt.started_at) AS seconds
+              FROM mt.run_tenants rt JOIN mt.runs r USING (run_id)
+             WHERE mt.is_migration_operation(r.operation) AND rt.finished_at IS NOT NULL
+         )
+         SELECT ARRAY(SELECT format('_bucket{le=%s} %s', mt.prometheus_label(b::text), (SELECT count(*) FROM d WHERE d.seconds <= b))
+                        FROM unnest(buckets) b)
+             || format('_bucket{le="+Inf"} %s', (SELECT count(*) FROM d))
+             || format('_sum %s', (SELECT coalesce(round(sum(seconds), 6), 0) FROM d))
+             || format('_count %s', (SELECT count(*) FROM d))));
+    lines := lines || mt.metric_family(prefix || '_last_run_timestamp_seconds', 'gauge', 'When the latest run started, as a Unix timestamp',
+        ARRAY(SELECT format(' %s', round(extract(epoch FROM max(started_at)), 3)) FROM mt.runs HAVING count(*) > 0));
+    lines := lines || mt.metric_family(prefix || '_background_workers', 'gauge', 'multitenant background workers running',
+        ARRAY[format(' %s', (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'multitenant worker'))]);
+    lines := lines || mt.metric_family(prefix || '_connections', 'gauge', 'Client connections per database and state, from pg_stat_activity',
+        ARRAY(SELECT format('{database=%s,state=%s} %s', mt.prometheus_label(datname), mt.prometheus_label(coalesce(state, 'unknown')), count(*))
+                FROM pg_stat_activity WHERE backend_type = 'client backend' AND datname IS NOT NULL
+               GROUP BY datname, state ORDER BY 1));
+    RETURN array_to_string(lines, E'\n') || E'\n';
+END
+$$;
+
+CREATE  FUNCTION "repair_tracking"(
+	"tenant_ids" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < String > > */
+	"source" TEXT DEFAULT 'ledger' /* & str */
+) RETURNS TABLE (
+	"tenant_id" TEXT,  /* String */
+	"schema_name" TEXT,  /* String */
+	"records" INT  /* i32 */
+)
+VOLATILE SECURITY DEFINER 
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'multitenant-0.2.0', 'repair_tracking_wrapper';
+
+-- run_progress says abandoned for a run whose caller died.
+CREATE OR REPLACE VIEW mt.run_progress AS
+SELECT r.run_id, r.operation,
+       CASE WHEN r.status = 'running' AND NOT mt.run_is_alive(r.launcher_pid, r.started_at) THEN 'abandoned' ELSE r.status END
+           AS status,
+       r.tenants,
+       count(t.tenant_id) FILTER (WHERE t.finished_at IS NOT NULL) AS done,
+       count(t.tenant_id) FILTER (WHERE t.finished_at IS NULL) AS in_progress,
+       count(t.tenant_id) FILTER (WHERE t.status = 'failed') AS failed,
+       coalesce(sum(t.applied), 0) AS migrations_applied,
+       r.started_at, r.finished_at,
+       coalesce(r.finished_at, clock_timestamp()) - r.started_at AS elapsed
+  FROM mt.runs r
+  LEFT JOIN mt.run_tenants t USING (run_id)
+ GROUP BY r.run_id
+ ORDER BY r.run_id DESC;
+
 -- Comments of what is new or changed.
 
 COMMENT ON FUNCTION mt.adopt_tenants(text, boolean, boolean) IS
@@ -1483,6 +1708,17 @@ COMMENT ON FUNCTION mt.execute_as(oid, text, text) IS
 COMMENT ON FUNCTION mt.copy_tracking(text, text, text) IS
     'multitenant (internal): give a clone its source''s tracking records (in a chosen format), written by the extension owner';
 
+COMMENT ON FUNCTION mt.run_is_alive(integer, timestamptz) IS
+    'multitenant: whether the backend that started a run (pid, and started before the run) is still there';
+COMMENT ON FUNCTION mt.close_abandoned_runs() IS
+    'multitenant: mark runs whose caller died as abandoned, with their unfinished tenants; every run calls it first; returns how many it closed';
+COMMENT ON FUNCTION mt.record_tracking_insert() IS
+    'multitenant (internal): trigger on every tracking table: copies each new record into the ledger mt.tracking_records';
+COMMENT ON FUNCTION mt.ensure_ledger_trigger(text) IS
+    'multitenant (internal): give a schema''s tracking table the trigger that keeps the ledger informed, if it lacks it';
+COMMENT ON FUNCTION mt.repair_tracking(text[], text) IS
+    'multitenant: put tracking tables and the ledger back in step after a table was dropped, emptied or edited by hand: source ledger writes back lost records, source tracking makes the ledger forget them; one row per tenant';
+
 -- Privileges, as sql/privileges.sql leaves them.
 
 REVOKE ALL ON SCHEMA mt FROM PUBLIC;
@@ -1509,7 +1745,9 @@ REVOKE EXECUTE ON FUNCTION
     mt.build_template_scripts(text),
     mt.run_seed(text, text, text, text, boolean),
     mt.save_seed(text, text, text, regprocedure, boolean),
-    mt.ensure_extension(text, text)
+    mt.ensure_extension(text, text),
+    mt.ensure_ledger_trigger(text),
+    mt.record_tracking_insert()
 FROM mt_admin;
 
 GRANT SELECT ON mt.config, mt.config_options, mt.status, mt.sync_status, mt.health, mt.activity, mt.run_progress, mt.runs, mt.run_tenants,
@@ -1517,6 +1755,7 @@ GRANT SELECT ON mt.config, mt.config_options, mt.status, mt.sync_status, mt.heal
    TO mt_monitor;
 GRANT EXECUTE ON FUNCTION
     mt.health_check(text[], boolean),
+    mt.run_is_alive(integer, timestamptz),
     mt.metrics(text),
     mt.metric_family(text, text, text, text[]),
     mt.prometheus_label(text),
@@ -1549,6 +1788,104 @@ ALTER FUNCTION mt.requalify(text, text, text) SET search_path = pg_catalog, pg_t
 ALTER FUNCTION mt.schema_name(text) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION mt.tenant_id_of(text) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION mt.validate_naming(text, text) SET search_path = pg_catalog, pg_temp;
+
+-- BEGIN SECTION drop guard
+--
+-- DROP EXTENSION multitenant is refused while tenants are registered (sql/guard.sql, the same
+-- objects), with the privileges sql/privileges.sql gives every function of mt.
+
+CREATE FUNCTION mt.drop_guard()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- an identifier: quoted ("" inside), or plain (PostgreSQL folds it to lower case)
+    ident     constant text := '(?:"(?:[^"]|"")+"|[[:alpha:]_][[:alnum:]_$]*)';
+    owner     oid;
+    tenants   bigint;
+    context   text;
+    statement text;
+    drop_list text[];
+    target    text;
+    seen      boolean := false;  -- the text shows a DROP EXTENSION
+    drops_mt  boolean := false;  -- ... that names multitenant
+    allowed   boolean := lower(coalesce(current_setting('mt.allow_drop', true), '')) IN ('on', 'true', 'yes', '1');
+    n_text    text;
+BEGIN
+    SELECT e.extowner INTO owner FROM pg_extension e WHERE e.extname = 'multitenant';
+    IF owner IS NULL OR NOT pg_has_role(current_user, owner, 'USAGE') THEN
+        RETURN;  -- cannot drop it anyway: PostgreSQL refuses with "must be owner"
+    END IF;
+    SELECT count(*) INTO tenants FROM mt.tenants;
+    IF tenants = 0 THEN
+        RETURN;
+    END IF;
+
+    -- The first line of PG_CONTEXT is this function; the next one, if any, the statement
+    -- that fired it.
+    GET DIAGNOSTICS context = PG_CONTEXT;
+    IF strpos(context, E'\n') = 0 THEN
+        statement := current_query();
+    ELSE
+        context := substr(context, strpos(context, E'\n') + 1);
+        IF starts_with(context, 'SQL statement "') THEN
+            statement := substr(context, length('SQL statement "') + 1);
+        END IF;
+    END IF;
+
+    -- Comments out of the way, then every DROP EXTENSION list in the text.
+    statement := regexp_replace(coalesce(statement, ''), E'/\\*.*?\\*/', ' ', 'g');
+    statement := regexp_replace(statement, E'--[^\\n]*', ' ', 'g');
+    FOR drop_list IN
+        SELECT regexp_matches(statement,
+                              E'\\mdrop\\s+extension\\s+(?:if\\s+exists\\s+)?(' || ident || E'(?:\\s*,\\s*' || ident || ')*)', 'gi')
+    LOOP
+        seen := true;
+        FOR target IN SELECT (regexp_matches(drop_list[1], ident, 'g'))[1] LOOP
+            IF starts_with(target, '"') THEN
+                target := replace(substr(target, 2, length(target) - 2), '""', '"');
+            ELSE
+                target := lower(target);
+            END IF;
+            drops_mt := drops_mt OR target = 'multitenant';
+        END LOOP;
+    END LOOP;
+
+    IF seen AND NOT drops_mt THEN
+        RETURN;  -- another extension
+    END IF;
+    n_text := CASE tenants WHEN 1 THEN '1 tenant is' ELSE tenants || ' tenants are' END;
+    IF allowed THEN
+        IF drops_mt THEN
+            RAISE WARNING 'dropping extension multitenant while % registered (mt.allow_drop is on)', n_text
+                USING DETAIL = 'The tenant schemas and roles stay; the registry, migrations, ledger, runs, seeds, seed history and settings are deleted.';
+        END IF;
+        RETURN;
+    END IF;
+    IF drops_mt THEN
+        RAISE EXCEPTION 'cannot drop extension multitenant: % registered', n_text
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  DETAIL = 'Dropping it deletes the tenant registry (mt.tenants), the migrations, the ledger, runs, seeds, seed history and settings; the tenant schemas and roles would stay behind, unregistered.',
+                  HINT = E'Back up first (pg_dump -Fc keeps all of it; or \\copy mt.tenants TO \'tenants.csv\' CSV HEADER), then drop the tenants with mt.drop_tenant, or SET mt.allow_drop = on to drop the extension anyway.';
+    END IF;
+    RAISE EXCEPTION 'DROP EXTENSION refused: % registered in multitenant and this statement may drop it', n_text
+        USING ERRCODE = 'dependent_objects_still_exist',
+              DETAIL = 'The statement''s text is not visible here (DROP EXTENSION inside a SQL-language function?), so it cannot tell which extensions are dropped.',
+              HINT = 'Run DROP EXTENSION as a statement of its own or from PL/pgSQL, or SET mt.allow_drop = on.';
+END
+$$;
+COMMENT ON FUNCTION mt.drop_guard() IS
+    'multitenant (internal): event trigger function: refuses DROP EXTENSION multitenant while tenants are registered, unless mt.allow_drop is on';
+
+CREATE EVENT TRIGGER multitenant_drop_guard ON ddl_command_start
+    WHEN TAG IN ('DROP EXTENSION')
+    EXECUTE FUNCTION mt.drop_guard();
+COMMENT ON EVENT TRIGGER multitenant_drop_guard IS
+    'multitenant: refuses DROP EXTENSION multitenant while tenants are registered (SET mt.allow_drop = on to drop anyway)';
+REVOKE ALL ON FUNCTION mt.drop_guard() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION mt.drop_guard() TO mt_admin;
+-- END SECTION drop guard
 
 -- ===========================================================================================
 -- BEGIN SECTION library relink (keep it LAST: changes of tables and functions go ABOVE it)

@@ -31,7 +31,9 @@ REVOKE EXECUTE ON FUNCTION
     mt.build_template_scripts(text),
     mt.run_seed(text, text, text, text, boolean),
     mt.save_seed(text, text, text, regprocedure, boolean),
-    mt.ensure_extension(text, text)
+    mt.ensure_extension(text, text),
+    mt.ensure_ledger_trigger(text),
+    mt.record_tracking_insert()
 FROM mt_admin;
 
 GRANT SELECT ON mt.config, mt.config_options, mt.status, mt.sync_status, mt.health, mt.activity, mt.run_progress, mt.runs, mt.run_tenants,
@@ -39,6 +41,7 @@ GRANT SELECT ON mt.config, mt.config_options, mt.status, mt.sync_status, mt.heal
    TO mt_monitor;
 GRANT EXECUTE ON FUNCTION
     mt.health_check(text[], boolean),
+    mt.run_is_alive(integer, timestamptz),
     mt.metrics(text),
     mt.metric_family(text, text, text, text[]),
     mt.prometheus_label(text),

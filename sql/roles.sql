@@ -117,7 +117,9 @@ BEGIN
             format('it is owned by role %I', pg_get_userbyid(rel.relowner))
         WHEN rel.relrowsecurity OR EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = rel.oid) THEN
             'it has row level security or policies'
-        WHEN EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = rel.oid) THEN
+        -- the one trigger the extension puts there (mt.ensure_ledger_trigger)
+        WHEN EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = rel.oid
+                        AND NOT (t.tgname = 'mt_ledger' AND t.tgfoid = 'mt.record_tracking_insert()'::regprocedure)) THEN
             format('it has trigger(s) %s', (SELECT string_agg(quote_ident(t.tgname), ', ') FROM pg_trigger t WHERE t.tgrelid = rel.oid))
         WHEN EXISTS (SELECT FROM pg_rewrite w WHERE w.ev_class = rel.oid) THEN
             format('it has rule(s) %s', (SELECT string_agg(quote_ident(w.rulename), ', ') FROM pg_rewrite w WHERE w.ev_class = rel.oid))

@@ -256,6 +256,14 @@ BEGIN
       FROM unnest(coalesce(adopted, '{}')) AS a(tenant_id)
       LEFT JOIN assigned s ON s.tenant_id = a.tenant_id
      ORDER BY 2;
+
+    -- What the adopted tracking tables record is in mt.status at once, not after a first
+    -- run (read only once the trusted owner has them).
+    IF assign_roles AND NOT dry_run AND mt.get_config('tenant_roles') = 'on' THEN
+        PERFORM mt.repair_tracking(ARRAY(SELECT a FROM unnest(adopted) a
+                                          WHERE to_regclass(format('%I.%I', mt.schema_name(a), mt.get_config('tracking_table'))) IS NOT NULL),
+                                   source => 'tracking');
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION mt.adopt_tenants(text, boolean, boolean) IS

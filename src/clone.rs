@@ -93,6 +93,7 @@ fn create_tenants(
                         } else {
                             format!("tenant id \"{id}\" is longer than 63 bytes")
                         },
+                        migration: None,
                     }),
                     duration_ms: 0,
                 },

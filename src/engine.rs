@@ -142,7 +142,10 @@ impl Status {
 #[derive(Clone, Debug)]
 pub struct Failure {
     pub sqlstate: String,
+    /// The message, with DETAIL and HINT lines when the error had them.
     pub message: String,
+    /// The migration that failed, when one did.
+    pub migration: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -361,12 +364,12 @@ impl<T: Transactions> Job<'_, T> {
         };
         match done {
             Some((status, applied, pending)) => {
-                self.record_progress(status, applied, pending, None, None, true);
+                self.record_progress(status.as_str(), applied, pending, None, true);
                 self.tx.unlock_schema(schema);
                 Begin::Done(status, applied, pending)
             }
             None => {
-                self.record_progress_text("running", 0, pending, None, None, false);
+                self.record_progress("running", 0, pending, None, false);
                 Begin::Work(inspected)
             }
         }
@@ -389,21 +392,28 @@ impl<T: Transactions> Job<'_, T> {
             ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_SCHEMA_NAME, format!("schema \"{schema}\" does not exist"));
         }
         let role = crate::roles::code_role(schema);
-        let (format, records) =
-            match read_tracking(schema, &self.settings.tracking_table, self.target.tenant_id.as_deref()) {
-                Some(found) => found,
-                None => {
-                    let format = self.settings.default_format;
-                    if may_write {
-                        write_tracking(schema, &self.settings.tracking_table, format, &[]);
-                    }
-                    (format, Vec::new())
+        let tenant_id = self.target.tenant_id.as_deref();
+        let found = read_tracking(schema, &self.settings.tracking_table, tenant_id);
+        if let Some(tenant_id) = tenant_id {
+            ensure_nothing_lost(tenant_id, schema, found.as_ref().map(|(_, records)| records.as_slice()));
+        }
+        let (format, records) = match found {
+            Some(found) => {
+                if may_write {
+                    ensure_ledger_trigger(schema);
                 }
-            };
-        if may_write {
-            if let Some(tenant_id) = &self.target.tenant_id {
-                sync_ledger(tenant_id, format, &records);
+                found
             }
+            None => {
+                let format = self.settings.default_format;
+                if may_write {
+                    write_tracking(schema, &self.settings.tracking_table, format, &[]);
+                }
+                (format, Vec::new())
+            }
+        };
+        if let (true, Some(tenant_id)) = (may_write, tenant_id) {
+            sync_ledger(tenant_id, format, &records);
         }
         Inspected { format, records, role }
     }
@@ -422,14 +432,15 @@ impl<T: Transactions> Job<'_, T> {
             let done = done as i32;
             if self.tx.cancelled() {
                 return Err((
-                    Failure { sqlstate: CANCELLED.into(), message: "the run was cancelled".into() },
+                    Failure { sqlstate: CANCELLED.into(), message: "the run was cancelled".into(), migration: None },
                     done,
                     total - done,
                 ));
             }
-            self.tx
-                .atomic(|| self.apply_one(index, inspected, mark_applied))
-                .map_err(|failure| (failure, done, total - done))?;
+            self.tx.atomic(|| self.apply_one(index, inspected, mark_applied)).map_err(|failure| {
+                let migration = Some(self.plan.migrations[index].name.clone());
+                (Failure { migration, ..failure }, done, total - done)
+            })?;
         }
         Ok((if mark_applied { Status::Marked } else { Status::Migrated }, total, 0))
     }
@@ -459,24 +470,9 @@ impl<T: Transactions> Job<'_, T> {
                 self.tx.run_migration_sql(&self.plan.to_run[index], self.settings.statement_timeout_ms)
             });
         }
+        // The table's mt_ledger trigger writes the ledger row in the same transaction.
         let record = format.record_for(migration, now_ms());
-        let table = tracking::qualified(schema, &self.settings.tracking_table);
-        let record_id = insert_record(&table, format, &record, None);
-        if let Some(tenant_id) = &self.target.tenant_id {
-            Spi::run_with_args(
-                "INSERT INTO mt.tracking_records (tenant_id, record_id, name, hash, journal_when, applied_at) \
-                 VALUES ($1, $2, $3, $4, $5, pg_catalog.to_timestamp($6::float8 OPERATOR(pg_catalog./) 1000))",
-                &[
-                    tenant_id.as_str().into(),
-                    record_id.into(),
-                    record.name.clone().into(),
-                    record.hash.clone().into(),
-                    record.journal_when.into(),
-                    record.applied_at_ms.into(),
-                ],
-            )
-            .unwrap_or_else(|e| error!("{e}"));
-        }
+        insert_record(&tracking::qualified(schema, &self.settings.tracking_table), format, &record, None);
         Spi::run_with_args(
             "UPDATE mt.run_tenants SET applied = applied + 1, pending = greatest(pending - 1, 0), current_migration = $3 \
               WHERE run_id = $1 AND tenant_id = $2",
@@ -515,15 +511,8 @@ impl<T: Transactions> Job<'_, T> {
     /// Records the final outcome and releases the lock, in one transaction.
     fn finish(&self, outcome: Outcome) -> Outcome {
         let recorded = self.tx.atomic(|| {
-            let failure = outcome.failure.as_ref();
-            self.record_progress(
-                outcome.status,
-                outcome.applied,
-                outcome.pending,
-                failure.map(|f| f.sqlstate.as_str()),
-                failure.map(|f| f.message.as_str()),
-                true,
-            );
+            let (status, failure) = (outcome.status.as_str(), outcome.failure.as_ref());
+            self.record_progress(status, outcome.applied, outcome.pending, failure, true);
             self.tx.unlock_schema(&self.target.schema);
         });
         if let Err(failure) = recorded {
@@ -540,31 +529,44 @@ impl<T: Transactions> Job<'_, T> {
         self.target.tenant_id.clone().unwrap_or_else(|| format!("schema:{}", self.target.schema))
     }
 
-    fn record_progress(
-        &self,
-        status: Status,
-        applied: i32,
-        pending: i32,
-        sqlstate: Option<&str>,
-        error: Option<&str>,
-        finished: bool,
-    ) {
-        self.record_progress_text(status.as_str(), applied, pending, sqlstate, error, finished)
-    }
-
     /// Upserts this schema's row in `mt.run_tenants`.
-    fn record_progress_text(
-        &self,
-        status: &str,
-        applied: i32,
-        pending: i32,
-        sqlstate: Option<&str>,
-        error: Option<&str>,
-        finished: bool,
-    ) {
-        let progress = Progress { status, applied, pending, sqlstate, error, finished };
+    fn record_progress(&self, status: &str, applied: i32, pending: i32, failure: Option<&Failure>, finished: bool) {
+        let progress = Progress { status, applied, pending, failure, finished };
         record_run_tenant(self.run_id, &self.progress_key(), &self.target.schema, &progress);
     }
+}
+
+/// Records a run in `mt.runs` (every worker of a run tries; the first one writes it) and
+/// returns its id: a new one unless the launcher chose it. `name` is what the caller was
+/// asked to do (`migrate_tenant`, or the operation's name for worker runs).
+pub fn start_run(run_id: Option<i64>, name: &str, operation: Operation, tenants: i32, launcher_pid: i32) -> i64 {
+    Spi::get_one_with_args::<i64>(
+        "INSERT INTO mt.runs AS r (run_id, operation, options, tenants, launcher_pid) \
+         VALUES (coalesce($1, pg_catalog.nextval('mt.runs_run_id_seq')), $2, $3::jsonb, $4, $5) \
+         ON CONFLICT (run_id) DO UPDATE SET tenants = r.tenants RETURNING run_id",
+        &[run_id.into(), name.into(), operation.options_json().into(), tenants.into(), launcher_pid.into()],
+    )
+    .unwrap_or_else(|e| error!("multitenant: cannot record the run: {e}"))
+    .unwrap_or_default()
+}
+
+/// Closes a run as `status` (finished or cancelled) with its counts, from `mt.run_tenants`:
+/// the one definition of success for every kind of run.
+pub fn finish_run(run_id: i64, status: &str) {
+    Spi::run_with_args(
+        "UPDATE mt.runs r SET status = $2, finished_at = pg_catalog.clock_timestamp(), \
+                succeeded = (SELECT pg_catalog.count(*) FROM mt.run_tenants t \
+                              WHERE t.run_id = r.run_id AND t.status <> ALL ('{failed,cancelled,running,abandoned}')), \
+                failed = (SELECT pg_catalog.count(*) FROM mt.run_tenants t WHERE t.run_id = r.run_id AND t.status = 'failed') \
+          WHERE r.run_id = $1 AND r.status = 'running'",
+        &[run_id.into(), status.into()],
+    )
+    .unwrap_or_else(|e| error!("multitenant: cannot close the run: {e}"));
+}
+
+/// Marks runs whose caller died as abandoned (`mt.close_abandoned_runs`).
+pub fn close_abandoned_runs() {
+    Spi::run("SELECT mt.close_abandoned_runs()").unwrap_or_else(|e| error!("{e}"));
 }
 
 /// One row of `mt.run_tenants`, as a run goes.
@@ -572,19 +574,19 @@ pub struct Progress<'a> {
     pub status: &'a str,
     pub applied: i32,
     pub pending: i32,
-    pub sqlstate: Option<&'a str>,
-    pub error: Option<&'a str>,
+    pub failure: Option<&'a Failure>,
     pub finished: bool,
 }
 
 /// Upserts one schema's row of a run in `mt.run_tenants`.
 pub fn record_run_tenant(run_id: i64, key: &str, schema: &str, progress: &Progress) {
     Spi::run_with_args(
-        "INSERT INTO mt.run_tenants AS r (run_id, tenant_id, schema_name, status, applied, pending, sqlstate, error, finished_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $9 THEN clock_timestamp() END) \
+        "INSERT INTO mt.run_tenants AS r (run_id, tenant_id, schema_name, status, applied, pending, sqlstate, error, migration, finished_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10, CASE WHEN $9 THEN pg_catalog.clock_timestamp() END) \
          ON CONFLICT (run_id, tenant_id) DO UPDATE \
             SET status = EXCLUDED.status, applied = EXCLUDED.applied, pending = EXCLUDED.pending, \
-                sqlstate = EXCLUDED.sqlstate, error = EXCLUDED.error, finished_at = EXCLUDED.finished_at, pid = EXCLUDED.pid, \
+                sqlstate = EXCLUDED.sqlstate, error = EXCLUDED.error, migration = EXCLUDED.migration, \
+                finished_at = EXCLUDED.finished_at, pid = EXCLUDED.pid, \
                 current_migration = CASE WHEN $9 THEN NULL ELSE r.current_migration END",
         &[
             run_id.into(),
@@ -593,9 +595,10 @@ pub fn record_run_tenant(run_id: i64, key: &str, schema: &str, progress: &Progre
             progress.status.into(),
             progress.applied.into(),
             progress.pending.into(),
-            progress.sqlstate.into(),
-            progress.error.into(),
+            progress.failure.map(|f| f.sqlstate.as_str()).into(),
+            progress.failure.map(|f| f.message.as_str()).into(),
             progress.finished.into(),
+            progress.failure.and_then(|f| f.migration.as_deref()).into(),
         ],
     )
     .unwrap_or_else(|e| error!("multitenant: cannot record progress: {e}"));
@@ -685,15 +688,8 @@ fn read_records(table: &str, format: TrackingFormat) -> Vec<Record> {
 pub fn write_tracking(schema: &str, table_name: &str, format: TrackingFormat, records: &[Record]) {
     let table = tracking::qualified(schema, table_name);
     Spi::run(&format.create_table_sql(&table)).unwrap_or_else(|e| error!("{e}"));
-    for record in records {
-        insert_record(&table, format, record, Some(record.id));
-    }
-    Spi::run_with_args(
-        "SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence($1, 'id'), greatest(coalesce(max_id, 0), 1), max_id IS NOT NULL) \
-           FROM (SELECT pg_catalog.max(id) AS max_id FROM pg_catalog.unnest($2::int[]) AS id) m",
-        &[table.as_str().into(), records.iter().map(|r| r.id).collect::<Vec<i32>>().into()],
-    )
-    .unwrap_or_else(|e| error!("{e}"));
+    ensure_ledger_trigger(schema);
+    insert_records(&table, format, records);
     let grant = Spi::get_one_with_args::<String>(
         "SELECT pg_catalog.format('GRANT SELECT ON %s TO %I', $1::text, pg_catalog.pg_get_userbyid(mt.code_role($2)))",
         &[table.as_str().into(), schema.into()],
@@ -701,6 +697,150 @@ pub fn write_tracking(schema: &str, table_name: &str, format: TrackingFormat, re
     .unwrap_or_else(|e| error!("{e}"))
     .unwrap_or_default();
     Spi::run(&grant).unwrap_or_else(|e| error!("{e}"));
+}
+
+/// Inserts `records` with their ids (`table` is quoted) and moves the id sequence past the
+/// largest id in the table.
+fn insert_records(table: &str, format: TrackingFormat, records: &[Record]) {
+    for record in records {
+        insert_record(table, format, record, Some(record.id));
+    }
+    Spi::run_with_args(
+        &format!(
+            "SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence($1, 'id'), \
+                    greatest(coalesce(pg_catalog.max(id), 0), 1), pg_catalog.max(id) IS NOT NULL) FROM {table}"
+        ),
+        &[table.into()],
+    )
+    .unwrap_or_else(|e| error!("{e}"));
+}
+
+/// How `mt.repair_tracking` puts a tenant's tracking table and the ledger back in step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RepairSource {
+    /// The ledger is right: records the table lost are written back (a missing table is
+    /// created in the tenant's format).
+    Ledger,
+    /// The table is right: the ledger forgets what the table no longer has.
+    Tracking,
+}
+
+/// Repairs one tenant (the caller holds its lock); returns how many records it wrote.
+pub fn repair(
+    tenant_id: &str,
+    schema: &str,
+    table_name: &str,
+    default_format: TrackingFormat,
+    source: RepairSource,
+) -> i32 {
+    let found = read_tracking(schema, table_name, Some(tenant_id));
+    match (source, found) {
+        (RepairSource::Ledger, None) => {
+            let format = Spi::get_one_with_args::<String>(
+                "SELECT tracking_format FROM mt.tenants WHERE tenant_id = $1",
+                &[tenant_id.into()],
+            )
+            .unwrap_or_else(|e| error!("{e}"))
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(default_format);
+            let ledger = ledger_records(tenant_id);
+            write_tracking(schema, table_name, format, &ledger);
+            ledger.len() as i32
+        }
+        (RepairSource::Ledger, Some((format, records))) => {
+            let ledger = ledger_records(tenant_id);
+            let lost: Vec<Record> = tracking::lost(&ledger, &records).into_iter().cloned().collect();
+            if let Some(taken) = lost.iter().find(|l| records.iter().any(|r| r.id == l.id)) {
+                ereport!(
+                    ERROR,
+                    PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
+                    format!(
+                        "tracking table of tenant \"{tenant_id}\" holds another record under id {} than the ledger",
+                        taken.id
+                    ),
+                    "Compare the table with mt.tracking_records; delete the row in the way, or repair with source => 'tracking'."
+                );
+            }
+            ensure_ledger_trigger(schema);
+            insert_records(&tracking::qualified(schema, table_name), format, &lost);
+            lost.len() as i32
+        }
+        (RepairSource::Tracking, Some((format, records))) => {
+            ensure_ledger_trigger(schema);
+            sync_ledger(tenant_id, format, &records);
+            records.len() as i32
+        }
+        (RepairSource::Tracking, None) => {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                format!("tenant \"{tenant_id}\" has no tracking table to take the records from"),
+                "Repair from the ledger (source => 'ledger') instead."
+            );
+        }
+    }
+}
+
+/// Gives `schema`'s tracking table the trigger that copies new records into the ledger.
+fn ensure_ledger_trigger(schema: &str) {
+    Spi::run_with_args("SELECT mt.ensure_ledger_trigger($1)", &[schema.into()]).unwrap_or_else(|e| error!("{e}"));
+}
+
+/// The ledger's records of one tenant, by id.
+pub fn ledger_records(tenant_id: &str) -> Vec<Record> {
+    Spi::connect(|client| {
+        client
+            .select(
+                "SELECT record_id, name, hash, journal_when, \
+                        (pg_catalog.date_part('epoch', applied_at) OPERATOR(pg_catalog.*) 1000)::bigint \
+                   FROM mt.tracking_records WHERE tenant_id = $1 ORDER BY record_id",
+                None,
+                &[tenant_id.into()],
+            )?
+            .map(|row| {
+                Ok(Record {
+                    id: row.get::<i32>(1)?.unwrap_or_default(),
+                    name: row.get::<String>(2)?,
+                    hash: row.get::<String>(3)?,
+                    journal_when: row.get::<i64>(4)?,
+                    applied_at_ms: row.get::<i64>(5)?,
+                })
+            })
+            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+    })
+    .unwrap_or_else(|e| error!("multitenant: cannot read the ledger: {e}"))
+}
+
+/// Refuses to go on with a tenant whose tracking table (`table`: its records, or None when
+/// it is missing) lost records the ledger holds: applying their migrations again would
+/// duplicate what they did. `mt.repair_tracking` puts the table right.
+fn ensure_nothing_lost(tenant_id: &str, schema: &str, table: Option<&[Record]>) {
+    let ledger = ledger_records(tenant_id);
+    let lost = tracking::lost(&ledger, table.unwrap_or_default());
+    if lost.is_empty() {
+        return;
+    }
+    let what = match table {
+        None => format!("is missing, but the ledger records {} applied migration(s)", ledger.len()),
+        Some(_) => {
+            let names: Vec<String> = lost
+                .iter()
+                .take(5)
+                .map(|r| r.name.clone().or_else(|| r.hash.clone()).unwrap_or_else(|| format!("id {}", r.id)))
+                .collect();
+            let more = if lost.len() > 5 { format!(" and {} more", lost.len() - 5) } else { String::new() };
+            format!("lost {} of the {} records the ledger holds ({}{more})", lost.len(), ledger.len(), names.join(", "))
+        }
+    };
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        format!("the tracking table of tenant \"{tenant_id}\" (schema {schema}) {what}"),
+        format!(
+            "Nothing was replayed. SELECT * FROM mt.repair_tracking(ARRAY['{tenant_id}']) restores the records from the ledger; \
+             mt.repair_tracking(ARRAY['{tenant_id}'], source => 'tracking') accepts the table as it is (its migrations then run again)."
+        )
+    );
 }
 
 /// Inserts one tracking record; with `id`, keeps that id (conversion).

@@ -37,6 +37,7 @@ extension_sql_file!(
     name = "health",
     requires = ["drift", "migrations", clone::template_is_current]
 );
+extension_sql_file!("../sql/guard.sql", name = "guard", requires = ["tenants"]);
 extension_sql_file!(
     "../sql/comments.sql",
     name = "comments",
@@ -61,6 +62,7 @@ extension_sql_file!(
         seed::seed_all,
         roles::execute_as,
         clone::copy_tracking,
+        migrations::repair_tracking,
         "clone",
         "seeds",
         "health"

@@ -10,7 +10,7 @@ use pgrx::heap_tuple::PgHeapTuple;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::engine::{Job, Operation, Outcome, Plan, Settings, Target, TEMPLATE_SCHEMA};
+use crate::engine::{Job, Operation, Outcome, Plan, RepairSource, Settings, Target, Transactions, TEMPLATE_SCHEMA};
 use crate::txn::Subtransactions;
 use crate::workers::{self, RunResult};
 
@@ -200,6 +200,40 @@ fn migrate_shared(
     rows(vec![run_in_process("migrate_shared", Operation::Migrate { dry_run, mark_applied }, "shared", target)])
 }
 
+/// `mt.repair_tracking(tenant_ids, source)`: puts tenants' tracking tables and the ledger
+/// back in step after a tracking table was dropped, emptied or edited by hand, in the
+/// caller's transaction. `source => 'ledger'` writes back the records a table lost;
+/// `'tracking'` makes the ledger forget them (their migrations will run again).
+#[pg_extern(security_definer, volatile, requires = ["migrations"])]
+#[search_path(pg_catalog, pg_temp)]
+fn repair_tracking(
+    tenant_ids: default!(Option<Vec<String>>, "NULL"),
+    source: default!(&str, "'ledger'"),
+) -> TableIterator<'static, (name!(tenant_id, String), name!(schema_name, String), name!(records, i32))> {
+    let source = match source {
+        "ledger" => RepairSource::Ledger,
+        "tracking" => RepairSource::Tracking,
+        other => {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("repair source \"{other}\" is invalid: it must be ledger or tracking")
+            );
+        }
+    };
+    let settings = Settings::load(0, 0);
+    let repaired: Vec<(String, String, i32)> = resolve_targets(tenant_ids)
+        .into_iter()
+        .map(|(tenant_id, schema)| {
+            Subtransactions.try_lock_schema(&schema);
+            let records =
+                crate::engine::repair(&tenant_id, &schema, &settings.tracking_table, settings.default_format, source);
+            (tenant_id, schema, records)
+        })
+        .collect();
+    TableIterator::new(repaired)
+}
+
 fn run_in_workers(
     function: &str,
     operation: Operation,
@@ -237,12 +271,8 @@ pub(crate) fn fan_out(
 
 /// Runs one schema in this backend, recording the run (as `function`) like a worker run.
 fn run_in_process(function: &str, operation: Operation, scope: &str, target: Target) -> RunResult {
-    let run_id = Spi::get_one_with_args::<i64>(
-        "INSERT INTO mt.runs (operation, options, tenants) VALUES ($1, $2::jsonb, 1) RETURNING run_id",
-        &[function.into(), operation.options_json().into()],
-    )
-    .unwrap_or_else(|e| error!("{e}"))
-    .unwrap_or_default();
+    crate::engine::close_abandoned_runs();
+    let run_id = crate::engine::start_run(None, function, operation, 1, unsafe { pg_sys::MyProcPid });
     // Migrations set search_path and lock_timeout locally; keep that from leaking into the
     // caller's transaction, as a function's SET clause would.
     let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
@@ -251,12 +281,7 @@ fn run_in_process(function: &str, operation: Operation, scope: &str, target: Tar
     let outcome =
         Job { tx: &Subtransactions, settings: &settings, plan: &plan, target: &target, operation, run_id }.run();
     unsafe { pg_sys::AtEOXact_GUC(true, nest_level) };
-    Spi::run_with_args(
-        "UPDATE mt.runs r SET status = 'finished', finished_at = clock_timestamp(), \
-                succeeded = ($2 <> 'failed')::int, failed = ($2 = 'failed')::int WHERE run_id = $1",
-        &[run_id.into(), outcome.status.as_str().into()],
-    )
-    .unwrap_or_else(|e| error!("{e}"));
+    crate::engine::finish_run(run_id, "finished");
     RunResult { tenant_id: target.tenant_id.clone().unwrap_or_default(), schema: target.schema, outcome }
 }
 
@@ -307,6 +332,7 @@ fn row(tenant_id: String, schema: String, outcome: Outcome) -> RunRow {
         tuple.set_by_name("sqlstate", outcome.failure.as_ref().map(|f| f.sqlstate.clone()))?;
         tuple.set_by_name("error", outcome.failure.as_ref().map(|f| f.message.clone()))?;
         tuple.set_by_name("duration_ms", outcome.duration_ms)?;
+        tuple.set_by_name("migration", outcome.failure.as_ref().and_then(|f| f.migration.clone()))?;
         Ok(tuple)
     };
     build().unwrap_or_else(|e| error!("multitenant: cannot build mt.run_result: {e}"))

@@ -9,6 +9,9 @@ use pgrx::prelude::*;
 
 use crate::engine::{Failure, Transactions, CANCELLED};
 
+/// SQLSTATE 25001: CREATE INDEX CONCURRENTLY, VACUUM and the like inside a transaction.
+const NOT_IN_A_TRANSACTION: &str = "25001";
+
 /// The SQLSTATE text ("42P07") of a caught error.
 fn failure_from(error: &CaughtError) -> Failure {
     let report = match error {
@@ -17,8 +20,21 @@ fn failure_from(error: &CaughtError) -> Failure {
     };
     let code = report.sql_error_code() as i32;
     // MAKE_SQLSTATE packs five 6-bit characters, first one lowest.
-    let sqlstate = (0..5).map(|i| (((code >> (6 * i)) & 0x3F) as u8 + b'0') as char).collect();
-    Failure { sqlstate, message: report.message().to_string() }
+    let sqlstate: String = (0..5).map(|i| (((code >> (6 * i)) & 0x3F) as u8 + b'0') as char).collect();
+    // DETAIL and HINT often say what to do; keep them (pgrx's detail_with_backtrace is not used).
+    let mut message = report.message().to_string();
+    for (label, text) in [("DETAIL", report.detail()), ("HINT", report.hint())] {
+        if let Some(text) = text.filter(|t| !t.is_empty()) {
+            message.push_str(&format!("\n{label}: {text}"));
+        }
+    }
+    if sqlstate == NOT_IN_A_TRANSACTION {
+        message.push_str(
+            "\nHINT: this statement cannot run inside a transaction, and every migration runs in one: \
+             move it out of the migration (run it by hand or in a maintenance job).",
+        );
+    }
+    Failure { sqlstate, message, migration: None }
 }
 
 /// Declarations pgrx's bindings leave out (`utils/timeout.h`, `tcop/tcopprot.h`).
@@ -36,12 +52,14 @@ pub(crate) mod ffi {
     }
 }
 
-const LOCK_SQL: &str = "hashtext('multitenant'), hashtext($1)";
+const LOCK_SQL: &str = "pg_catalog.hashtext('multitenant'), pg_catalog.hashtext($1)";
 
 /// Background workers: every unit of work is a transaction of its own, committed at once,
 /// so progress is visible to other sessions and a failure undoes only that unit.
 pub struct OwnTransactions<'a> {
     pub cancel: &'a AtomicBool,
+    /// The backend that started the workers: a run whose caller is gone stops.
+    pub launcher_pid: i32,
 }
 
 impl Transactions for OwnTransactions<'_> {
@@ -68,7 +86,7 @@ impl Transactions for OwnTransactions<'_> {
     }
 
     fn try_lock_schema(&self, schema: &str) -> bool {
-        Spi::get_one_with_args::<bool>(&format!("SELECT pg_try_advisory_lock({LOCK_SQL})"), &[schema.into()])
+        Spi::get_one_with_args::<bool>(&format!("SELECT pg_catalog.pg_try_advisory_lock({LOCK_SQL})"), &[schema.into()])
             .unwrap_or_else(|e| error!("{e}"))
             .unwrap_or(false)
     }
@@ -76,7 +94,7 @@ impl Transactions for OwnTransactions<'_> {
     fn unlock_schema(&self, _schema: &str) {
         // A worker holds at most one schema lock; session locks survive aborts, so release
         // whatever is held rather than guess.
-        Spi::run("SELECT pg_advisory_unlock_all()").unwrap_or_else(|e| error!("{e}"));
+        Spi::run("SELECT pg_catalog.pg_advisory_unlock_all()").unwrap_or_else(|e| error!("{e}"));
     }
 
     fn run_migration_sql(&self, sql: &str, statement_timeout_ms: i32) {
@@ -89,11 +107,16 @@ impl Transactions for OwnTransactions<'_> {
                 }
             }
         }
-        let _disarm = Disarm(statement_timeout_ms > 0);
-        if statement_timeout_ms > 0 {
-            unsafe { ffi::enable_timeout_after(ffi::STATEMENT_TIMEOUT, statement_timeout_ms) };
+        if statement_timeout_ms <= 0 {
+            Spi::run(sql).unwrap_or_else(|e| error!("{e}"));
+            return;
         }
-        Spi::run(sql).unwrap_or_else(|e| error!("{e}"));
+        // Like a client's statement_timeout: each statement gets the whole allowance.
+        for statement in statements(sql) {
+            let _disarm = Disarm(true);
+            unsafe { ffi::enable_timeout_after(ffi::STATEMENT_TIMEOUT, statement_timeout_ms) };
+            Spi::run(statement).unwrap_or_else(|e| error!("{e}"));
+        }
     }
 
     fn pause(&self) -> bool {
@@ -103,7 +126,9 @@ impl Transactions for OwnTransactions<'_> {
     }
 
     fn cancelled(&self) -> bool {
-        self.cancel.load(Ordering::SeqCst)
+        // A terminated or crashed launcher cannot set the flag: its process being gone
+        // means the same. Workers run as the same OS user, so signal 0 tells.
+        self.cancel.load(Ordering::SeqCst) || unsafe { libc::kill(self.launcher_pid, 0) != 0 }
     }
 }
 
@@ -145,7 +170,7 @@ impl Transactions for Subtransactions {
     }
 
     fn try_lock_schema(&self, schema: &str) -> bool {
-        Spi::run_with_args(&format!("SELECT pg_advisory_xact_lock({LOCK_SQL})"), &[schema.into()])
+        Spi::run_with_args(&format!("SELECT pg_catalog.pg_advisory_xact_lock({LOCK_SQL})"), &[schema.into()])
             .unwrap_or_else(|e| error!("{e}"));
         true
     }
@@ -166,6 +191,22 @@ impl Transactions for Subtransactions {
     fn cancelled(&self) -> bool {
         false
     }
+}
+
+/// The statements of `sql`, split by PostgreSQL's own parser (a syntax error raises).
+fn statements(sql: &str) -> Vec<&str> {
+    let text = std::ffi::CString::new(sql).unwrap_or_else(|_| error!("multitenant: migration SQL contains a NUL byte"));
+    let parsed =
+        unsafe { pgrx::list::old_list::PgList::<pg_sys::RawStmt>::from_pg(pg_sys::pg_parse_query(text.as_ptr())) };
+    parsed
+        .iter_ptr()
+        .map(|raw| {
+            let (location, length) = unsafe { ((*raw).stmt_location.max(0) as usize, (*raw).stmt_len.max(0) as usize) };
+            // A length of 0 means "to the end of the string".
+            let end = if length == 0 { sql.len() } else { (location + length).min(sql.len()) };
+            &sql[location.min(end)..end]
+        })
+        .collect()
 }
 
 /// Back to the caller's memory context and resource owner, as PL/pgSQL does after a

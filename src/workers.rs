@@ -35,7 +35,10 @@ const LIBRARY: &str = concat!("multitenant-", env!("CARGO_PKG_VERSION"));
 
 const MAGIC: u32 = 0x6d74_7275;
 const NAME_BYTES: usize = 64;
-const ERROR_BYTES: usize = 900;
+/// Room for a message with its DETAIL and HINT; the full text is in `mt.run_tenants` too.
+const ERROR_BYTES: usize = 2000;
+/// Migration names are at most 255 bytes (`mt.migrations`).
+const MIGRATION_BYTES: usize = 256;
 
 // Items start zeroed, which means pending.
 const ITEM_CLAIMED: u32 = 1;
@@ -54,6 +57,8 @@ struct Header {
     role: pg_sys::Oid,
     /// Who called the launcher: tenant code may run as a superuser only for a superuser.
     caller: pg_sys::Oid,
+    /// The launcher's process: when it is gone (terminated, crashed), workers stop.
+    launcher_pid: i32,
     lock_timeout_ms: i32,
     statement_timeout_ms: i32,
     /// The seed name of provisioning and seeding runs.
@@ -71,6 +76,7 @@ struct Item {
     duration_ms: i64,
     sqlstate: FixedText<8>,
     error: FixedText<ERROR_BYTES>,
+    migration: FixedText<MIGRATION_BYTES>,
 }
 
 /// A string in shared memory: truncated to fit (on a UTF-8 boundary).
@@ -164,7 +170,11 @@ impl Run {
             status: Status::from_u8(item.status).unwrap_or(Status::Failed),
             applied: item.applied,
             pending: item.pending,
-            failure: (!sqlstate.is_empty()).then(|| Failure { sqlstate, message: item.error.get() }),
+            failure: (!sqlstate.is_empty()).then(|| Failure {
+                sqlstate,
+                message: item.error.get(),
+                migration: Some(item.migration.get()).filter(|m| !m.is_empty()),
+            }),
             duration_ms: item.duration_ms,
         })
     }
@@ -205,7 +215,8 @@ pub fn run(operation: Operation, argument: &str, targets: &[(String, String)], c
     if targets.is_empty() {
         return Vec::new();
     }
-    let run_id = Spi::get_one::<i64>("SELECT nextval('mt.runs_run_id_seq')")
+    engine::close_abandoned_runs();
+    let run_id = Spi::get_one::<i64>("SELECT pg_catalog.nextval('mt.runs_run_id_seq')")
         .unwrap_or_else(|e| error!("{e}"))
         .unwrap_or_default();
 
@@ -224,6 +235,7 @@ pub fn run(operation: Operation, argument: &str, targets: &[(String, String)], c
         header.database = pg_sys::MyDatabaseId;
         header.role = pg_sys::GetUserId();
         header.caller = crate::roles::caller();
+        header.launcher_pid = pg_sys::MyProcPid;
         header.lock_timeout_ms = crate::guc::LOCK_TIMEOUT_MS.get();
         header.statement_timeout_ms = crate::guc::STATEMENT_TIMEOUT_MS.get();
         header.argument.set(argument);
@@ -262,6 +274,7 @@ pub fn run(operation: Operation, argument: &str, targets: &[(String, String)], c
                 failure: Some(Failure {
                     sqlstate: "XX000".into(),
                     message: "the background worker handling this schema exited before finishing".into(),
+                    migration: None,
                 }),
                 duration_ms: 0,
             }),
@@ -356,7 +369,7 @@ pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
     }
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(header.database), Some(header.role));
     crate::roles::set_caller(header.caller);
-    let tx = OwnTransactions { cancel: &header.cancel };
+    let tx = OwnTransactions { cancel: &header.cancel, launcher_pid: header.launcher_pid };
     let operation = decode(header.operation);
 
     let context = tx.atomic(|| {
@@ -367,22 +380,18 @@ pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
         )
         .unwrap_or_else(|e| error!("{e}"));
         engine::report_activity(&format!("multitenant: {} run {}", operation.name(), header.run_id));
-        Spi::run_with_args(
-            "INSERT INTO mt.runs (run_id, operation, options, tenants) VALUES ($1, $2, $3::jsonb, $4) \
-             ON CONFLICT (run_id) DO NOTHING",
-            &[
-                header.run_id.into(),
-                operation.name().into(),
-                operation.options_json().into(),
-                (header.item_count as i32).into(),
-            ],
-        )
-        .unwrap_or_else(|e| error!("{e}"));
+        engine::start_run(
+            Some(header.run_id),
+            operation.name(),
+            operation,
+            header.item_count as i32,
+            header.launcher_pid,
+        );
         (Settings::load(header.lock_timeout_ms, header.statement_timeout_ms), Plan::load("tenant"))
     });
 
     loop {
-        if header.cancel.load(Ordering::SeqCst) {
+        if tx.cancelled() {
             break;
         }
         let index = header.next_item.fetch_add(1, Ordering::AcqRel) as usize;
@@ -417,6 +426,7 @@ pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
         if let Some(failure) = &outcome.failure {
             item.sqlstate.set(&failure.sqlstate);
             item.error.set(&failure.message);
+            item.migration.set(failure.migration.as_deref().unwrap_or_default());
         }
         item.state.store(ITEM_DONE, Ordering::Release);
         let finished = header.finished_items.fetch_add(1, Ordering::AcqRel) + 1;
@@ -424,7 +434,7 @@ pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
             close_run(&tx, header.run_id, "finished");
         }
     }
-    if header.cancel.load(Ordering::SeqCst) {
+    if tx.cancelled() {
         close_run(&tx, header.run_id, "cancelled");
     }
 }
@@ -462,8 +472,7 @@ fn call_one(
             _ => unreachable!("migration operations run as a Job"),
         };
         let applied = (status != Status::Skipped) as i32;
-        let progress =
-            Progress { status: status.as_str(), applied, pending: 0, sqlstate: None, error: None, finished: true };
+        let progress = Progress { status: status.as_str(), applied, pending: 0, failure: None, finished: true };
         engine::record_run_tenant(run_id, &tenant_id, &schema, &progress);
         (status, applied, schema)
     });
@@ -483,8 +492,7 @@ fn call_one(
                     status: status.as_str(),
                     applied: 0,
                     pending: 0,
-                    sqlstate: Some(&failure.sqlstate),
-                    error: Some(&failure.message),
+                    failure: Some(&failure),
                     finished: true,
                 };
                 engine::record_run_tenant(run_id, &tenant_id, &target.schema, &progress);
@@ -496,16 +504,7 @@ fn call_one(
 
 /// Marks the run finished or cancelled, with its counts.
 fn close_run(tx: &OwnTransactions, run_id: i64, status: &str) {
-    let _ = tx.atomic(|| {
-        Spi::run_with_args(
-            "UPDATE mt.runs r SET status = $2, finished_at = clock_timestamp(), \
-                    succeeded = (SELECT count(*) FROM mt.run_tenants t WHERE t.run_id = r.run_id AND t.status NOT IN ('failed', 'cancelled', 'running')), \
-                    failed = (SELECT count(*) FROM mt.run_tenants t WHERE t.run_id = r.run_id AND t.status = 'failed') \
-              WHERE r.run_id = $1 AND r.status = 'running'",
-            &[run_id.into(), status.into()],
-        )
-        .unwrap_or_else(|e| error!("{e}"));
-    });
+    let _ = tx.atomic(|| engine::finish_run(run_id, status));
 }
 
 #[cfg(any(test, feature = "pg_test"))]

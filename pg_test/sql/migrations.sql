@@ -69,16 +69,36 @@ ROLLBACK;
 -- sync_status, mark_missing and clean_orphans.
 SELECT status, count(*) FROM mt.migrate_all() GROUP BY status ORDER BY status;
 INSERT INTO tenant_t2.__drizzle_migrations (name) VALUES ('0099_removed_from_disk');
-DELETE FROM tenant_t3.__drizzle_migrations WHERE name = '0003_comments';
 SELECT status, pending FROM mt.migrate_all(tenant_ids => ARRAY['t2'], dry_run => true);
 SELECT status, applied FROM mt.migrate_all(tenant_ids => ARRAY['t2']);
 SELECT tenant_id, missing, orphans FROM mt.sync_status WHERE missing <> '{}' OR orphans <> '{}' ORDER BY 1;
 SELECT tenant_id, status, applied FROM mt.clean_orphans(dry_run => true) WHERE status <> 'unchanged' ORDER BY 1;
 SELECT tenant_id, status, applied FROM mt.clean_orphans() WHERE status <> 'unchanged' ORDER BY 1;
 SELECT name FROM tenant_t2.__drizzle_migrations WHERE name LIKE '0099%';
--- t3's record was deleted behind our back; its ledger is refreshed when it is next visited.
+-- A record deleted behind the engine's back is never replayed: the tenant fails until
+-- mt.repair_tracking writes the record back from the ledger...
+DELETE FROM tenant_t3.__drizzle_migrations WHERE name = '0003_comments';
+SELECT tenant_id, status, applied, sqlstate, migration FROM mt.migrate_all(tenant_ids => ARRAY['t3']);
+SELECT tenant_id, status, sqlstate FROM mt.migrate_tenant('t3', dry_run => true);
+SELECT * FROM mt.repair_tracking(ARRAY['t3']);
+SELECT name FROM tenant_t3.__drizzle_migrations WHERE name = '0003_comments';
+SELECT tenant_id, status, applied FROM mt.migrate_all(tenant_ids => ARRAY['t3']);
+-- ...or accepts the table as it is (the ledger forgets; mark_missing records it again).
+DELETE FROM tenant_t3.__drizzle_migrations WHERE name = '0003_comments';
+SELECT * FROM mt.repair_tracking(ARRAY['t3'], source => 'tracking');
 SELECT tenant_id, status, applied FROM mt.mark_missing(ARRAY['t3']);
 SELECT count(*) AS comments_in_t3 FROM pg_tables WHERE schemaname = 'tenant_t3' AND tablename = 'comments';
+-- A dropped tracking table is the same: nothing replayed, repaired from the ledger.
+DROP TABLE tenant_t3.__drizzle_migrations;
+SELECT tenant_id, status, sqlstate, left(error, 95) AS error FROM mt.migrate_all(tenant_ids => ARRAY['t3']);
+SELECT * FROM mt.repair_tracking(ARRAY['t3']);
+SELECT tenant_id, status, applied FROM mt.migrate_all(tenant_ids => ARRAY['t3']);
+SELECT pg_temp.attempt($$SELECT * FROM mt.repair_tracking(ARRAY['t3'], source => 'nowhere')$$) AS bad_source;
+-- Rows another tool writes reach the ledger (and mt.status) at once, without a run.
+INSERT INTO tenant_t3.__drizzle_migrations (name) VALUES ('0004_by_another_tool');
+SELECT tenant_id, orphans FROM mt.sync_status WHERE tenant_id = 't3';
+DELETE FROM tenant_t3.__drizzle_migrations WHERE name = '0004_by_another_tool';
+SELECT * FROM mt.repair_tracking(ARRAY['t3'], source => 'tracking');
 SELECT tenant_id, missing, orphans FROM mt.sync_status WHERE missing <> '{}' OR orphans <> '{}';
 
 -- convert_tracking round-trips name -> hash -> drizzle-kit -> name without losing a record.

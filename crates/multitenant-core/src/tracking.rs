@@ -185,6 +185,18 @@ pub fn orphans<'a>(records: &'a [Record], migrations: &[Migration]) -> Vec<&'a R
     records.iter().filter(|r| !migrations.iter().any(|m| r.matches(m))).collect()
 }
 
+/// Records of the ledger (what the engine saw applied) missing from a tracking table: a
+/// record is the same when its id, name, hash and journal time are. A tracking table that
+/// lost records would have the engine apply their migrations again, so it must be repaired,
+/// never trusted as it is. Records only the table has (another tool applied migrations)
+/// are not lost.
+pub fn lost<'a>(ledger: &'a [Record], table: &[Record]) -> Vec<&'a Record> {
+    let same = |a: &Record, b: &Record| {
+        a.id == b.id && a.name == b.name && a.hash == b.hash && a.journal_when == b.journal_when
+    };
+    ledger.iter().filter(|l| !table.iter().any(|t| same(l, t))).collect()
+}
+
 /// Quotes an identifier the way `quote_ident` does when quoting is needed; always quoting
 /// is always correct.
 pub fn quote_identifier(ident: &str) -> String {
@@ -206,6 +218,25 @@ mod tests {
             Migration::new(1, "0001_posts", "CREATE TABLE posts ();", Some(1_700_000_001_000)),
             Migration::new(2, "0002_plain", "CREATE TABLE plain ();", None),
         ]
+    }
+
+    #[test]
+    fn lost_records_are_the_ledgers_the_table_no_longer_has() {
+        let record = |id: i32, name: &str| Record {
+            id,
+            ..Record::new(Some(name), None, None, Some(1_700_000_000_000 + id as i64))
+        };
+        let ledger = vec![record(1, "0000_users"), record(2, "0001_posts")];
+        assert!(lost(&ledger, &ledger).is_empty());
+        // Another tool added a record: nothing is lost.
+        let more = vec![record(1, "0000_users"), record(2, "0001_posts"), record(3, "0002_tags")];
+        assert!(lost(&ledger, &more).is_empty());
+        // Emptied, a row deleted by hand, or a row rewritten under the same id: lost.
+        assert_eq!(lost(&ledger, &[]).len(), 2);
+        assert_eq!(lost(&ledger, &ledger[..1]).iter().map(|r| r.id).collect::<Vec<_>>(), [2]);
+        assert_eq!(lost(&ledger, &[record(1, "0000_users"), record(2, "0009_other")]).len(), 1);
+        // applied_at is not compared: formats without it and the ledger may differ there.
+        assert!(lost(&ledger, &[ledger[0].clone(), Record { applied_at_ms: None, ..ledger[1].clone() }]).is_empty());
     }
 
     #[test]
