@@ -27,6 +27,12 @@ $$;
 COMMENT ON SCHEMA mt IS
     'multitenant: schema-per-tenant multi-tenancy (tenant registry, naming, configuration)';
 
+-- What the public functions call and nobody else should: not API, granted to no one but
+-- the few helpers the public views need, free to change between releases.
+CREATE SCHEMA mt_internal;
+COMMENT ON SCHEMA mt_internal IS
+    'multitenant: internal helpers of the extension (not API; may change in any release)';
+
 -- The settings the extension knows, with their defaults. Owned by the extension and
 -- rewritten by upgrade scripts, so it is not dumped; user choices live in mt.config.
 CREATE TABLE mt.config_options (

@@ -20,7 +20,7 @@
 --   92 function settings           95 refresh materialized views that were populated
 
 -- Whether an extension owns the object: then it is the extension's business, not the clone's.
-CREATE FUNCTION mt.is_extension_member(classid regclass, objid oid)
+CREATE FUNCTION mt_internal.is_extension_member(classid regclass, objid oid)
 RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -28,7 +28,7 @@ AS $$
     SELECT EXISTS (SELECT FROM pg_catalog.pg_depend d
                     WHERE d.classid = is_extension_member.classid AND d.objid = is_extension_member.objid AND d.deptype = 'e')
 $$;
-COMMENT ON FUNCTION mt.is_extension_member(regclass, oid) IS
+COMMENT ON FUNCTION mt_internal.is_extension_member(regclass, oid) IS
     'multitenant: whether an extension owns the object';
 
 CREATE FUNCTION mt.clone_statements(source_schema text, target_schema text)
@@ -38,7 +38,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     source_oid oid := (SELECT n.oid FROM pg_namespace n WHERE n.nspname = source_schema);
-    -- The tracking table is the trusted owner's: mt.copy_tracking copies it, not the clone.
+    -- The tracking table is the trusted owner's: mt_internal.copy_tracking copies it, not the clone.
     tracking   oid := to_regclass(format('%I.%I', source_schema, mt.get_config('tracking_table')));
     target     text := quote_ident(target_schema);
     source_role oid;
@@ -47,7 +47,7 @@ BEGIN
     IF source_oid IS NULL THEN
         RAISE EXCEPTION 'schema "%" does not exist', source_schema USING ERRCODE = 'invalid_schema_name';
     END IF;
-    source_role := mt.code_role(source_schema);
+    source_role := mt_internal.code_role(source_schema);
 
     -- Refuse what would otherwise come out wrong, before anything is written.
     SELECT u.kind, u.name INTO unsupported FROM (
@@ -85,7 +85,7 @@ BEGIN
                               WHEN 'c' THEN 'TYPE' ELSE 'TABLE' END AS keyword
           FROM pg_class c
          WHERE c.relnamespace = source_oid AND c.relkind IN ('r', 'v', 'm', 'S', 'c')
-           AND NOT mt.is_extension_member('pg_class'::regclass, c.oid)
+           AND NOT mt_internal.is_extension_member('pg_class'::regclass, c.oid)
            AND c.oid IS DISTINCT FROM tracking
            AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
                               AND d.refclassid = 'pg_class'::regclass AND d.refobjid = tracking)
@@ -101,7 +101,7 @@ BEGIN
           FROM pg_type t
          WHERE t.typnamespace = source_oid
            AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND EXISTS (SELECT FROM rel r WHERE r.oid = t.typrelid AND r.relkind = 'c')))
-           AND NOT mt.is_extension_member('pg_type'::regclass, t.oid)
+           AND NOT mt_internal.is_extension_member('pg_type'::regclass, t.oid)
     ), fn AS (
         SELECT p.oid, p.proname, p.prokind, p.proowner, p.proacl, p.proconfig,
                format('%s.%I(%s)', target, p.proname, pg_get_function_identity_arguments(p.oid)) AS qualified,
@@ -115,7 +115,7 @@ BEGIN
                    AND r.relnamespace = source_oid AND r.relkind IN ('r', 'v', 'm')) AS needs
           FROM pg_proc p
          WHERE p.pronamespace = source_oid
-           AND NOT mt.is_extension_member('pg_proc'::regclass, p.oid)
+           AND NOT mt_internal.is_extension_member('pg_proc'::regclass, p.oid)
     ), view_depth AS (      -- a view comes after the views it reads
         WITH RECURSIVE edges AS (
             SELECT DISTINCT v.oid AS view, u.uses
@@ -355,7 +355,7 @@ COMMENT ON FUNCTION mt.clone_statements(text, text) IS
     'multitenant: the DDL that clones one schema into another, step by step (rows are copied between steps 40 and 60); what mt.clone_schema runs';
 
 -- The expression that fills one column of a copied row under an anonymize rule.
-CREATE FUNCTION mt.anonymize_expression(rule jsonb, table_name text, column_name text, column_type text)
+CREATE FUNCTION mt_internal.anonymize_expression(rule jsonb, table_name text, column_name text, column_type text)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -369,7 +369,7 @@ BEGIN
     ELSIF rule = '"hash"' THEN
         RETURN CASE WHEN column_type = 'uuid' THEN format('left(%s, 32)::uuid', hashed)
                     WHEN column_type ~ '^(text|character varying|character|citext)\M' THEN format('%s::%s', hashed, column_type)
-                    ELSE mt.anonymize_error(table_name, column_name, format('a hash needs a text or uuid column, not %s', column_type)) END;
+                    ELSE mt_internal.anonymize_error(table_name, column_name, format('a hash needs a text or uuid column, not %s', column_type)) END;
     ELSIF jsonb_typeof(rule) = 'object' THEN
         keys := ARRAY(SELECT jsonb_object_keys(rule));
         IF keys = '{value}' THEN
@@ -381,13 +381,13 @@ BEGIN
             RETURN format('(%s)::%s', rule ->> 'sql', column_type);
         END IF;
     END IF;
-    RETURN mt.anonymize_error(table_name, column_name, format('unknown rule %s', rule));
+    RETURN mt_internal.anonymize_error(table_name, column_name, format('unknown rule %s', rule));
 END
 $$;
-COMMENT ON FUNCTION mt.anonymize_expression(jsonb, text, text, text) IS
+COMMENT ON FUNCTION mt_internal.anonymize_expression(jsonb, text, text, text) IS
     'multitenant: the SQL expression an anonymize rule puts in place of a column when rows are cloned';
 
-CREATE FUNCTION mt.anonymize_error(table_name text, column_name text, problem text)
+CREATE FUNCTION mt_internal.anonymize_error(table_name text, column_name text, problem text)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -398,11 +398,11 @@ BEGIN
               HINT = 'A rule is null, "hash", {"value": …}, {"template": "…{hash}…"} or {"sql": "expression"}.';
 END
 $$;
-COMMENT ON FUNCTION mt.anonymize_error(text, text, text) IS
+COMMENT ON FUNCTION mt_internal.anonymize_error(text, text, text) IS
     'multitenant: raises the 22023 error for a bad anonymize rule';
 
 -- The statements that copy the source's rows into the clone (none unless include_data; the
--- tracking table's are mt.copy_tracking's), parents before children, with anonymize rules applied, then set
+-- tracking table's are mt_internal.copy_tracking's), parents before children, with anonymize rules applied, then set
 -- each sequence where the source's is and never below a copied value. Each names the table
 -- it reads, so that callers can leave out tables they know to be empty.
 CREATE FUNCTION mt.row_copy_statements(source_schema text, target_schema text, include_data boolean, anonymize jsonb)
@@ -466,12 +466,12 @@ BEGIN
                string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) AS columns,
                string_agg(CASE
                    WHEN anonymize -> t.relname::text ? a.attname
-                       THEN mt.anonymize_expression(anonymize -> t.relname::text -> a.attname::text, t.relname, a.attname,
-                                                    mt.strip_schema(format_type(a.atttypid, a.atttypmod), source_schema))
+                       THEN mt_internal.anonymize_expression(anonymize -> t.relname::text -> a.attname::text, t.relname, a.attname,
+                                                    mt_internal.strip_schema(format_type(a.atttypid, a.atttypmod), source_schema))
                    -- types of the source schema (enums, domains, composites) reach the clone's through text
                    WHEN ty.typnamespace = source_oid OR el.typnamespace = source_oid
                        THEN format('%I::text::%I.%s', a.attname, target_schema,
-                                   mt.strip_schema(format_type(a.atttypid, a.atttypmod), source_schema))
+                                   mt_internal.strip_schema(format_type(a.atttypid, a.atttypmod), source_schema))
                    ELSE format('%I', a.attname) END, ', ' ORDER BY a.attnum) AS expressions
           FROM tables t
           JOIN (SELECT oid, max(level) AS level FROM depth GROUP BY oid) d ON d.oid = t.oid
@@ -513,10 +513,10 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION mt.row_copy_statements(text, text, boolean, jsonb) IS
-    'multitenant: the statements that copy one schema''s rows into its clone and move its sequences past them; what mt.clone_rows runs';
+    'multitenant: the statements that copy one schema''s rows into its clone and move its sequences past them; what mt_internal.clone_rows runs';
 
 -- Copies the rows; returns how many.
-CREATE FUNCTION mt.clone_rows(source_schema text, target_schema text, include_data boolean, anonymize jsonb)
+CREATE FUNCTION mt_internal.clone_rows(source_schema text, target_schema text, include_data boolean, anonymize jsonb)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -527,26 +527,26 @@ DECLARE
     total  bigint := 0;
     -- The source's role reads its own rows (row level security applies as it does to the
     -- source's owner) and may write into the clone only while the copy lasts.
-    reader oid := mt.code_role(source_schema);
+    reader oid := mt_internal.code_role(source_schema);
 BEGIN
-    PERFORM mt.lend_schema(target_schema, reader, true);
+    PERFORM mt_internal.lend_schema(target_schema, reader, true);
     FOR item IN SELECT * FROM mt.row_copy_statements(source_schema, target_schema, include_data, anonymize) LOOP
         -- Type names in anonymize rules resolve in the clone.
-        copied := mt.execute_as(reader, format('pg_catalog, %I, pg_temp', target_schema), item.statement);
+        copied := mt_internal.execute_as(reader, format('pg_catalog, %I, pg_temp', target_schema), item.statement);
         IF item.kind = 'rows' THEN
             total := total + copied;
         END IF;
     END LOOP;
-    PERFORM mt.lend_schema(target_schema, reader, false);
+    PERFORM mt_internal.lend_schema(target_schema, reader, false);
     RETURN total;
 END
 $$;
-COMMENT ON FUNCTION mt.clone_rows(text, text, boolean, jsonb) IS
+COMMENT ON FUNCTION mt_internal.clone_rows(text, text, boolean, jsonb) IS
     'multitenant (internal): copy rows from one schema''s tables into its clone''s as the source''s role, applying anonymize rules; returns the rows copied';
 
 -- Lets `reader` (the role of a copy's source) write the rows of a new schema, or takes that
 -- back; both in the copy's transaction, so no other session ever sees the grant.
-CREATE FUNCTION mt.lend_schema(schema_name text, reader oid, lend boolean)
+CREATE FUNCTION mt_internal.lend_schema(schema_name text, reader oid, lend boolean)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -562,12 +562,12 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION mt.lend_schema(text, oid, boolean) IS
+COMMENT ON FUNCTION mt_internal.lend_schema(text, oid, boolean) IS
     'multitenant (internal): grant a copy''s source role the right to fill a new schema, or revoke it';
 
 -- The objects and rows of a clone, not the tracking table. Every statement runs as the
 -- target's role, which so owns the clone; rows are copied between steps 40 and 60.
-CREATE FUNCTION mt.clone_objects(source_schema text, target_schema text, include_data boolean, anonymize jsonb)
+CREATE FUNCTION mt_internal.clone_objects(source_schema text, target_schema text, include_data boolean, anonymize jsonb)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -575,25 +575,25 @@ SET check_function_bodies = off
 AS $$
 DECLARE
     item        record;
-    writer      oid := mt.code_role(target_schema);
+    writer      oid := mt_internal.code_role(target_schema);
     path        text := format('pg_catalog, %I, pg_temp', target_schema);
     rows_copied bigint := 0;
     copied      boolean := false;
 BEGIN
     FOR item IN SELECT * FROM mt.clone_statements(source_schema, target_schema) LOOP
         IF item.step >= 60 AND NOT copied THEN
-            rows_copied := mt.clone_rows(source_schema, target_schema, include_data, anonymize);
+            rows_copied := mt_internal.clone_rows(source_schema, target_schema, include_data, anonymize);
             copied := true;
         END IF;
-        PERFORM mt.execute_as(writer, path, item.statement);
+        PERFORM mt_internal.execute_as(writer, path, item.statement);
     END LOOP;
     IF NOT copied THEN
-        rows_copied := mt.clone_rows(source_schema, target_schema, include_data, anonymize);
+        rows_copied := mt_internal.clone_rows(source_schema, target_schema, include_data, anonymize);
     END IF;
     RETURN rows_copied;
 END
 $$;
-COMMENT ON FUNCTION mt.clone_objects(text, text, boolean, jsonb) IS
+COMMENT ON FUNCTION mt_internal.clone_objects(text, text, boolean, jsonb) IS
     'multitenant (internal): run mt.clone_statements as the target''s role and copy the rows as the source''s; returns the rows copied';
 
 CREATE FUNCTION mt.clone_schema(
@@ -621,8 +621,8 @@ BEGIN
     END IF;
     -- Migrations take this lock exclusively; clones of one source may run side by side.
     PERFORM pg_advisory_xact_lock_shared(hashtext('multitenant'), hashtext(source_schema));
-    rows_copied := mt.clone_objects(source_schema, target_schema, include_data, anonymize);
-    PERFORM mt.copy_tracking(source_schema, target_schema);
+    rows_copied := mt_internal.clone_objects(source_schema, target_schema, include_data, anonymize);
+    PERFORM mt_internal.copy_tracking(source_schema, target_schema);
     RETURN rows_copied;
 END
 $$;
@@ -656,7 +656,7 @@ BEGIN
 
     -- Validates the target id and that it is free; the schema comes out empty.
     created := mt.create_tenant(target, metadata => original.metadata, migrate => false);
-    -- The clone's tracking table is written by mt.copy_tracking; its mt_ledger trigger fills
+    -- The clone's tracking table is written by mt_internal.copy_tracking; its mt_ledger trigger fills
     -- the new tenant's ledger.
     PERFORM mt.clone_schema(original.schema_name, created.schema_name, include_data, anonymize);
     UPDATE mt.tenants t SET tracking_format = original.tracking_format WHERE t.tenant_id = created.tenant_id
@@ -682,13 +682,13 @@ COMMENT ON TABLE mt.template_scripts IS
 COMMENT ON COLUMN mt.template_scripts.part IS
     '1: types, sequences, functions and tables; 2: the rows migrations wrote and sequence positions; 3: constraints, indexes, views, triggers and the rest';
 COMMENT ON COLUMN mt.template_scripts.version IS
-    'mt.template_version() when the script was built; a script of another version is stale';
+    'mt_internal.template_version() when the script was built; a script of another version is stale';
 COMMENT ON COLUMN mt.template_scripts.script IS
     'the statements, separated by semicolons, naming the target schema mt_clone_target';
 
 -- Changes whenever a migration is applied to the template, its records are converted or
 -- it is rebuilt: a digest of its tracking table.
-CREATE FUNCTION mt.template_version()
+CREATE FUNCTION mt_internal.template_version()
 RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -700,17 +700,17 @@ BEGIN
     IF to_regclass(format('%I.%I', 'mt_template', tracking)) IS NULL THEN
         RETURN NULL;
     END IF;
-    PERFORM mt.check_tracking_table('mt_template');
+    PERFORM mt_internal.check_tracking_table('mt_template');
     EXECUTE format('SELECT md5(string_agg(t::text, %L ORDER BY t::text)) FROM %I.%I t', E'\n', 'mt_template', tracking)
        INTO digest;
     RETURN tracking || ':' || coalesce(digest, '');
 END
 $$;
-COMMENT ON FUNCTION mt.template_version() IS
+COMMENT ON FUNCTION mt_internal.template_version() IS
     'multitenant: a digest of mt_template''s tracking records; mt.template_scripts built under another one are stale';
 
 -- False, and nothing cached, when the template itself mentions mt_clone_target somewhere.
-CREATE FUNCTION mt.build_template_scripts(version text)
+CREATE FUNCTION mt_internal.build_template_scripts(version text)
 RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -745,11 +745,11 @@ BEGIN
     RETURN true;
 END
 $$;
-COMMENT ON FUNCTION mt.build_template_scripts(text) IS
+COMMENT ON FUNCTION mt_internal.build_template_scripts(text) IS
     'multitenant: deparse mt_template into mt.template_scripts under the given version; false when the template mentions mt_clone_target itself';
 
 -- Called by mt.create_tenant with a new, empty schema, when mt.template_is_current().
-CREATE FUNCTION mt.copy_template(target_schema text)
+CREATE FUNCTION mt_internal.copy_template(target_schema text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -758,7 +758,7 @@ AS $$
 DECLARE
     current_version text;
     item    record;
-    writer  oid := mt.code_role(target_schema);
+    writer  oid := mt_internal.code_role(target_schema);
 BEGIN
     IF target_schema IS DISTINCT FROM quote_ident(target_schema) THEN
         RAISE EXCEPTION 'schema name "%" cannot receive a copy of the template', target_schema
@@ -766,29 +766,29 @@ BEGIN
     END IF;
     -- Migrations of the template take this lock exclusively.
     PERFORM pg_advisory_xact_lock_shared(hashtext('multitenant'), hashtext('mt_template'));
-    current_version := mt.template_version();
+    current_version := mt_internal.template_version();
     IF NOT EXISTS (SELECT FROM mt.template_scripts s WHERE s.version = current_version)
-       AND NOT mt.build_template_scripts(current_version) THEN
-        PERFORM mt.clone_objects('mt_template', target_schema, false, NULL);
+       AND NOT mt_internal.build_template_scripts(current_version) THEN
+        PERFORM mt_internal.clone_objects('mt_template', target_schema, false, NULL);
     ELSE
-        -- As in mt.clone_objects: the target's role runs the DDL, the template's role copies
+        -- As in mt_internal.clone_objects: the target's role runs the DDL, the template's role copies
         -- the rows its migrations wrote.
         FOR item IN SELECT s.part, s.script FROM mt.template_scripts s
                      WHERE s.version = current_version AND s.script <> '' ORDER BY s.part LOOP
             IF item.part = 2 THEN
-                PERFORM mt.lend_schema(target_schema, 'mt_template_role'::regrole, true);
+                PERFORM mt_internal.lend_schema(target_schema, 'mt_template_role'::regrole, true);
             END IF;
-            PERFORM mt.execute_as(CASE item.part WHEN 2 THEN 'mt_template_role'::regrole::oid ELSE writer END,
+            PERFORM mt_internal.execute_as(CASE item.part WHEN 2 THEN 'mt_template_role'::regrole::oid ELSE writer END,
                                   format('pg_catalog, %I, pg_temp', target_schema),
                                   replace(item.script, 'mt_clone_target', target_schema));
             IF item.part = 2 THEN
-                PERFORM mt.lend_schema(target_schema, 'mt_template_role'::regrole, false);
+                PERFORM mt_internal.lend_schema(target_schema, 'mt_template_role'::regrole, false);
             END IF;
         END LOOP;
     END IF;
     -- New tenants get the configured tracking format, whatever the template's is.
-    PERFORM mt.copy_tracking('mt_template', target_schema, mt.get_config('tracking_format'));
+    PERFORM mt_internal.copy_tracking('mt_template', target_schema, mt.get_config('tracking_format'));
 END
 $$;
-COMMENT ON FUNCTION mt.copy_template(text) IS
+COMMENT ON FUNCTION mt_internal.copy_template(text) IS
     'multitenant: copy mt_template (objects, tracking records and the rows migrations wrote) into a new empty schema, from cached statements';

@@ -36,9 +36,9 @@ COMMENT ON FUNCTION mt.seed_all(text, integer, text[], boolean) IS
     'multitenant: run a tenant seed in every (or the listed) tenant in parallel background workers, each in its own transaction; one row per tenant';
 COMMENT ON FUNCTION mt.shared_pending() IS
     'multitenant: how many shared migrations the shared schema has not applied (NULL without a tracking table); reads only';
-COMMENT ON FUNCTION mt.execute_as(oid, text, text) IS
+COMMENT ON FUNCTION mt_internal.execute_as(oid, text, text) IS
     'multitenant (internal): run statements as a role with a search_path, as a SECURITY DEFINER function would; never as a superuser for a non-superuser caller';
-COMMENT ON FUNCTION mt.copy_tracking(text, text, text) IS
+COMMENT ON FUNCTION mt_internal.copy_tracking(text, text, text) IS
     'multitenant (internal): give a clone its source''s tracking records (in a chosen format), written by the extension owner';
 COMMENT ON FUNCTION mt.repair_tracking(text[], text) IS
     'multitenant: put tracking tables and the ledger back in step after a table was dropped, emptied or edited by hand: source ledger writes back lost records, source tracking makes the ledger forget them; one row per tenant';

@@ -1,7 +1,7 @@
 -- Writing settings. Validation lives in a trigger so that a direct INSERT/UPDATE on
 -- mt.config (or a pg_dump restore) is held to the same rules as mt.set_config().
 
-CREATE FUNCTION mt.validate_config()
+CREATE FUNCTION mt_internal.validate_config()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -91,12 +91,12 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION mt.validate_config() IS
+COMMENT ON FUNCTION mt_internal.validate_config() IS
     'multitenant: trigger function that refuses invalid settings written to mt.config';
 
 CREATE TRIGGER validate_config
 BEFORE INSERT OR UPDATE ON mt.config
-FOR EACH ROW EXECUTE FUNCTION mt.validate_config();
+FOR EACH ROW EXECUTE FUNCTION mt_internal.validate_config();
 
 CREATE FUNCTION mt.set_config(key text, value text)
 RETURNS text

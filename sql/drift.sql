@@ -11,7 +11,7 @@
 --     mt.drift_column_order is on;
 --   * OIDs never appear.
 
-CREATE FUNCTION mt.strip_schema(definition text, schema_name text)
+CREATE FUNCTION mt_internal.strip_schema(definition text, schema_name text)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -21,12 +21,12 @@ AS $$
                regexp_replace(definition, '(^|[^a-z0-9_$"])' || schema_name || '\.', '\1', 'g'),
                '"' || schema_name || '"\.', '', 'g')
 $$;
-COMMENT ON FUNCTION mt.strip_schema(text, text) IS
+COMMENT ON FUNCTION mt_internal.strip_schema(text, text) IS
     'multitenant: a deparsed definition with the given schema''s qualifier removed';
 
 -- Function settings with the schema's own name in search_path written as "$schema", so a
 -- function pinned to its tenant's schema reads the same in every tenant.
-CREATE FUNCTION mt.strip_schema_setting(settings text[], schema_name text)
+CREATE FUNCTION mt_internal.strip_schema_setting(settings text[], schema_name text)
 RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -37,7 +37,7 @@ AS $$
                           ELSE s END ORDER BY o)
       FROM unnest(settings) WITH ORDINALITY AS c(s, o)
 $$;
-COMMENT ON FUNCTION mt.strip_schema_setting(text[], text) IS
+COMMENT ON FUNCTION mt_internal.strip_schema_setting(text[], text) IS
     'multitenant: function settings with the given schema''s name in search_path replaced by $schema';
 
 -- Set-based over any number of schemas: one pass over the catalogs for all of them.
@@ -69,10 +69,10 @@ SELECT r.nspname::text, 'table'::text, r.relname::text,
 UNION ALL
 -- columns
 SELECT r.nspname, 'column', r.relname || '.' || a.attname,
-       jsonb_build_object('type', mt.strip_schema(format_type(a.atttypid, a.atttypmod), r.nspname),
+       jsonb_build_object('type', mt_internal.strip_schema(format_type(a.atttypid, a.atttypmod), r.nspname),
                           'not_null', a.attnotnull,
-                          'default', CASE WHEN a.attgenerated = '' THEN mt.strip_schema(pg_get_expr(ad.adbin, ad.adrelid), r.nspname) END,
-                          'generated', CASE WHEN a.attgenerated <> '' THEN mt.strip_schema(pg_get_expr(ad.adbin, ad.adrelid), r.nspname) END,
+                          'default', CASE WHEN a.attgenerated = '' THEN mt_internal.strip_schema(pg_get_expr(ad.adbin, ad.adrelid), r.nspname) END,
+                          'generated', CASE WHEN a.attgenerated <> '' THEN mt_internal.strip_schema(pg_get_expr(ad.adbin, ad.adrelid), r.nspname) END,
                           'identity', nullif(a.attidentity, ''),
                           'collation', CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
                                             THEN (SELECT collname FROM pg_collation WHERE oid = a.attcollation) END)
@@ -89,16 +89,16 @@ SELECT r.nspname, 'column', r.relname || '.' || a.attname,
  WHERE r.relkind IN ('r', 'p', 'f', 'v', 'm')
 UNION ALL
 -- constraints (not NOT NULL, which is a column property here), by definition
-SELECT r.nspname, 'constraint', r.relname || ': ' || mt.strip_schema(pg_get_constraintdef(k.oid), r.nspname),
+SELECT r.nspname, 'constraint', r.relname || ': ' || mt_internal.strip_schema(pg_get_constraintdef(k.oid), r.nspname),
        jsonb_build_object('type', CASE k.contype WHEN 'p' THEN 'primary key' WHEN 'u' THEN 'unique' WHEN 'c' THEN 'check'
                                                 WHEN 'f' THEN 'foreign key' WHEN 'x' THEN 'exclusion' ELSE k.contype::text END,
-                          'definition', mt.strip_schema(pg_get_constraintdef(k.oid), r.nspname),
+                          'definition', mt_internal.strip_schema(pg_get_constraintdef(k.oid), r.nspname),
                           'deferrable', k.condeferrable, 'deferred', k.condeferred, 'validated', k.convalidated)
   FROM rel r JOIN pg_constraint k ON k.conrelid = r.oid
 UNION ALL
 -- indexes not backing a constraint, by definition (the name cut out)
-SELECT r.nspname, 'index', r.relname || ': ' || regexp_replace(mt.strip_schema(pg_get_indexdef(i.indexrelid), r.nspname), '^CREATE (UNIQUE )?INDEX \S+ ON ', 'CREATE \1INDEX ON '),
-       jsonb_build_object('definition', regexp_replace(mt.strip_schema(pg_get_indexdef(i.indexrelid), r.nspname), '^CREATE (UNIQUE )?INDEX \S+ ON ', 'CREATE \1INDEX ON '),
+SELECT r.nspname, 'index', r.relname || ': ' || regexp_replace(mt_internal.strip_schema(pg_get_indexdef(i.indexrelid), r.nspname), '^CREATE (UNIQUE )?INDEX \S+ ON ', 'CREATE \1INDEX ON '),
+       jsonb_build_object('definition', regexp_replace(mt_internal.strip_schema(pg_get_indexdef(i.indexrelid), r.nspname), '^CREATE (UNIQUE )?INDEX \S+ ON ', 'CREATE \1INDEX ON '),
                           'unique', i.indisunique)
   FROM rel r JOIN pg_index i ON i.indrelid = r.oid
  WHERE NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = r.oid)
@@ -116,21 +116,21 @@ SELECT r.nspname, 'sequence', r.relname,
 UNION ALL
 -- views and materialized views
 SELECT r.nspname, CASE r.relkind WHEN 'v' THEN 'view' ELSE 'materialized view' END, r.relname,
-       jsonb_build_object('definition', mt.strip_schema(pg_get_viewdef(r.oid), r.nspname))
+       jsonb_build_object('definition', mt_internal.strip_schema(pg_get_viewdef(r.oid), r.nspname))
   FROM rel r WHERE r.relkind IN ('v', 'm')
 UNION ALL
 -- functions and procedures, by signature
 SELECT n.nspname, CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' ELSE 'function' END,
-       p.proname || '(' || mt.strip_schema(pg_get_function_identity_arguments(p.oid), n.nspname) || ')',
-       jsonb_build_object('result', mt.strip_schema(pg_get_function_result(p.oid), n.nspname),
+       p.proname || '(' || mt_internal.strip_schema(pg_get_function_identity_arguments(p.oid), n.nspname) || ')',
+       jsonb_build_object('result', mt_internal.strip_schema(pg_get_function_result(p.oid), n.nspname),
                           'language', l.lanname, 'volatility', p.provolatile, 'security_definer', p.prosecdef,
-                          'strict', p.proisstrict, 'config', mt.strip_schema_setting(p.proconfig, n.nspname),
-                          'body', CASE WHEN p.prokind <> 'a' THEN mt.strip_schema(p.prosrc, n.nspname) END)
+                          'strict', p.proisstrict, 'config', mt_internal.strip_schema_setting(p.proconfig, n.nspname),
+                          'body', CASE WHEN p.prokind <> 'a' THEN mt_internal.strip_schema(p.prosrc, n.nspname) END)
   FROM pg_proc p JOIN nsp n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
 UNION ALL
 -- triggers (internal ones, such as foreign key triggers, are the constraints' business)
 SELECT r.nspname, 'trigger', r.relname || '.' || g.tgname,
-       jsonb_build_object('definition', mt.strip_schema(pg_get_triggerdef(g.oid), r.nspname),
+       jsonb_build_object('definition', mt_internal.strip_schema(pg_get_triggerdef(g.oid), r.nspname),
                           'enabled', CASE g.tgenabled WHEN 'O' THEN 'origin' WHEN 'D' THEN 'disabled'
                                                       WHEN 'R' THEN 'replica' WHEN 'A' THEN 'always' END)
   FROM rel r JOIN pg_trigger g ON g.tgrelid = r.oid AND NOT g.tgisinternal
@@ -142,16 +142,16 @@ SELECT n.nspname, 'enum', t.typname,
 UNION ALL
 -- composite types (not the row types of tables)
 SELECT n.nspname, 'composite type', t.typname,
-       jsonb_build_object('attributes', (SELECT jsonb_agg(jsonb_build_array(a.attname, mt.strip_schema(format_type(a.atttypid, a.atttypmod), n.nspname)) ORDER BY a.attnum)
+       jsonb_build_object('attributes', (SELECT jsonb_agg(jsonb_build_array(a.attname, mt_internal.strip_schema(format_type(a.atttypid, a.atttypmod), n.nspname)) ORDER BY a.attnum)
                                            FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped))
   FROM pg_type t JOIN nsp n ON n.oid = t.typnamespace JOIN pg_class c ON c.oid = t.typrelid
  WHERE t.typtype = 'c' AND c.relkind = 'c'
 UNION ALL
 -- domains
 SELECT n.nspname, 'domain', t.typname,
-       jsonb_build_object('base_type', mt.strip_schema(format_type(t.typbasetype, t.typtypmod), n.nspname),
+       jsonb_build_object('base_type', mt_internal.strip_schema(format_type(t.typbasetype, t.typtypmod), n.nspname),
                           'not_null', t.typnotnull, 'default', t.typdefault,
-                          'constraints', (SELECT jsonb_agg(mt.strip_schema(pg_get_constraintdef(k.oid), n.nspname) ORDER BY 1)
+                          'constraints', (SELECT jsonb_agg(mt_internal.strip_schema(pg_get_constraintdef(k.oid), n.nspname) ORDER BY 1)
                                             FROM pg_constraint k WHERE k.contypid = t.oid))
   FROM pg_type t JOIN nsp n ON n.oid = t.typnamespace WHERE t.typtype = 'd'
 UNION ALL
@@ -159,8 +159,8 @@ UNION ALL
 SELECT r.nspname, 'policy', r.relname || '.' || pol.polname,
        jsonb_build_object('command', pol.polcmd, 'permissive', pol.polpermissive,
                           'roles', (SELECT jsonb_agg(CASE WHEN x = 0 THEN 'public' ELSE pg_get_userbyid(x) END ORDER BY 1) FROM unnest(pol.polroles) x),
-                          'using', mt.strip_schema(pg_get_expr(pol.polqual, pol.polrelid), r.nspname),
-                          'with_check', mt.strip_schema(pg_get_expr(pol.polwithcheck, pol.polrelid), r.nspname))
+                          'using', mt_internal.strip_schema(pg_get_expr(pol.polqual, pol.polrelid), r.nspname),
+                          'with_check', mt_internal.strip_schema(pg_get_expr(pol.polwithcheck, pol.polrelid), r.nspname))
   FROM rel r JOIN pg_policy pol ON pol.polrelid = r.oid
 UNION ALL
 -- comments on relations and columns

@@ -11,7 +11,7 @@
 -- ddl_command_start the trigger still exists, but PostgreSQL tells an event trigger only the
 -- command tag, not the statement's targets; the guard reads them from the statement's text:
 --   * the innermost `SQL statement "..."` of PG_CONTEXT when DROP EXTENSION runs through SPI
---     (a PL/pgSQL function or DO block, static or EXECUTE; the engine's workers),
+--     (a PL/pgSQL function or DO block, static or EXECUTE; SQL the engine runs),
 --   * current_query() when a client sent it (psql, pg_restore --clean, a driver).
 -- Only `DROP EXTENSION [IF EXISTS] name [, ...]` lists naming multitenant (unquoted in any
 -- case, or quoted exactly) are refused; other extensions drop as before. When the text shows
@@ -21,9 +21,11 @@
 -- It never gets in anyone else's way: it fires on DROP EXTENSION only (not CREATE or ALTER
 -- EXTENSION, so neither updates nor restores), returns at once unless the current user could
 -- drop multitenant at all (a superuser or a member of the extension's owner: anyone else is
--- refused by PostgreSQL itself) and unless tenants are registered, and reads nothing else.
+-- refused by PostgreSQL itself) and unless tenants are registered.
 -- It is a safety net against accidents, not a permission: a superuser can still disable it
 -- (ALTER EVENT TRIGGER ... DISABLE, session_replication_role = replica) or set the override.
+-- mt.allow_drop is a custom (placeholder) setting the library does not define; should the
+-- library ever reserve the prefix "mt" (MarkGUCPrefixReserved), it must define it.
 
 CREATE FUNCTION mt.drop_guard()
 RETURNS event_trigger
@@ -98,7 +100,7 @@ BEGIN
         RAISE EXCEPTION 'cannot drop extension multitenant: % registered', n_text
             USING ERRCODE = 'dependent_objects_still_exist',
                   DETAIL = 'Dropping it deletes the tenant registry (mt.tenants), the migrations, the ledger, runs, seeds, seed history and settings; the tenant schemas and roles would stay behind, unregistered.',
-                  HINT = E'Back up first (pg_dump -Fc keeps all of it; or \\copy mt.tenants TO \'tenants.csv\' CSV HEADER), then drop the tenants with mt.drop_tenant, or SET mt.allow_drop = on to drop the extension anyway.';
+                  HINT = E'Back up first (pg_dump -Fc keeps all of it; or \\copy mt.tenants TO ''tenants.csv'' CSV HEADER), then drop the tenants with mt.drop_tenant, or SET mt.allow_drop = on to drop the extension anyway (for pg_restore --clean: PGOPTIONS=''-c mt.allow_drop=on'').';
     END IF;
     RAISE EXCEPTION 'DROP EXTENSION refused: % registered in multitenant and this statement may drop it', n_text
         USING ERRCODE = 'dependent_objects_still_exist',

@@ -3,7 +3,7 @@
 
 -- Runs that change a tenant's migrations; a failure in one of them degrades the tenant
 -- (a failed seed or a refused mt.create_tenants id says nothing about an existing tenant).
-CREATE FUNCTION mt.is_migration_operation(operation text)
+CREATE FUNCTION mt_internal.is_migration_operation(operation text)
 RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -11,14 +11,14 @@ AS $$
     -- As mt.runs.operation names them: migrate_all runs are 'migrate' (or 'mark_applied').
     SELECT operation IN ('migrate', 'mark_applied', 'convert_tracking', 'clean_orphans', 'migrate_tenant')
 $$;
-COMMENT ON FUNCTION mt.is_migration_operation(text) IS
+COMMENT ON FUNCTION mt_internal.is_migration_operation(text) IS
     'multitenant: whether runs of this operation count for a tenant''s health (migration runs do; seeds and provisioning do not)';
 
 CREATE VIEW mt.health AS
 WITH last_run AS (
     SELECT DISTINCT ON (rt.tenant_id) rt.tenant_id, rt.status, rt.sqlstate, rt.error, rt.finished_at
       FROM mt.run_tenants rt JOIN mt.runs r ON r.run_id = rt.run_id
-     WHERE mt.is_migration_operation(r.operation) AND rt.finished_at IS NOT NULL
+     WHERE mt_internal.is_migration_operation(r.operation) AND rt.finished_at IS NOT NULL
      ORDER BY rt.tenant_id, rt.run_id DESC
 ), drift AS (
     -- Measured against mt_template only while it has exactly the registered migrations;
@@ -152,14 +152,14 @@ COMMENT ON VIEW mt.activity IS
     'multitenant: background workers and backends working on a run: tenant, the migration last applied, since when, what they wait for, and activity naming the migration in progress (needs pg_read_all_stats to see other roles'' queries)';
 
 -- Prometheus label value: backslash, double quote and newline escaped.
-CREATE FUNCTION mt.prometheus_label(value text)
+CREATE FUNCTION mt_internal.prometheus_label(value text)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT '"' || replace(replace(replace(value, E'\\', E'\\\\'), '"', E'\\"'), E'\n', E'\\n') || '"'
 $$;
-COMMENT ON FUNCTION mt.prometheus_label(text) IS
+COMMENT ON FUNCTION mt_internal.prometheus_label(text) IS
     'multitenant: a Prometheus label value, quoted and escaped';
 
 CREATE FUNCTION mt.metrics(prefix text DEFAULT 'multitenant')
@@ -181,47 +181,47 @@ BEGIN
     -- Read once: the view measures drift and sizes, which is the expensive part.
     healths := ARRAY(SELECT h FROM mt.health h);
 
-    lines := lines || mt.metric_family(prefix || '_tenants', 'gauge', 'Tenants by health status',
-        ARRAY(SELECT format('{status=%s} %s', mt.prometheus_label(s), (SELECT count(*) FROM unnest(healths) h WHERE h.status = s))
+    lines := lines || mt_internal.metric_family(prefix || '_tenants', 'gauge', 'Tenants by health status',
+        ARRAY(SELECT format('{status=%s} %s', mt_internal.prometheus_label(s), (SELECT count(*) FROM unnest(healths) h WHERE h.status = s))
                 FROM unnest(ARRAY['ok', 'degraded', 'unhealthy']) s));
-    lines := lines || mt.metric_family(prefix || '_pending_migrations', 'gauge', 'Registered tenant migrations not yet applied, summed over tenants',
+    lines := lines || mt_internal.metric_family(prefix || '_pending_migrations', 'gauge', 'Registered tenant migrations not yet applied, summed over tenants',
         ARRAY[format(' %s', (SELECT coalesce(sum(pending_migrations), 0) FROM unnest(healths)))]);
-    lines := lines || mt.metric_family(prefix || '_tenants_behind', 'gauge', 'Tenants with at least one pending migration',
+    lines := lines || mt_internal.metric_family(prefix || '_tenants_behind', 'gauge', 'Tenants with at least one pending migration',
         ARRAY[format(' %s', (SELECT count(*) FROM unnest(healths) WHERE pending_migrations > 0))]);
-    lines := lines || mt.metric_family(prefix || '_drift_tenants', 'gauge', 'Tenants whose schema differs from mt_template',
+    lines := lines || mt_internal.metric_family(prefix || '_drift_tenants', 'gauge', 'Tenants whose schema differs from mt_template',
         ARRAY[format(' %s', (SELECT count(*) FROM unnest(healths) WHERE has_drift))]);
-    lines := lines || mt.metric_family(prefix || '_schema_size_bytes', 'gauge', 'Size of each tenant''s tables, indexes and TOAST',
-        ARRAY(SELECT format('{tenant=%s} %s', mt.prometheus_label(tenant_id), coalesce(schema_bytes, 0))
+    lines := lines || mt_internal.metric_family(prefix || '_schema_size_bytes', 'gauge', 'Size of each tenant''s tables, indexes and TOAST',
+        ARRAY(SELECT format('{tenant=%s} %s', mt_internal.prometheus_label(tenant_id), coalesce(schema_bytes, 0))
                 FROM unnest(healths) ORDER BY tenant_id));
-    lines := lines || mt.metric_family(prefix || '_runs_total', 'counter', 'Runs recorded in mt.runs, by operation and status',
-        ARRAY(SELECT format('{operation=%s,status=%s} %s', mt.prometheus_label(operation), mt.prometheus_label(status), count(*))
+    lines := lines || mt_internal.metric_family(prefix || '_runs_total', 'counter', 'Runs recorded in mt.runs, by operation and status',
+        ARRAY(SELECT format('{operation=%s,status=%s} %s', mt_internal.prometheus_label(operation), mt_internal.prometheus_label(status), count(*))
                 FROM (SELECT r.operation,
-                             CASE WHEN r.status = 'running' AND NOT mt.run_is_alive(r.launcher_pid, r.started_at)
+                             CASE WHEN r.status = 'running' AND NOT mt_internal.run_is_alive(r.launcher_pid, r.started_at)
                                   THEN 'abandoned' ELSE r.status END AS status
                         FROM mt.runs r) r
                GROUP BY operation, status ORDER BY 1));
-    lines := lines || mt.metric_family(prefix || '_tenant_runs_total', 'counter', 'Per-tenant outcomes of finished migration runs',
-        ARRAY(SELECT format('{outcome=%s} %s', mt.prometheus_label(rt.status), count(*))
+    lines := lines || mt_internal.metric_family(prefix || '_tenant_runs_total', 'counter', 'Per-tenant outcomes of finished migration runs',
+        ARRAY(SELECT format('{outcome=%s} %s', mt_internal.prometheus_label(rt.status), count(*))
                 FROM mt.run_tenants rt JOIN mt.runs r USING (run_id)
-               WHERE mt.is_migration_operation(r.operation) AND rt.finished_at IS NOT NULL
+               WHERE mt_internal.is_migration_operation(r.operation) AND rt.finished_at IS NOT NULL
                GROUP BY rt.status ORDER BY 1));
-    lines := lines || mt.metric_family(prefix || '_migration_duration_seconds', 'histogram', 'Time a finished migration run spent on one tenant',
+    lines := lines || mt_internal.metric_family(prefix || '_migration_duration_seconds', 'histogram', 'Time a finished migration run spent on one tenant',
         (WITH d AS (
             SELECT extract(epoch FROM rt.finished_at - rt.started_at) AS seconds
               FROM mt.run_tenants rt JOIN mt.runs r USING (run_id)
-             WHERE mt.is_migration_operation(r.operation) AND rt.finished_at IS NOT NULL
+             WHERE mt_internal.is_migration_operation(r.operation) AND rt.finished_at IS NOT NULL
          )
-         SELECT ARRAY(SELECT format('_bucket{le=%s} %s', mt.prometheus_label(b::text), (SELECT count(*) FROM d WHERE d.seconds <= b))
+         SELECT ARRAY(SELECT format('_bucket{le=%s} %s', mt_internal.prometheus_label(b::text), (SELECT count(*) FROM d WHERE d.seconds <= b))
                         FROM unnest(buckets) b)
              || format('_bucket{le="+Inf"} %s', (SELECT count(*) FROM d))
              || format('_sum %s', (SELECT coalesce(round(sum(seconds), 6), 0) FROM d))
              || format('_count %s', (SELECT count(*) FROM d))));
-    lines := lines || mt.metric_family(prefix || '_last_run_timestamp_seconds', 'gauge', 'When the latest run started, as a Unix timestamp',
+    lines := lines || mt_internal.metric_family(prefix || '_last_run_timestamp_seconds', 'gauge', 'When the latest run started, as a Unix timestamp',
         ARRAY(SELECT format(' %s', round(extract(epoch FROM max(started_at)), 3)) FROM mt.runs HAVING count(*) > 0));
-    lines := lines || mt.metric_family(prefix || '_background_workers', 'gauge', 'multitenant background workers running',
+    lines := lines || mt_internal.metric_family(prefix || '_background_workers', 'gauge', 'multitenant background workers running',
         ARRAY[format(' %s', (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'multitenant worker'))]);
-    lines := lines || mt.metric_family(prefix || '_connections', 'gauge', 'Client connections per database and state, from pg_stat_activity',
-        ARRAY(SELECT format('{database=%s,state=%s} %s', mt.prometheus_label(datname), mt.prometheus_label(coalesce(state, 'unknown')), count(*))
+    lines := lines || mt_internal.metric_family(prefix || '_connections', 'gauge', 'Client connections per database and state, from pg_stat_activity',
+        ARRAY(SELECT format('{database=%s,state=%s} %s', mt_internal.prometheus_label(datname), mt_internal.prometheus_label(coalesce(state, 'unknown')), count(*))
                 FROM pg_stat_activity WHERE backend_type = 'client backend' AND datname IS NOT NULL
                GROUP BY datname, state ORDER BY 1));
     RETURN array_to_string(lines, E'\n') || E'\n';
@@ -231,7 +231,7 @@ COMMENT ON FUNCTION mt.metrics(text) IS
     'multitenant: Prometheus text exposition of tenant health, pending migrations, runs, run durations, drift, schema sizes, workers and connections';
 
 -- One metric family: HELP and TYPE lines, then each sample as name || suffix.
-CREATE FUNCTION mt.metric_family(name text, type text, help text, samples text[])
+CREATE FUNCTION mt_internal.metric_family(name text, type text, help text, samples text[])
 RETURNS text[]
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -239,5 +239,5 @@ AS $$
     SELECT ARRAY[format('# HELP %s %s', name, replace(replace(help, E'\\', E'\\\\'), E'\n', E'\\n')), format('# TYPE %s %s', name, type)]
            || ARRAY(SELECT name || s FROM unnest(samples) s)
 $$;
-COMMENT ON FUNCTION mt.metric_family(text, text, text, text[]) IS
+COMMENT ON FUNCTION mt_internal.metric_family(text, text, text, text[]) IS
     'multitenant: the exposition lines of one metric family: HELP, TYPE and its samples';

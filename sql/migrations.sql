@@ -99,7 +99,7 @@ COMMENT ON TYPE mt.run_result IS
 
 -- Whether the backend that started a run still exists (and is the same session): a run whose
 -- caller is gone is abandoned, whatever its row still says.
-CREATE FUNCTION mt.run_is_alive(launcher_pid integer, started_at timestamptz)
+CREATE FUNCTION mt_internal.run_is_alive(launcher_pid integer, started_at timestamptz)
 RETURNS boolean
 LANGUAGE sql STABLE
 SECURITY DEFINER  -- pg_stat_activity hides other roles' backend_start
@@ -108,7 +108,7 @@ AS $$
     SELECT EXISTS (SELECT FROM pg_stat_activity a
                     WHERE a.pid = run_is_alive.launcher_pid AND a.backend_start <= run_is_alive.started_at)
 $$;
-COMMENT ON FUNCTION mt.run_is_alive(integer, timestamptz) IS
+COMMENT ON FUNCTION mt_internal.run_is_alive(integer, timestamptz) IS
     'multitenant: whether the backend that started a run (pid, and started before the run) is still there';
 
 -- Closes runs whose caller died, with their unfinished tenants; called before every run.
@@ -123,7 +123,7 @@ DECLARE
 BEGIN
     WITH dead AS (
         SELECT r.run_id FROM mt.runs r
-         WHERE r.status = 'running' AND NOT mt.run_is_alive(r.launcher_pid, r.started_at)
+         WHERE r.status = 'running' AND NOT mt_internal.run_is_alive(r.launcher_pid, r.started_at)
            FOR UPDATE SKIP LOCKED
     ), tenants AS (
         UPDATE mt.run_tenants t SET status = 'abandoned', finished_at = clock_timestamp(), current_migration = NULL
@@ -140,7 +140,7 @@ COMMENT ON FUNCTION mt.close_abandoned_runs() IS
 
 CREATE VIEW mt.run_progress AS
 SELECT r.run_id, r.operation,
-       CASE WHEN r.status = 'running' AND NOT mt.run_is_alive(r.launcher_pid, r.started_at) THEN 'abandoned' ELSE r.status END
+       CASE WHEN r.status = 'running' AND NOT mt_internal.run_is_alive(r.launcher_pid, r.started_at) THEN 'abandoned' ELSE r.status END
            AS status,
        r.tenants,
        count(t.tenant_id) FILTER (WHERE t.finished_at IS NOT NULL) AS done,
@@ -305,7 +305,7 @@ COMMENT ON VIEW mt.sync_status IS
 -- (as the extension owner, in the migration's transaction) before the rest runs as the
 -- tenant's role. Extensions are database-wide, so each is created once, into the shared
 -- schema (or extensions_schema), and only when allowed_extensions names it.
-CREATE FUNCTION mt.ensure_extension(extension text, migration text)
+CREATE FUNCTION mt_internal.ensure_extension(extension text, migration text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -327,7 +327,7 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION mt.ensure_extension(text, text) IS
+COMMENT ON FUNCTION mt_internal.ensure_extension(text, text) IS
     'multitenant (internal): create an extension a tenant migration asks for, once, in the shared schema, if allowed_extensions names it';
 
 -- The ledger learns of records other tools write (drizzle-orm, the predecessor, a person with
@@ -335,7 +335,7 @@ COMMENT ON FUNCTION mt.ensure_extension(text, text) IS
 -- waiting for a run. Only insertions: a record deleted from a tracking table (or a table
 -- emptied or dropped) stays in the ledger, and the engine then refuses to replay the
 -- migration (see mt.repair_tracking).
-CREATE FUNCTION mt.record_tracking_insert()
+CREATE FUNCTION mt_internal.record_tracking_insert()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER  -- whoever may write the tracking table may not write the ledger
@@ -357,10 +357,10 @@ BEGIN
     RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION mt.record_tracking_insert() IS
+COMMENT ON FUNCTION mt_internal.record_tracking_insert() IS
     'multitenant (internal): trigger on every tracking table: copies each new record into the ledger mt.tracking_records';
 
-CREATE FUNCTION mt.ensure_ledger_trigger(schema_name text)
+CREATE FUNCTION mt_internal.ensure_ledger_trigger(schema_name text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -369,9 +369,9 @@ DECLARE
     tracking regclass := to_regclass(format('%I.%I', ensure_ledger_trigger.schema_name, mt.get_config('tracking_table')));
 BEGIN
     IF tracking IS NOT NULL AND NOT EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = tracking AND g.tgname = 'mt_ledger') THEN
-        EXECUTE format('CREATE TRIGGER mt_ledger AFTER INSERT ON %s FOR EACH ROW EXECUTE FUNCTION mt.record_tracking_insert()', tracking);
+        EXECUTE format('CREATE TRIGGER mt_ledger AFTER INSERT ON %s FOR EACH ROW EXECUTE FUNCTION mt_internal.record_tracking_insert()', tracking);
     END IF;
 END
 $$;
-COMMENT ON FUNCTION mt.ensure_ledger_trigger(text) IS
+COMMENT ON FUNCTION mt_internal.ensure_ledger_trigger(text) IS
     'multitenant (internal): give a schema''s tracking table the trigger that keeps the ledger informed, if it lacks it';

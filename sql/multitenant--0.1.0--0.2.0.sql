@@ -7,6 +7,26 @@
 
 -- The 0.2.0 library has its own file name (multitenant-0.2.0.so in $libdir); every C function moves to it.
 
+-- Internal helpers move out of the public API, into mt_internal.
+CREATE SCHEMA mt_internal;
+COMMENT ON SCHEMA mt_internal IS
+    'multitenant: internal helpers of the extension (not API; may change in any release)';
+ALTER FUNCTION mt.save_seed(text, text, text, regprocedure, boolean) SET SCHEMA mt_internal;
+ALTER FUNCTION mt.run_seed(text, text, text, text, boolean) SET SCHEMA mt_internal;
+ALTER FUNCTION mt.validate_config() SET SCHEMA mt_internal;
+ALTER FUNCTION mt.strip_schema(text, text) SET SCHEMA mt_internal;
+ALTER FUNCTION mt.strip_schema_setting(text[], text) SET SCHEMA mt_internal;
+ALTER FUNCTION mt.is_extension_member(regclass, oid) SET SCHEMA mt_internal;
+ALTER FUNCTION mt.anonymize_expression(jsonb, text, text, text) SET SCHEMA mt_internal;
+ALTER FUNCTION mt.anonymize_error(text, text, text) SET SCHEMA mt_internal;
+ALTER FUNCTION mt.clone_rows(text, text, boolean, jsonb) SET SCHEMA mt_internal;
+ALTER FUNCTION mt.template_version() SET SCHEMA mt_internal;
+ALTER FUNCTION mt.build_template_scripts(text) SET SCHEMA mt_internal;
+ALTER FUNCTION mt.copy_template(text) SET SCHEMA mt_internal;
+ALTER FUNCTION mt.is_migration_operation(text) SET SCHEMA mt_internal;
+ALTER FUNCTION mt.prometheus_label(text) SET SCHEMA mt_internal;
+ALTER FUNCTION mt.metric_family(text, text, text, text[]) SET SCHEMA mt_internal;
+
 -- Roles of 0.2.0 (cluster-wide; another database's update may have made them).
 
 DO $$
@@ -145,8 +165,8 @@ BEGIN
     -- The schema stays the trusted owner's; the tenant's role may use it and create in it,
     -- and owns what its migrations create.
     IF mt.get_config('tenant_roles') = 'on' THEN
-        role_name := mt.create_tenant_role(tenant_id);
-        PERFORM mt.grant_schema(new_schema, role_name);
+        role_name := mt_internal.create_tenant_role(tenant_id);
+        PERFORM mt_internal.grant_schema(new_schema, role_name);
     END IF;
 
     INSERT INTO mt.tenants (tenant_id, schema_name, metadata, role_name)
@@ -157,7 +177,7 @@ BEGIN
         -- Copying the template is much faster than replaying every migration; it is used
         -- only when the template has exactly the registered migrations applied.
         IF use_template AND mt.template_is_current() THEN
-            PERFORM mt.copy_template(new_schema);
+            PERFORM mt_internal.copy_template(new_schema);
         END IF;
         -- In this transaction: if a migration fails, the tenant is not created at all. After
         -- a clone this finds nothing to apply and records the cloned migrations in the ledger.
@@ -297,7 +317,7 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION mt.validate_config()
+CREATE OR REPLACE FUNCTION mt_internal.validate_config()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -388,7 +408,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION mt.is_trusted(role oid)
+CREATE FUNCTION mt_internal.is_trusted(role oid)
 RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -415,7 +435,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION mt.code_role(schema_name text)
+CREATE FUNCTION mt_internal.code_role(schema_name text)
 RETURNS oid
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -447,7 +467,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION mt.check_tracking_table(schema_name text, tenant_id text DEFAULT NULL)
+CREATE FUNCTION mt_internal.check_tracking_table(schema_name text, tenant_id text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -468,13 +488,13 @@ BEGIN
             format('it is a %s, not a table',
                    CASE rel.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'p' THEN 'partitioned table'
                                       WHEN 'f' THEN 'foreign table' WHEN 'S' THEN 'sequence' ELSE 'relation of kind ' || rel.relkind::text END)
-        WHEN NOT mt.is_trusted(rel.relowner) THEN
+        WHEN NOT mt_internal.is_trusted(rel.relowner) THEN
             format('it is owned by role %I', pg_get_userbyid(rel.relowner))
         WHEN rel.relrowsecurity OR EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = rel.oid) THEN
             'it has row level security or policies'
-        -- the one trigger the extension puts there (mt.ensure_ledger_trigger)
+        -- the one trigger the extension puts there (mt_internal.ensure_ledger_trigger)
         WHEN EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = rel.oid
-                        AND NOT (t.tgname = 'mt_ledger' AND t.tgfoid = 'mt.record_tracking_insert()'::regprocedure)) THEN
+                        AND NOT (t.tgname = 'mt_ledger' AND t.tgfoid = 'mt_internal.record_tracking_insert()'::regprocedure)) THEN
             format('it has trigger(s) %s', (SELECT string_agg(quote_ident(t.tgname), ', ') FROM pg_trigger t WHERE t.tgrelid = rel.oid))
         WHEN EXISTS (SELECT FROM pg_rewrite w WHERE w.ev_class = rel.oid) THEN
             format('it has rule(s) %s', (SELECT string_agg(quote_ident(w.rulename), ', ') FROM pg_rewrite w WHERE w.ev_class = rel.oid))
@@ -499,7 +519,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION mt.hand_over_schema(schema_name text, role text, any_owner boolean DEFAULT false)
+CREATE FUNCTION mt_internal.hand_over_schema(schema_name text, role text, any_owner boolean DEFAULT false)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -533,7 +553,7 @@ BEGIN
         )
         SELECT * FROM objects o WHERE o.owner <> target_role
     LOOP
-        IF NOT (any_owner OR mt.is_trusted(item.owner)) THEN
+        IF NOT (any_owner OR mt_internal.is_trusted(item.owner)) THEN
             RAISE EXCEPTION '% in schema "%" belongs to role %, not to a trusted role or %', item.object, schema_name,
                             quote_ident(pg_get_userbyid(item.owner)), quote_ident(role)
                 USING ERRCODE = 'insufficient_privilege',
@@ -546,7 +566,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION mt.grant_schema(schema_name text, role text)
+CREATE FUNCTION mt_internal.grant_schema(schema_name text, role text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -570,7 +590,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION mt.create_tenant_role(tenant_id text)
+CREATE FUNCTION mt_internal.create_tenant_role(tenant_id text)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -624,10 +644,10 @@ BEGIN
             IF any_owner AND tracking IS NOT NULL AND (SELECT c.relkind = 'r' FROM pg_class c WHERE c.oid = tracking) THEN
                 EXECUTE format('ALTER TABLE %s OWNER TO %I', tracking, current_user);
             END IF;
-            PERFORM mt.check_tracking_table(tenant.schema_name, tenant.tenant_id);
-            PERFORM mt.create_tenant_role(tenant.tenant_id);
-            objects := mt.hand_over_schema(tenant.schema_name, role_name, any_owner);
-            PERFORM mt.grant_schema(tenant.schema_name, role_name);
+            PERFORM mt_internal.check_tracking_table(tenant.schema_name, tenant.tenant_id);
+            PERFORM mt_internal.create_tenant_role(tenant.tenant_id);
+            objects := mt_internal.hand_over_schema(tenant.schema_name, role_name, any_owner);
+            PERFORM mt_internal.grant_schema(tenant.schema_name, role_name);
             UPDATE mt.tenants t SET role_name = assign_tenant_roles.role_name WHERE t.tenant_id = tenant.tenant_id;
         END IF;
         RETURN NEXT;
@@ -654,7 +674,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION mt.prepare_template()
+CREATE FUNCTION mt_internal.prepare_template()
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -666,19 +686,19 @@ BEGIN
         CREATE SCHEMA mt_template;
         COMMENT ON SCHEMA mt_template IS
             'multitenant: every registered tenant migration applied, and nothing else: the reference for drift and the source of new tenants';
-    ELSIF NOT mt.is_trusted(owner) THEN
+    ELSIF NOT mt_internal.is_trusted(owner) THEN
         RAISE EXCEPTION 'schema mt_template belongs to role %, not to the extension', quote_ident(pg_get_userbyid(owner))
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'New tenants are copies of mt_template; the extension does not use one that someone else created.',
                   HINT = 'Drop the schema (after checking what it holds); the next run creates it.';
     END IF;
-    PERFORM mt.check_tracking_table('mt_template');
-    PERFORM mt.hand_over_schema('mt_template', 'mt_template_role');
-    PERFORM mt.grant_schema('mt_template', 'mt_template_role');
+    PERFORM mt_internal.check_tracking_table('mt_template');
+    PERFORM mt_internal.hand_over_schema('mt_template', 'mt_template_role');
+    PERFORM mt_internal.grant_schema('mt_template', 'mt_template_role');
 END
 $$;
 
-CREATE FUNCTION mt.ensure_extension(extension text, migration text)
+CREATE FUNCTION mt_internal.ensure_extension(extension text, migration text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -701,17 +721,17 @@ BEGIN
 END
 $$;
 
-CREATE  FUNCTION "execute_as"(
+CREATE  FUNCTION mt_internal."execute_as"(
 	"role" oid, /* pg_sys :: Oid */
 	"search_path" TEXT, /* & str */
 	"statements" TEXT /* & str */
 ) RETURNS bigint /* i64 */
-STRICT VOLATILE 
+STRICT VOLATILE  
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'multitenant-0.2.0', 'execute_as_wrapper';
 
-CREATE OR REPLACE FUNCTION mt.run_seed(seed_name text, expected_scope text, tenant_id text, target_schema text, force boolean)
+CREATE OR REPLACE FUNCTION mt_internal.run_seed(seed_name text, expected_scope text, tenant_id text, target_schema text, force boolean)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -739,9 +759,9 @@ BEGIN
         RETURN 'skipped';
     END IF;
 
-    -- Seeds are tenant code whoever wrote them: they run as the schema's role (mt.code_role),
+    -- Seeds are tenant code whoever wrote them: they run as the schema's role (mt_internal.code_role),
     -- so a seed function whose body was replaced later gains nothing.
-    PERFORM mt.execute_as(mt.code_role(target_schema),
+    PERFORM mt_internal.execute_as(mt_internal.code_role(target_schema),
                           concat_ws(', ', quote_ident(target_schema), nullif(quote_ident(shared), quote_ident(target_schema)),
                                     'public', 'pg_temp'),
                           coalesce(seed.sql, format('SELECT %s(%L::text, %L::text)', seed.function::regproc, tenant_id, target_schema)));
@@ -753,12 +773,12 @@ BEGIN
 END
 $$;
 
-CREATE  FUNCTION "copy_tracking"(
+CREATE  FUNCTION mt_internal."copy_tracking"(
 	"source_schema" TEXT, /* & str */
 	"target_schema" TEXT, /* & str */
 	"to_format" TEXT DEFAULT NULL /* Option < & str > */
 ) RETURNS INT /* i32 */
-VOLATILE 
+VOLATILE  
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'multitenant-0.2.0', 'copy_tracking_wrapper';
@@ -770,7 +790,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     source_oid oid := (SELECT n.oid FROM pg_namespace n WHERE n.nspname = source_schema);
-    -- The tracking table is the trusted owner's: mt.copy_tracking copies it, not the clone.
+    -- The tracking table is the trusted owner's: mt_internal.copy_tracking copies it, not the clone.
     tracking   oid := to_regclass(format('%I.%I', source_schema, mt.get_config('tracking_table')));
     target     text := quote_ident(target_schema);
     source_role oid;
@@ -779,7 +799,7 @@ BEGIN
     IF source_oid IS NULL THEN
         RAISE EXCEPTION 'schema "%" does not exist', source_schema USING ERRCODE = 'invalid_schema_name';
     END IF;
-    source_role := mt.code_role(source_schema);
+    source_role := mt_internal.code_role(source_schema);
 
     -- Refuse what would otherwise come out wrong, before anything is written.
     SELECT u.kind, u.name INTO unsupported FROM (
@@ -817,7 +837,7 @@ BEGIN
                               WHEN 'c' THEN 'TYPE' ELSE 'TABLE' END AS keyword
           FROM pg_class c
          WHERE c.relnamespace = source_oid AND c.relkind IN ('r', 'v', 'm', 'S', 'c')
-           AND NOT mt.is_extension_member('pg_class'::regclass, c.oid)
+           AND NOT mt_internal.is_extension_member('pg_class'::regclass, c.oid)
            AND c.oid IS DISTINCT FROM tracking
            AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
                               AND d.refclassid = 'pg_class'::regclass AND d.refobjid = tracking)
@@ -833,7 +853,7 @@ BEGIN
           FROM pg_type t
          WHERE t.typnamespace = source_oid
            AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND EXISTS (SELECT FROM rel r WHERE r.oid = t.typrelid AND r.relkind = 'c')))
-           AND NOT mt.is_extension_member('pg_type'::regclass, t.oid)
+           AND NOT mt_internal.is_extension_member('pg_type'::regclass, t.oid)
     ), fn AS (
         SELECT p.oid, p.proname, p.prokind, p.proowner, p.proacl, p.proconfig,
                format('%s.%I(%s)', target, p.proname, pg_get_function_identity_arguments(p.oid)) AS qualified,
@@ -847,7 +867,7 @@ BEGIN
                    AND r.relnamespace = source_oid AND r.relkind IN ('r', 'v', 'm')) AS needs
           FROM pg_proc p
          WHERE p.pronamespace = source_oid
-           AND NOT mt.is_extension_member('pg_proc'::regclass, p.oid)
+           AND NOT mt_internal.is_extension_member('pg_proc'::regclass, p.oid)
     ), view_depth AS (      -- a view comes after the views it reads
         WITH RECURSIVE edges AS (
             SELECT DISTINCT v.oid AS view, u.uses
@@ -1145,12 +1165,12 @@ BEGIN
                string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) AS columns,
                string_agg(CASE
                    WHEN anonymize -> t.relname::text ? a.attname
-                       THEN mt.anonymize_expression(anonymize -> t.relname::text -> a.attname::text, t.relname, a.attname,
-                                                    mt.strip_schema(format_type(a.atttypid, a.atttypmod), source_schema))
+                       THEN mt_internal.anonymize_expression(anonymize -> t.relname::text -> a.attname::text, t.relname, a.attname,
+                                                    mt_internal.strip_schema(format_type(a.atttypid, a.atttypmod), source_schema))
                    -- types of the source schema (enums, domains, composites) reach the clone's through text
                    WHEN ty.typnamespace = source_oid OR el.typnamespace = source_oid
                        THEN format('%I::text::%I.%s', a.attname, target_schema,
-                                   mt.strip_schema(format_type(a.atttypid, a.atttypmod), source_schema))
+                                   mt_internal.strip_schema(format_type(a.atttypid, a.atttypmod), source_schema))
                    ELSE format('%I', a.attname) END, ', ' ORDER BY a.attnum) AS expressions
           FROM tables t
           JOIN (SELECT oid, max(level) AS level FROM depth GROUP BY oid) d ON d.oid = t.oid
@@ -1192,7 +1212,7 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION mt.clone_rows(source_schema text, target_schema text, include_data boolean, anonymize jsonb)
+CREATE OR REPLACE FUNCTION mt_internal.clone_rows(source_schema text, target_schema text, include_data boolean, anonymize jsonb)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -1203,22 +1223,22 @@ DECLARE
     total  bigint := 0;
     -- The source's role reads its own rows (row level security applies as it does to the
     -- source's owner) and may write into the clone only while the copy lasts.
-    reader oid := mt.code_role(source_schema);
+    reader oid := mt_internal.code_role(source_schema);
 BEGIN
-    PERFORM mt.lend_schema(target_schema, reader, true);
+    PERFORM mt_internal.lend_schema(target_schema, reader, true);
     FOR item IN SELECT * FROM mt.row_copy_statements(source_schema, target_schema, include_data, anonymize) LOOP
         -- Type names in anonymize rules resolve in the clone.
-        copied := mt.execute_as(reader, format('pg_catalog, %I, pg_temp', target_schema), item.statement);
+        copied := mt_internal.execute_as(reader, format('pg_catalog, %I, pg_temp', target_schema), item.statement);
         IF item.kind = 'rows' THEN
             total := total + copied;
         END IF;
     END LOOP;
-    PERFORM mt.lend_schema(target_schema, reader, false);
+    PERFORM mt_internal.lend_schema(target_schema, reader, false);
     RETURN total;
 END
 $$;
 
-CREATE FUNCTION mt.lend_schema(schema_name text, reader oid, lend boolean)
+CREATE FUNCTION mt_internal.lend_schema(schema_name text, reader oid, lend boolean)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -1235,7 +1255,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION mt.clone_objects(source_schema text, target_schema text, include_data boolean, anonymize jsonb)
+CREATE FUNCTION mt_internal.clone_objects(source_schema text, target_schema text, include_data boolean, anonymize jsonb)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -1243,20 +1263,20 @@ SET check_function_bodies = off
 AS $$
 DECLARE
     item        record;
-    writer      oid := mt.code_role(target_schema);
+    writer      oid := mt_internal.code_role(target_schema);
     path        text := format('pg_catalog, %I, pg_temp', target_schema);
     rows_copied bigint := 0;
     copied      boolean := false;
 BEGIN
     FOR item IN SELECT * FROM mt.clone_statements(source_schema, target_schema) LOOP
         IF item.step >= 60 AND NOT copied THEN
-            rows_copied := mt.clone_rows(source_schema, target_schema, include_data, anonymize);
+            rows_copied := mt_internal.clone_rows(source_schema, target_schema, include_data, anonymize);
             copied := true;
         END IF;
-        PERFORM mt.execute_as(writer, path, item.statement);
+        PERFORM mt_internal.execute_as(writer, path, item.statement);
     END LOOP;
     IF NOT copied THEN
-        rows_copied := mt.clone_rows(source_schema, target_schema, include_data, anonymize);
+        rows_copied := mt_internal.clone_rows(source_schema, target_schema, include_data, anonymize);
     END IF;
     RETURN rows_copied;
 END
@@ -1287,13 +1307,13 @@ BEGIN
     END IF;
     -- Migrations take this lock exclusively; clones of one source may run side by side.
     PERFORM pg_advisory_xact_lock_shared(hashtext('multitenant'), hashtext(source_schema));
-    rows_copied := mt.clone_objects(source_schema, target_schema, include_data, anonymize);
-    PERFORM mt.copy_tracking(source_schema, target_schema);
+    rows_copied := mt_internal.clone_objects(source_schema, target_schema, include_data, anonymize);
+    PERFORM mt_internal.copy_tracking(source_schema, target_schema);
     RETURN rows_copied;
 END
 $$;
 
-CREATE OR REPLACE FUNCTION mt.template_version()
+CREATE OR REPLACE FUNCTION mt_internal.template_version()
 RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -1305,14 +1325,14 @@ BEGIN
     IF to_regclass(format('%I.%I', 'mt_template', tracking)) IS NULL THEN
         RETURN NULL;
     END IF;
-    PERFORM mt.check_tracking_table('mt_template');
+    PERFORM mt_internal.check_tracking_table('mt_template');
     EXECUTE format('SELECT md5(string_agg(t::text, %L ORDER BY t::text)) FROM %I.%I t', E'\n', 'mt_template', tracking)
        INTO digest;
     RETURN tracking || ':' || coalesce(digest, '');
 END
 $$;
 
-CREATE OR REPLACE FUNCTION mt.copy_template(target_schema text)
+CREATE OR REPLACE FUNCTION mt_internal.copy_template(target_schema text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -1321,7 +1341,7 @@ AS $$
 DECLARE
     current_version text;
     item    record;
-    writer  oid := mt.code_role(target_schema);
+    writer  oid := mt_internal.code_role(target_schema);
 BEGIN
     IF target_schema IS DISTINCT FROM quote_ident(target_schema) THEN
         RAISE EXCEPTION 'schema name "%" cannot receive a copy of the template', target_schema
@@ -1329,28 +1349,28 @@ BEGIN
     END IF;
     -- Migrations of the template take this lock exclusively.
     PERFORM pg_advisory_xact_lock_shared(hashtext('multitenant'), hashtext('mt_template'));
-    current_version := mt.template_version();
+    current_version := mt_internal.template_version();
     IF NOT EXISTS (SELECT FROM mt.template_scripts s WHERE s.version = current_version)
-       AND NOT mt.build_template_scripts(current_version) THEN
-        PERFORM mt.clone_objects('mt_template', target_schema, false, NULL);
+       AND NOT mt_internal.build_template_scripts(current_version) THEN
+        PERFORM mt_internal.clone_objects('mt_template', target_schema, false, NULL);
     ELSE
-        -- As in mt.clone_objects: the target's role runs the DDL, the template's role copies
+        -- As in mt_internal.clone_objects: the target's role runs the DDL, the template's role copies
         -- the rows its migrations wrote.
         FOR item IN SELECT s.part, s.script FROM mt.template_scripts s
                      WHERE s.version = current_version AND s.script <> '' ORDER BY s.part LOOP
             IF item.part = 2 THEN
-                PERFORM mt.lend_schema(target_schema, 'mt_template_role'::regrole, true);
+                PERFORM mt_internal.lend_schema(target_schema, 'mt_template_role'::regrole, true);
             END IF;
-            PERFORM mt.execute_as(CASE item.part WHEN 2 THEN 'mt_template_role'::regrole::oid ELSE writer END,
+            PERFORM mt_internal.execute_as(CASE item.part WHEN 2 THEN 'mt_template_role'::regrole::oid ELSE writer END,
                                   format('pg_catalog, %I, pg_temp', target_schema),
                                   replace(item.script, 'mt_clone_target', target_schema));
             IF item.part = 2 THEN
-                PERFORM mt.lend_schema(target_schema, 'mt_template_role'::regrole, false);
+                PERFORM mt_internal.lend_schema(target_schema, 'mt_template_role'::regrole, false);
             END IF;
         END LOOP;
     END IF;
     -- New tenants get the configured tracking format, whatever the template's is.
-    PERFORM mt.copy_tracking('mt_template', target_schema, mt.get_config('tracking_format'));
+    PERFORM mt_internal.copy_tracking('mt_template', target_schema, mt.get_config('tracking_format'));
 END
 $$;
 
@@ -1358,7 +1378,7 @@ CREATE VIEW mt.tenant_directory AS
 SELECT t.tenant_id, t.schema_name, t.role_name, t.status
   FROM mt.tenants t;
 
-CREATE OR REPLACE FUNCTION mt.strip_schema(definition text, schema_name text)
+CREATE OR REPLACE FUNCTION mt_internal.strip_schema(definition text, schema_name text)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -1369,7 +1389,7 @@ AS $$
                '"' || schema_name || '"\.', '', 'g')
 $$;
 
-CREATE OR REPLACE FUNCTION mt.strip_schema_setting(settings text[], schema_name text)
+CREATE OR REPLACE FUNCTION mt_internal.strip_schema_setting(settings text[], schema_name text)
 RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -1381,7 +1401,7 @@ AS $$
       FROM unnest(settings) WITH ORDINALITY AS c(s, o)
 $$;
 
-CREATE OR REPLACE FUNCTION mt.is_extension_member(classid regclass, objid oid)
+CREATE OR REPLACE FUNCTION mt_internal.is_extension_member(classid regclass, objid oid)
 RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -1390,7 +1410,7 @@ AS $$
                     WHERE d.classid = is_extension_member.classid AND d.objid = is_extension_member.objid AND d.deptype = 'e')
 $$;
 
-CREATE OR REPLACE FUNCTION mt.anonymize_error(table_name text, column_name text, problem text)
+CREATE OR REPLACE FUNCTION mt_internal.anonymize_error(table_name text, column_name text, problem text)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -1413,7 +1433,7 @@ AS $$
     SELECT EXISTS (SELECT FROM gone)
 $$;
 
-CREATE OR REPLACE FUNCTION mt.is_migration_operation(operation text)
+CREATE OR REPLACE FUNCTION mt_internal.is_migration_operation(operation text)
 RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -1422,7 +1442,7 @@ AS $$
     SELECT operation IN ('migrate', 'mark_applied', 'convert_tracking', 'clean_orphans', 'migrate_tenant')
 $$;
 
-CREATE OR REPLACE FUNCTION mt.prometheus_label(value text)
+CREATE OR REPLACE FUNCTION mt_internal.prometheus_label(value text)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -1430,7 +1450,7 @@ AS $$
     SELECT '"' || replace(replace(replace(value, E'\\', E'\\\\'), '"', E'\\"'), E'\n', E'\\n') || '"'
 $$;
 
-CREATE OR REPLACE FUNCTION mt.metric_family(name text, type text, help text, samples text[])
+CREATE OR REPLACE FUNCTION mt_internal.metric_family(name text, type text, help text, samples text[])
 RETURNS text[]
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -1439,7 +1459,7 @@ AS $$
            || ARRAY(SELECT name || s FROM unnest(samples) s)
 $$;
 
-CREATE FUNCTION mt.run_is_alive(launcher_pid integer, started_at timestamptz)
+CREATE FUNCTION mt_internal.run_is_alive(launcher_pid integer, started_at timestamptz)
 RETURNS boolean
 LANGUAGE sql STABLE
 SECURITY DEFINER  -- pg_stat_activity hides other roles' backend_start
@@ -1460,7 +1480,7 @@ DECLARE
 BEGIN
     WITH dead AS (
         SELECT r.run_id FROM mt.runs r
-         WHERE r.status = 'running' AND NOT mt.run_is_alive(r.launcher_pid, r.started_at)
+         WHERE r.status = 'running' AND NOT mt_internal.run_is_alive(r.launcher_pid, r.started_at)
            FOR UPDATE SKIP LOCKED
     ), tenants AS (
         UPDATE mt.run_tenants t SET status = 'abandoned', finished_at = clock_timestamp(), current_migration = NULL
@@ -1473,7 +1493,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION mt.record_tracking_insert()
+CREATE FUNCTION mt_internal.record_tracking_insert()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER  -- whoever may write the tracking table may not write the ledger
@@ -1496,7 +1516,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION mt.ensure_ledger_trigger(schema_name text)
+CREATE FUNCTION mt_internal.ensure_ledger_trigger(schema_name text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -1505,7 +1525,7 @@ DECLARE
     tracking regclass := to_regclass(format('%I.%I', ensure_ledger_trigger.schema_name, mt.get_config('tracking_table')));
 BEGIN
     IF tracking IS NOT NULL AND NOT EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = tracking AND g.tgname = 'mt_ledger') THEN
-        EXECUTE format('CREATE TRIGGER mt_ledger AFTER INSERT ON %s FOR EACH ROW EXECUTE FUNCTION mt.record_tracking_insert()', tracking);
+        EXECUTE format('CREATE TRIGGER mt_ledger AFTER INSERT ON %s FOR EACH ROW EXECUTE FUNCTION mt_internal.record_tracking_insert()', tracking);
     END IF;
 END
 $$;
@@ -1537,7 +1557,7 @@ BEGIN
 
     -- Validates the target id and that it is free; the schema comes out empty.
     created := mt.create_tenant(target, metadata => original.metadata, migrate => false);
-    -- The clone's tracking table is written by mt.copy_tracking; its mt_ledger trigger fills
+    -- The clone's tracking table is written by mt_internal.copy_tracking; its mt_ledger trigger fills
     -- the new tenant's ledger.
     PERFORM mt.clone_schema(original.schema_name, created.schema_name, include_data, anonymize);
     UPDATE mt.tenants t SET tracking_format = original.tracking_format WHERE t.tenant_id = created.tenant_id
@@ -1565,47 +1585,47 @@ BEGIN
     -- Read once: the view measures drift and sizes, which is the expensive part.
     healths := ARRAY(SELECT h FROM mt.health h);
 
-    lines := lines || mt.metric_family(prefix || '_tenants', 'gauge', 'Tenants by health status',
-        ARRAY(SELECT format('{status=%s} %s', mt.prometheus_label(s), (SELECT count(*) FROM unnest(healths) h WHERE h.status = s))
+    lines := lines || mt_internal.metric_family(prefix || '_tenants', 'gauge', 'Tenants by health status',
+        ARRAY(SELECT format('{status=%s} %s', mt_internal.prometheus_label(s), (SELECT count(*) FROM unnest(healths) h WHERE h.status = s))
                 FROM unnest(ARRAY['ok', 'degraded', 'unhealthy']) s));
-    lines := lines || mt.metric_family(prefix || '_pending_migrations', 'gauge', 'Registered tenant migrations not yet applied, summed over tenants',
+    lines := lines || mt_internal.metric_family(prefix || '_pending_migrations', 'gauge', 'Registered tenant migrations not yet applied, summed over tenants',
         ARRAY[format(' %s', (SELECT coalesce(sum(pending_migrations), 0) FROM unnest(healths)))]);
-    lines := lines || mt.metric_family(prefix || '_tenants_behind', 'gauge', 'Tenants with at least one pending migration',
+    lines := lines || mt_internal.metric_family(prefix || '_tenants_behind', 'gauge', 'Tenants with at least one pending migration',
         ARRAY[format(' %s', (SELECT count(*) FROM unnest(healths) WHERE pending_migrations > 0))]);
-    lines := lines || mt.metric_family(prefix || '_drift_tenants', 'gauge', 'Tenants whose schema differs from mt_template',
+    lines := lines || mt_internal.metric_family(prefix || '_drift_tenants', 'gauge', 'Tenants whose schema differs from mt_template',
         ARRAY[format(' %s', (SELECT count(*) FROM unnest(healths) WHERE has_drift))]);
-    lines := lines || mt.metric_family(prefix || '_schema_size_bytes', 'gauge', 'Size of each tenant''s tables, indexes and TOAST',
-        ARRAY(SELECT format('{tenant=%s} %s', mt.prometheus_label(tenant_id), coalesce(schema_bytes, 0))
+    lines := lines || mt_internal.metric_family(prefix || '_schema_size_bytes', 'gauge', 'Size of each tenant''s tables, indexes and TOAST',
+        ARRAY(SELECT format('{tenant=%s} %s', mt_internal.prometheus_label(tenant_id), coalesce(schema_bytes, 0))
                 FROM unnest(healths) ORDER BY tenant_id));
-    lines := lines || mt.metric_family(prefix || '_runs_total', 'counter', 'Runs recorded in mt.runs, by operation and status',
-        ARRAY(SELECT format('{operation=%s,status=%s} %s', mt.prometheus_label(operation), mt.prometheus_label(status), count(*))
+    lines := lines || mt_internal.metric_family(prefix || '_runs_total', 'counter', 'Runs recorded in mt.runs, by operation and status',
+        ARRAY(SELECT format('{operation=%s,status=%s} %s', mt_internal.prometheus_label(operation), mt_internal.prometheus_label(status), count(*))
                 FROM (SELECT r.operation,
-                             CASE WHEN r.status = 'running' AND NOT mt.run_is_alive(r.launcher_pid, r.started_at)
+                             CASE WHEN r.status = 'running' AND NOT mt_internal.run_is_alive(r.launcher_pid, r.started_at)
                                   THEN 'abandoned' ELSE r.status END AS status
                         FROM mt.runs r) r
                GROUP BY operation, status ORDER BY 1));
-    lines := lines || mt.metric_family(prefix || '_tenant_runs_total', 'counter', 'Per-tenant outcomes of finished migration runs',
-        ARRAY(SELECT format('{outcome=%s} %s', mt.prometheus_label(rt.status), count(*))
+    lines := lines || mt_internal.metric_family(prefix || '_tenant_runs_total', 'counter', 'Per-tenant outcomes of finished migration runs',
+        ARRAY(SELECT format('{outcome=%s} %s', mt_internal.prometheus_label(rt.status), count(*))
                 FROM mt.run_tenants rt JOIN mt.runs r USING (run_id)
-               WHERE mt.is_migration_operation(r.operation) AND rt.finished_at IS NOT NULL
+               WHERE mt_internal.is_migration_operation(r.operation) AND rt.finished_at IS NOT NULL
                GROUP BY rt.status ORDER BY 1));
-    lines := lines || mt.metric_family(prefix || '_migration_duration_seconds', 'histogram', 'Time a finished migration run spent on one tenant',
+    lines := lines || mt_internal.metric_family(prefix || '_migration_duration_seconds', 'histogram', 'Time a finished migration run spent on one tenant',
         (WITH d AS (
             SELECT extract(epoch FROM rt.finished_at - rt.started_at) AS seconds
               FROM mt.run_tenants rt JOIN mt.runs r USING (run_id)
-             WHERE mt.is_migration_operation(r.operation) AND rt.finished_at IS NOT NULL
+             WHERE mt_internal.is_migration_operation(r.operation) AND rt.finished_at IS NOT NULL
          )
-         SELECT ARRAY(SELECT format('_bucket{le=%s} %s', mt.prometheus_label(b::text), (SELECT count(*) FROM d WHERE d.seconds <= b))
+         SELECT ARRAY(SELECT format('_bucket{le=%s} %s', mt_internal.prometheus_label(b::text), (SELECT count(*) FROM d WHERE d.seconds <= b))
                         FROM unnest(buckets) b)
              || format('_bucket{le="+Inf"} %s', (SELECT count(*) FROM d))
              || format('_sum %s', (SELECT coalesce(round(sum(seconds), 6), 0) FROM d))
              || format('_count %s', (SELECT count(*) FROM d))));
-    lines := lines || mt.metric_family(prefix || '_last_run_timestamp_seconds', 'gauge', 'When the latest run started, as a Unix timestamp',
+    lines := lines || mt_internal.metric_family(prefix || '_last_run_timestamp_seconds', 'gauge', 'When the latest run started, as a Unix timestamp',
         ARRAY(SELECT format(' %s', round(extract(epoch FROM max(started_at)), 3)) FROM mt.runs HAVING count(*) > 0));
-    lines := lines || mt.metric_family(prefix || '_background_workers', 'gauge', 'multitenant background workers running',
+    lines := lines || mt_internal.metric_family(prefix || '_background_workers', 'gauge', 'multitenant background workers running',
         ARRAY[format(' %s', (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'multitenant worker'))]);
-    lines := lines || mt.metric_family(prefix || '_connections', 'gauge', 'Client connections per database and state, from pg_stat_activity',
-        ARRAY(SELECT format('{database=%s,state=%s} %s', mt.prometheus_label(datname), mt.prometheus_label(coalesce(state, 'unknown')), count(*))
+    lines := lines || mt_internal.metric_family(prefix || '_connections', 'gauge', 'Client connections per database and state, from pg_stat_activity',
+        ARRAY(SELECT format('{database=%s,state=%s} %s', mt_internal.prometheus_label(datname), mt_internal.prometheus_label(coalesce(state, 'unknown')), count(*))
                 FROM pg_stat_activity WHERE backend_type = 'client backend' AND datname IS NOT NULL
                GROUP BY datname, state ORDER BY 1));
     RETURN array_to_string(lines, E'\n') || E'\n';
@@ -1628,7 +1648,7 @@ AS 'multitenant-0.2.0', 'repair_tracking_wrapper';
 -- run_progress says abandoned for a run whose caller died.
 CREATE OR REPLACE VIEW mt.run_progress AS
 SELECT r.run_id, r.operation,
-       CASE WHEN r.status = 'running' AND NOT mt.run_is_alive(r.launcher_pid, r.started_at) THEN 'abandoned' ELSE r.status END
+       CASE WHEN r.status = 'running' AND NOT mt_internal.run_is_alive(r.launcher_pid, r.started_at) THEN 'abandoned' ELSE r.status END
            AS status,
        r.tenants,
        count(t.tenant_id) FILTER (WHERE t.finished_at IS NOT NULL) AS done,
@@ -1642,6 +1662,284 @@ SELECT r.run_id, r.operation,
  GROUP BY r.run_id
  ORDER BY r.run_id DESC;
 
+CREATE OR REPLACE FUNCTION mt.schema_objects(schema_names text[])
+RETURNS TABLE (schema_name text, object_type text, object_name text, definition jsonb)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH nsp AS (
+    -- A join, not = ANY (array): that would compare every schema with every name.
+    SELECT n.oid, n.nspname FROM pg_namespace n JOIN unnest(schema_objects.schema_names) AS s(name) ON s.name = n.nspname
+), tracking AS (
+    SELECT mt.get_config('tracking_table') AS name
+), rel AS (
+    SELECT c.oid, c.relname, c.relkind, c.relrowsecurity, c.relforcerowsecurity, c.relpersistence, n.nspname
+      FROM pg_class c JOIN nsp n ON n.oid = c.relnamespace, tracking t
+     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND c.relname <> t.name
+       AND NOT EXISTS (SELECT FROM pg_depend d              -- owned by the tracking table
+                        WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'a'
+                          AND d.refobjid = to_regclass(format('%I.%I', n.nspname, t.name)))
+)
+-- tables (the first branch fixes the column types: text, not name, which is cut at 63 bytes)
+SELECT r.nspname::text, 'table'::text, r.relname::text,
+       jsonb_build_object('kind', CASE r.relkind WHEN 'p' THEN 'partitioned table' WHEN 'f' THEN 'foreign table' ELSE 'table' END,
+                          'partition_key', CASE WHEN r.relkind = 'p' THEN pg_get_partkeydef(r.oid) END,
+                          'unlogged', r.relpersistence = 'u',
+                          'row_security', r.relrowsecurity, 'force_row_security', r.relforcerowsecurity)
+  FROM rel r WHERE r.relkind IN ('r', 'p', 'f')
+UNION ALL
+-- columns
+SELECT r.nspname, 'column', r.relname || '.' || a.attname,
+       jsonb_build_object('type', mt_internal.strip_schema(format_type(a.atttypid, a.atttypmod), r.nspname),
+                          'not_null', a.attnotnull,
+                          'default', CASE WHEN a.attgenerated = '' THEN mt_internal.strip_schema(pg_get_expr(ad.adbin, ad.adrelid), r.nspname) END,
+                          'generated', CASE WHEN a.attgenerated <> '' THEN mt_internal.strip_schema(pg_get_expr(ad.adbin, ad.adrelid), r.nspname) END,
+                          'identity', nullif(a.attidentity, ''),
+                          'collation', CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
+                                            THEN (SELECT collname FROM pg_collation WHERE oid = a.attcollation) END)
+       -- Column order counts only when asked for (SET mt.drift_column_order = on).
+       || CASE WHEN current_setting('mt.drift_column_order', true) IN ('on', 'true')
+               THEN jsonb_build_object('position', (SELECT count(*) FROM pg_attribute p
+                                                     WHERE p.attrelid = a.attrelid AND p.attnum > 0 AND p.attnum <= a.attnum
+                                                       AND NOT p.attisdropped))
+               ELSE '{}' END
+  FROM rel r
+  JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+  JOIN pg_type t ON t.oid = a.atttypid
+  LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+ WHERE r.relkind IN ('r', 'p', 'f', 'v', 'm')
+UNION ALL
+-- constraints (not NOT NULL, which is a column property here), by definition
+SELECT r.nspname, 'constraint', r.relname || ': ' || mt_internal.strip_schema(pg_get_constraintdef(k.oid), r.nspname),
+       jsonb_build_object('type', CASE k.contype WHEN 'p' THEN 'primary key' WHEN 'u' THEN 'unique' WHEN 'c' THEN 'check'
+                                                WHEN 'f' THEN 'foreign key' WHEN 'x' THEN 'exclusion' ELSE k.contype::text END,
+                          'definition', mt_internal.strip_schema(pg_get_constraintdef(k.oid), r.nspname),
+                          'deferrable', k.condeferrable, 'deferred', k.condeferred, 'validated', k.convalidated)
+  FROM rel r JOIN pg_constraint k ON k.conrelid = r.oid
+UNION ALL
+-- indexes not backing a constraint, by definition (the name cut out)
+SELECT r.nspname, 'index', r.relname || ': ' || regexp_replace(mt_internal.strip_schema(pg_get_indexdef(i.indexrelid), r.nspname), '^CREATE (UNIQUE )?INDEX \S+ ON ', 'CREATE \1INDEX ON '),
+       jsonb_build_object('definition', regexp_replace(mt_internal.strip_schema(pg_get_indexdef(i.indexrelid), r.nspname), '^CREATE (UNIQUE )?INDEX \S+ ON ', 'CREATE \1INDEX ON '),
+                          'unique', i.indisunique)
+  FROM rel r JOIN pg_index i ON i.indrelid = r.oid
+ WHERE NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = r.oid)
+UNION ALL
+-- sequences (identity and serial ones included: their options are part of the schema)
+SELECT r.nspname, 'sequence', r.relname,
+       jsonb_build_object('type', format_type(s.seqtypid, NULL), 'start', s.seqstart, 'increment', s.seqincrement,
+                          'min', s.seqmin, 'max', s.seqmax, 'cache', s.seqcache, 'cycle', s.seqcycle,
+                          'owned_by', (SELECT oc.relname || '.' || oa.attname
+                                         FROM pg_depend d JOIN pg_class oc ON oc.oid = d.refobjid
+                                         JOIN pg_attribute oa ON oa.attrelid = d.refobjid AND oa.attnum = d.refobjsubid
+                                        WHERE d.classid = 'pg_class'::regclass AND d.objid = r.oid AND d.deptype IN ('a', 'i')
+                                          AND d.refclassid = 'pg_class'::regclass LIMIT 1))
+  FROM rel r JOIN pg_sequence s ON s.seqrelid = r.oid
+UNION ALL
+-- views and materialized views
+SELECT r.nspname, CASE r.relkind WHEN 'v' THEN 'view' ELSE 'materialized view' END, r.relname,
+       jsonb_build_object('definition', mt_internal.strip_schema(pg_get_viewdef(r.oid), r.nspname))
+  FROM rel r WHERE r.relkind IN ('v', 'm')
+UNION ALL
+-- functions and procedures, by signature
+SELECT n.nspname, CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' ELSE 'function' END,
+       p.proname || '(' || mt_internal.strip_schema(pg_get_function_identity_arguments(p.oid), n.nspname) || ')',
+       jsonb_build_object('result', mt_internal.strip_schema(pg_get_function_result(p.oid), n.nspname),
+                          'language', l.lanname, 'volatility', p.provolatile, 'security_definer', p.prosecdef,
+                          'strict', p.proisstrict, 'config', mt_internal.strip_schema_setting(p.proconfig, n.nspname),
+                          'body', CASE WHEN p.prokind <> 'a' THEN mt_internal.strip_schema(p.prosrc, n.nspname) END)
+  FROM pg_proc p JOIN nsp n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
+UNION ALL
+-- triggers (internal ones, such as foreign key triggers, are the constraints' business)
+SELECT r.nspname, 'trigger', r.relname || '.' || g.tgname,
+       jsonb_build_object('definition', mt_internal.strip_schema(pg_get_triggerdef(g.oid), r.nspname),
+                          'enabled', CASE g.tgenabled WHEN 'O' THEN 'origin' WHEN 'D' THEN 'disabled'
+                                                      WHEN 'R' THEN 'replica' WHEN 'A' THEN 'always' END)
+  FROM rel r JOIN pg_trigger g ON g.tgrelid = r.oid AND NOT g.tgisinternal
+UNION ALL
+-- enum types, labels in order
+SELECT n.nspname, 'enum', t.typname,
+       jsonb_build_object('labels', (SELECT jsonb_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid))
+  FROM pg_type t JOIN nsp n ON n.oid = t.typnamespace WHERE t.typtype = 'e'
+UNION ALL
+-- composite types (not the row types of tables)
+SELECT n.nspname, 'composite type', t.typname,
+       jsonb_build_object('attributes', (SELECT jsonb_agg(jsonb_build_array(a.attname, mt_internal.strip_schema(format_type(a.atttypid, a.atttypmod), n.nspname)) ORDER BY a.attnum)
+                                           FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped))
+  FROM pg_type t JOIN nsp n ON n.oid = t.typnamespace JOIN pg_class c ON c.oid = t.typrelid
+ WHERE t.typtype = 'c' AND c.relkind = 'c'
+UNION ALL
+-- domains
+SELECT n.nspname, 'domain', t.typname,
+       jsonb_build_object('base_type', mt_internal.strip_schema(format_type(t.typbasetype, t.typtypmod), n.nspname),
+                          'not_null', t.typnotnull, 'default', t.typdefault,
+                          'constraints', (SELECT jsonb_agg(mt_internal.strip_schema(pg_get_constraintdef(k.oid), n.nspname) ORDER BY 1)
+                                            FROM pg_constraint k WHERE k.contypid = t.oid))
+  FROM pg_type t JOIN nsp n ON n.oid = t.typnamespace WHERE t.typtype = 'd'
+UNION ALL
+-- row-level security policies
+SELECT r.nspname, 'policy', r.relname || '.' || pol.polname,
+       jsonb_build_object('command', pol.polcmd, 'permissive', pol.polpermissive,
+                          'roles', (SELECT jsonb_agg(CASE WHEN x = 0 THEN 'public' ELSE pg_get_userbyid(x) END ORDER BY 1) FROM unnest(pol.polroles) x),
+                          'using', mt_internal.strip_schema(pg_get_expr(pol.polqual, pol.polrelid), r.nspname),
+                          'with_check', mt_internal.strip_schema(pg_get_expr(pol.polwithcheck, pol.polrelid), r.nspname))
+  FROM rel r JOIN pg_policy pol ON pol.polrelid = r.oid
+UNION ALL
+-- comments on relations and columns
+SELECT r.nspname, 'comment', r.relname || CASE WHEN d.objsubid > 0 THEN '.' || a.attname ELSE '' END,
+       jsonb_build_object('text', d.description)
+  FROM rel r JOIN pg_description d ON d.classoid = 'pg_class'::regclass AND d.objoid = r.oid
+  LEFT JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum = d.objsubid
+$$;
+
+CREATE OR REPLACE FUNCTION mt.register_seed(name text, sql text, scope text DEFAULT 'tenant', replace boolean DEFAULT false)
+RETURNS mt.seeds
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    registered mt.seeds;
+BEGIN
+    IF sql IS NULL OR btrim(sql) = '' THEN
+        RAISE EXCEPTION 'seed "%" has no SQL', name USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    registered := mt_internal.save_seed(name, scope, sql, NULL, replace);
+    RETURN registered;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mt.register_seed(name text, function regprocedure, scope text DEFAULT 'tenant', replace boolean DEFAULT false)
+RETURNS mt.seeds
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF function IS NULL OR (SELECT p.pronargs <> 2 OR p.proargtypes[0] <> 'text'::regtype OR p.proargtypes[1] <> 'text'::regtype
+                                   OR p.prokind <> 'f'
+                              FROM pg_proc p WHERE p.oid = function) THEN
+        RAISE EXCEPTION 'seed function % must take (tenant_id text, schema_name text)', coalesce(function::text, 'NULL')
+            USING ERRCODE = 'invalid_function_definition';
+    END IF;
+    RETURN mt_internal.save_seed(name, scope, NULL, function, replace);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mt_internal.save_seed(name text, scope text, sql text, function regprocedure, replace boolean)
+RETURNS mt.seeds
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    saved mt.seeds;
+BEGIN
+    IF name IS NULL OR name !~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$' THEN
+        RAISE EXCEPTION 'invalid seed name "%"', name
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A seed name is 1 to 63 letters, digits, "_", ".", ":" or "-", starting with a letter or digit.';
+    END IF;
+    IF scope IS NULL OR scope NOT IN ('tenant', 'shared') THEN
+        RAISE EXCEPTION 'seed scope must be tenant or shared, not %', coalesce(quote_literal(scope), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT coalesce(replace, false) AND EXISTS (SELECT FROM mt.seeds s WHERE s.name = save_seed.name) THEN
+        RAISE EXCEPTION 'seed "%" is already registered', name
+            USING ERRCODE = 'duplicate_object', HINT = 'Pass replace => true to overwrite it.';
+    END IF;
+    INSERT INTO mt.seeds AS s (name, scope, sql, function) VALUES (save_seed.name, save_seed.scope, save_seed.sql, save_seed.function)
+    ON CONFLICT ON CONSTRAINT seeds_pkey DO UPDATE
+       SET scope = EXCLUDED.scope, sql = EXCLUDED.sql, function = EXCLUDED.function, registered_at = pg_catalog.now()
+    RETURNING * INTO saved;
+    RETURN saved;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mt.seed_tenant(tenant_id text, name text, force boolean DEFAULT false)
+RETURNS text
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN mt_internal.run_seed(name, 'tenant', tenant_id, mt.tenant_schema(tenant_id), force);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mt.seed_shared(name text, force boolean DEFAULT false)
+RETURNS text
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT mt_internal.run_seed(name, 'shared', NULL, mt.get_config('shared_schema'), force)
+$$;
+
+CREATE OR REPLACE FUNCTION mt_internal.anonymize_expression(rule jsonb, table_name text, column_name text, column_type text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    hashed   text := format('encode(sha256(convert_to(%I::text, %L)), %L)', column_name, 'UTF8', 'hex');
+    keys     text[];
+BEGIN
+    IF jsonb_typeof(rule) = 'null' OR rule = '"null"' THEN
+        RETURN 'NULL';
+    ELSIF rule = '"hash"' THEN
+        RETURN CASE WHEN column_type = 'uuid' THEN format('left(%s, 32)::uuid', hashed)
+                    WHEN column_type ~ '^(text|character varying|character|citext)\M' THEN format('%s::%s', hashed, column_type)
+                    ELSE mt_internal.anonymize_error(table_name, column_name, format('a hash needs a text or uuid column, not %s', column_type)) END;
+    ELSIF jsonb_typeof(rule) = 'object' THEN
+        keys := ARRAY(SELECT jsonb_object_keys(rule));
+        IF keys = '{value}' THEN
+            RETURN CASE WHEN jsonb_typeof(rule -> 'value') = 'null' THEN 'NULL'
+                        ELSE format('%L::%s', rule ->> 'value', column_type) END;
+        ELSIF keys = '{template}' AND jsonb_typeof(rule -> 'template') = 'string' THEN
+            RETURN format('replace(%L, %L, %s)::%s', rule ->> 'template', '{hash}', hashed, column_type);
+        ELSIF keys = '{sql}' AND jsonb_typeof(rule -> 'sql') = 'string' THEN
+            RETURN format('(%s)::%s', rule ->> 'sql', column_type);
+        END IF;
+    END IF;
+    RETURN mt_internal.anonymize_error(table_name, column_name, format('unknown rule %s', rule));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mt_internal.build_template_scripts(version text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    item     record;
+    has_rows boolean;
+    parts    text[] := ARRAY['', '', ''];
+    part     integer;
+BEGIN
+    IF EXISTS (SELECT FROM mt.clone_statements('mt_template', 'mt_template') s WHERE strpos(s.statement, 'mt_clone_target') > 0) THEN
+        RETURN false;
+    END IF;
+    FOR item IN SELECT s.step, s.statement FROM mt.clone_statements('mt_template', 'mt_clone_target') s LOOP
+        part := CASE WHEN item.step < 60 THEN 1 ELSE 3 END;
+        parts[part] := parts[part] || item.statement || E';\n';
+    END LOOP;
+    -- Only the tables migrations wrote rows into (the tracking table at least).
+    FOR item IN SELECT * FROM mt.row_copy_statements('mt_template', 'mt_clone_target', true, NULL) LOOP
+        has_rows := true;
+        IF item.table_name IS NOT NULL THEN
+            EXECUTE format('SELECT EXISTS (SELECT FROM %I.%I)', 'mt_template', item.table_name) INTO has_rows;
+        END IF;
+        IF has_rows THEN
+            parts[2] := parts[2] || item.statement || E';\n';
+        END IF;
+    END LOOP;
+    INSERT INTO mt.template_scripts (part, version, script)
+    SELECT p.part, build_template_scripts.version, p.script FROM unnest(parts) WITH ORDINALITY AS p(script, part)
+        ON CONFLICT ON CONSTRAINT template_scripts_pkey
+        DO UPDATE SET version = excluded.version, script = excluded.script;
+    RETURN true;
+END
+$$;
+
 -- Comments of what is new or changed.
 
 COMMENT ON FUNCTION mt.adopt_tenants(text, boolean, boolean) IS
@@ -1650,29 +1948,11 @@ COMMENT ON FUNCTION mt.adopt_tenants(text, boolean, boolean) IS
 COMMENT ON COLUMN mt.tenants.role_name IS
     'the tenant''s NOLOGIN role, which owns what its migrations create and which its code runs as; NULL: none (tenant_roles off, or not yet assigned: see mt.assign_tenant_roles)';
 
-COMMENT ON FUNCTION mt.is_trusted(oid) IS
-    'multitenant: whether a role is trusted to own tenant schemas and tracking tables: a superuser, the extension owner or the schema_owner setting';
-
 COMMENT ON FUNCTION mt.tenant_role_name(text) IS
     'multitenant: the role name a tenant gets (tenant_role_template applied to its schema name); 22023 when it would not fit in 63 bytes';
 
 COMMENT ON VIEW mt.tenant_directory IS
     'multitenant: what an application needs to switch to a tenant: its schema, its role and whether it is active (readable by the application role)';
-
-COMMENT ON FUNCTION mt.code_role(text) IS
-    'multitenant (internal): the role that migrations, seeds and copies into a schema run as';
-
-COMMENT ON FUNCTION mt.check_tracking_table(text, text) IS
-    'multitenant (internal): raise 42501 unless a schema''s tracking table is a plain table only the trusted owner shaped';
-
-COMMENT ON FUNCTION mt.hand_over_schema(text, text, boolean) IS
-    'multitenant (internal): give every object of a schema but the tracking table to a role; refuses objects of untrusted owners';
-
-COMMENT ON FUNCTION mt.grant_schema(text, text) IS
-    'multitenant (internal): the trusted owner owns the schema; the role may use it and create in it, and read the tracking table';
-
-COMMENT ON FUNCTION mt.create_tenant_role(text) IS
-    'multitenant (internal): create a new tenant''s NOLOGIN role, a member of mt_tenant, granted to the application role';
 
 COMMENT ON FUNCTION mt.assign_tenant_roles(text[], boolean) IS
     'multitenant: give tenants without a role (adopted, or created before 0.2.0) their own role: it gets the objects of their schemas, the schema and tracking table go to the trusted owner; returns what changed (objects NULL with dry_run)';
@@ -1680,44 +1960,81 @@ COMMENT ON FUNCTION mt.assign_tenant_roles(text[], boolean) IS
 COMMENT ON FUNCTION mt.grant_application_role(text) IS
     'multitenant: make a NOINHERIT login role the application role: it becomes a member of every tenant role (now and later) and may read mt.tenant_directory; superuser only';
 
-COMMENT ON FUNCTION mt.prepare_template() IS
-    'multitenant (internal): create mt_template, or refuse one an untrusted role owns or holds objects in';
-
-COMMENT ON FUNCTION mt.ensure_extension(text, text) IS
-    'multitenant (internal): create an extension a tenant migration asks for, once, in the shared schema, if allowed_extensions names it';
-
 COMMENT ON COLUMN mt.seeds.sql IS 'SQL run as the schema''s role (the tenant''s) with search_path = <schema>, <shared schema>, public';
 
 COMMENT ON COLUMN mt.seeds.function IS 'a function called as f(tenant_id text, schema_name text), as the same role with the same search_path';
 
 COMMENT ON FUNCTION mt.row_copy_statements(text, text, boolean, jsonb) IS
     'multitenant: the statements that copy one schema''s rows into its clone and move its sequences past them; what mt.clone_rows runs';
-
-COMMENT ON FUNCTION mt.clone_rows(text, text, boolean, jsonb) IS
-    'multitenant (internal): copy rows from one schema''s tables into its clone''s as the source''s role, applying anonymize rules; returns the rows copied';
-
-COMMENT ON FUNCTION mt.lend_schema(text, oid, boolean) IS
-    'multitenant (internal): grant a copy''s source role the right to fill a new schema, or revoke it';
-
-COMMENT ON FUNCTION mt.clone_objects(text, text, boolean, jsonb) IS
-    'multitenant (internal): run mt.clone_statements as the target''s role and copy the rows as the source''s; returns the rows copied';
-
-COMMENT ON FUNCTION mt.execute_as(oid, text, text) IS
-    'multitenant (internal): run statements as a role with a search_path, as a SECURITY DEFINER function would; never as a superuser for a non-superuser caller';
-
-COMMENT ON FUNCTION mt.copy_tracking(text, text, text) IS
-    'multitenant (internal): give a clone its source''s tracking records (in a chosen format), written by the extension owner';
-
-COMMENT ON FUNCTION mt.run_is_alive(integer, timestamptz) IS
-    'multitenant: whether the backend that started a run (pid, and started before the run) is still there';
 COMMENT ON FUNCTION mt.close_abandoned_runs() IS
     'multitenant: mark runs whose caller died as abandoned, with their unfinished tenants; every run calls it first; returns how many it closed';
-COMMENT ON FUNCTION mt.record_tracking_insert() IS
-    'multitenant (internal): trigger on every tracking table: copies each new record into the ledger mt.tracking_records';
-COMMENT ON FUNCTION mt.ensure_ledger_trigger(text) IS
-    'multitenant (internal): give a schema''s tracking table the trigger that keeps the ledger informed, if it lacks it';
 COMMENT ON FUNCTION mt.repair_tracking(text[], text) IS
     'multitenant: put tracking tables and the ledger back in step after a table was dropped, emptied or edited by hand: source ledger writes back lost records, source tracking makes the ledger forget them; one row per tenant';
+
+COMMENT ON FUNCTION mt_internal.strip_schema(text, text) IS
+    'multitenant: a deparsed definition with the given schema''s qualifier removed';
+COMMENT ON FUNCTION mt_internal.strip_schema_setting(text[], text) IS
+    'multitenant: function settings with the given schema''s name in search_path replaced by $schema';
+COMMENT ON FUNCTION mt_internal.validate_config() IS
+    'multitenant: trigger function that refuses invalid settings written to mt.config';
+COMMENT ON FUNCTION mt_internal.is_trusted(oid) IS
+    'multitenant: whether a role is trusted to own tenant schemas and tracking tables: a superuser, the extension owner or the schema_owner setting';
+COMMENT ON FUNCTION mt_internal.code_role(text) IS
+    'multitenant (internal): the role that migrations, seeds and copies into a schema run as';
+COMMENT ON FUNCTION mt_internal.check_tracking_table(text, text) IS
+    'multitenant (internal): raise 42501 unless a schema''s tracking table is a plain table only the trusted owner shaped';
+COMMENT ON FUNCTION mt_internal.hand_over_schema(text, text, boolean) IS
+    'multitenant (internal): give every object of a schema but the tracking table to a role; refuses objects of untrusted owners';
+COMMENT ON FUNCTION mt_internal.grant_schema(text, text) IS
+    'multitenant (internal): the trusted owner owns the schema; the role may use it and create in it, and read the tracking table';
+COMMENT ON FUNCTION mt_internal.create_tenant_role(text) IS
+    'multitenant (internal): create a new tenant''s NOLOGIN role, a member of mt_tenant, granted to the application role';
+COMMENT ON FUNCTION mt_internal.prepare_template() IS
+    'multitenant (internal): create mt_template, or refuse one an untrusted role owns or holds objects in';
+COMMENT ON FUNCTION mt_internal.run_is_alive(integer, timestamptz) IS
+    'multitenant: whether the backend that started a run (pid, and started before the run) is still there';
+COMMENT ON FUNCTION mt_internal.ensure_extension(text, text) IS
+    'multitenant (internal): create an extension a tenant migration asks for, once, in the shared schema, if allowed_extensions names it';
+COMMENT ON FUNCTION mt_internal.record_tracking_insert() IS
+    'multitenant (internal): trigger on every tracking table: copies each new record into the ledger mt.tracking_records';
+COMMENT ON FUNCTION mt_internal.ensure_ledger_trigger(text) IS
+    'multitenant (internal): give a schema''s tracking table the trigger that keeps the ledger informed, if it lacks it';
+COMMENT ON FUNCTION mt_internal.is_migration_operation(text) IS
+    'multitenant: whether runs of this operation count for a tenant''s health (migration runs do; seeds and provisioning do not)';
+COMMENT ON FUNCTION mt_internal.prometheus_label(text) IS
+    'multitenant: a Prometheus label value, quoted and escaped';
+COMMENT ON FUNCTION mt_internal.metric_family(text, text, text, text[]) IS
+    'multitenant: the exposition lines of one metric family: HELP, TYPE and its samples';
+COMMENT ON FUNCTION mt_internal.save_seed(text, text, text, regprocedure, boolean) IS
+    'multitenant: the checks and upsert behind both forms of mt.register_seed';
+COMMENT ON FUNCTION mt_internal.run_seed(text, text, text, text, boolean) IS
+    'multitenant: run one seed in one schema and record it, or skip it when it ran there before and force is off';
+COMMENT ON FUNCTION mt_internal.is_extension_member(regclass, oid) IS
+    'multitenant: whether an extension owns the object';
+COMMENT ON FUNCTION mt_internal.anonymize_expression(jsonb, text, text, text) IS
+    'multitenant: the SQL expression an anonymize rule puts in place of a column when rows are cloned';
+COMMENT ON FUNCTION mt_internal.anonymize_error(text, text, text) IS
+    'multitenant: raises the 22023 error for a bad anonymize rule';
+COMMENT ON FUNCTION mt.row_copy_statements(text, text, boolean, jsonb) IS
+    'multitenant: the statements that copy one schema''s rows into its clone and move its sequences past them; what mt_internal.clone_rows runs';
+COMMENT ON FUNCTION mt_internal.clone_rows(text, text, boolean, jsonb) IS
+    'multitenant (internal): copy rows from one schema''s tables into its clone''s as the source''s role, applying anonymize rules; returns the rows copied';
+COMMENT ON FUNCTION mt_internal.lend_schema(text, oid, boolean) IS
+    'multitenant (internal): grant a copy''s source role the right to fill a new schema, or revoke it';
+COMMENT ON FUNCTION mt_internal.clone_objects(text, text, boolean, jsonb) IS
+    'multitenant (internal): run mt.clone_statements as the target''s role and copy the rows as the source''s; returns the rows copied';
+COMMENT ON COLUMN mt.template_scripts.version IS
+    'mt_internal.template_version() when the script was built; a script of another version is stale';
+COMMENT ON FUNCTION mt_internal.template_version() IS
+    'multitenant: a digest of mt_template''s tracking records; mt.template_scripts built under another one are stale';
+COMMENT ON FUNCTION mt_internal.build_template_scripts(text) IS
+    'multitenant: deparse mt_template into mt.template_scripts under the given version; false when the template mentions mt_clone_target itself';
+COMMENT ON FUNCTION mt_internal.copy_template(text) IS
+    'multitenant: copy mt_template (objects, tracking records and the rows migrations wrote) into a new empty schema, from cached statements';
+COMMENT ON FUNCTION mt_internal.execute_as(oid, text, text) IS
+    'multitenant (internal): run statements as a role with a search_path, as a SECURITY DEFINER function would; never as a superuser for a non-superuser caller';
+COMMENT ON FUNCTION mt_internal.copy_tracking(text, text, text) IS
+    'multitenant (internal): give a clone its source''s tracking records (in a chosen format), written by the extension owner';
 
 -- Privileges, as sql/privileges.sql leaves them.
 
@@ -1729,46 +2046,32 @@ GRANT USAGE ON SCHEMA mt TO mt_admin, mt_monitor;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA mt TO mt_admin;
 GRANT SELECT ON ALL TABLES IN SCHEMA mt TO mt_admin;
 
-REVOKE EXECUTE ON FUNCTION
-    mt.execute_as(oid, text, text),
-    mt.code_role(text),
-    mt.check_tracking_table(text, text),
-    mt.hand_over_schema(text, text, boolean),
-    mt.grant_schema(text, text),
-    mt.create_tenant_role(text),
-    mt.prepare_template(),
-    mt.lend_schema(text, oid, boolean),
-    mt.clone_objects(text, text, boolean, jsonb),
-    mt.clone_rows(text, text, boolean, jsonb),
-    mt.copy_tracking(text, text, text),
-    mt.copy_template(text),
-    mt.build_template_scripts(text),
-    mt.run_seed(text, text, text, text, boolean),
-    mt.save_seed(text, text, text, regprocedure, boolean),
-    mt.ensure_extension(text, text),
-    mt.ensure_ledger_trigger(text),
-    mt.record_tracking_insert()
-FROM mt_admin;
+-- Internal helpers: nobody may call them but the extension's own functions (as the owner),
+-- except the few that the public views call, whose callers need them.
+REVOKE ALL ON SCHEMA mt_internal FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA mt_internal FROM PUBLIC, mt_admin, mt_monitor;
+GRANT USAGE ON SCHEMA mt_internal TO mt_admin, mt_monitor;
+GRANT EXECUTE ON FUNCTION
+    mt_internal.run_is_alive(integer, timestamptz),
+    mt_internal.is_migration_operation(text),
+    mt_internal.strip_schema(text, text),
+    mt_internal.strip_schema_setting(text[], text),
+    mt_internal.is_extension_member(regclass, oid),
+    mt_internal.template_version()
+   TO mt_admin, mt_monitor;
 
 GRANT SELECT ON mt.config, mt.config_options, mt.status, mt.sync_status, mt.health, mt.activity, mt.run_progress, mt.runs, mt.run_tenants,
                 mt.drift_report, mt.drift_summary, mt.applied_migrations, mt.tenants, mt.tenant_directory, mt.settings
    TO mt_monitor;
 GRANT EXECUTE ON FUNCTION
     mt.health_check(text[], boolean),
-    mt.run_is_alive(integer, timestamptz),
     mt.metrics(text),
-    mt.metric_family(text, text, text, text[]),
-    mt.prometheus_label(text),
-    mt.is_migration_operation(text),
     mt.tenant_drift(text, text),
     mt.drift(text, text[]),
     mt.introspect(text),
     mt.schema_objects(text[]),
-    mt.strip_schema(text, text),
-    mt.strip_schema_setting(text[], text),
     mt.tenant_schema(text, text),
     mt.template_is_current(),
-    mt.template_version(),
     mt.shared_pending(),
     mt.get_config(text),
     mt.schema_name(text),
@@ -1867,7 +2170,7 @@ BEGIN
         RAISE EXCEPTION 'cannot drop extension multitenant: % registered', n_text
             USING ERRCODE = 'dependent_objects_still_exist',
                   DETAIL = 'Dropping it deletes the tenant registry (mt.tenants), the migrations, the ledger, runs, seeds, seed history and settings; the tenant schemas and roles would stay behind, unregistered.',
-                  HINT = E'Back up first (pg_dump -Fc keeps all of it; or \\copy mt.tenants TO \'tenants.csv\' CSV HEADER), then drop the tenants with mt.drop_tenant, or SET mt.allow_drop = on to drop the extension anyway.';
+                  HINT = E'Back up first (pg_dump -Fc keeps all of it; or \\copy mt.tenants TO ''tenants.csv'' CSV HEADER), then drop the tenants with mt.drop_tenant, or SET mt.allow_drop = on to drop the extension anyway (for pg_restore --clean: PGOPTIONS=''-c mt.allow_drop=on'').';
     END IF;
     RAISE EXCEPTION 'DROP EXTENSION refused: % registered in multitenant and this statement may drop it', n_text
         USING ERRCODE = 'dependent_objects_still_exist',

@@ -17,7 +17,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION mt.is_trusted(role oid)
+CREATE FUNCTION mt_internal.is_trusted(role oid)
 RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -26,7 +26,7 @@ AS $$
         OR EXISTS (SELECT FROM pg_extension e WHERE e.extname = 'multitenant' AND e.extowner = is_trusted.role)
         OR EXISTS (SELECT FROM pg_roles r WHERE r.rolname = mt.get_config('schema_owner') AND r.oid = is_trusted.role)
 $$;
-COMMENT ON FUNCTION mt.is_trusted(oid) IS
+COMMENT ON FUNCTION mt_internal.is_trusted(oid) IS
     'multitenant: whether a role is trusted to own tenant schemas and tracking tables: a superuser, the extension owner or the schema_owner setting';
 
 CREATE FUNCTION mt.tenant_role_name(tenant_id text)
@@ -56,7 +56,7 @@ COMMENT ON VIEW mt.tenant_directory IS
 
 -- Which role code touching `schema_name` runs as: the tenant's role; the template's; the
 -- shared role; or, for a tenant without a role, its schema's owner.
-CREATE FUNCTION mt.code_role(schema_name text)
+CREATE FUNCTION mt_internal.code_role(schema_name text)
 RETURNS oid
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -87,12 +87,12 @@ BEGIN
         USING ERRCODE = 'invalid_schema_name';
 END
 $$;
-COMMENT ON FUNCTION mt.code_role(text) IS
+COMMENT ON FUNCTION mt_internal.code_role(text) IS
     'multitenant (internal): the role that migrations, seeds and copies into a schema run as';
 
 -- Refuses (42501) a tracking table that someone other than the trusted owner could have
 -- shaped: only then may the engine read and write it as the trusted owner.
-CREATE FUNCTION mt.check_tracking_table(schema_name text, tenant_id text DEFAULT NULL)
+CREATE FUNCTION mt_internal.check_tracking_table(schema_name text, tenant_id text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -113,13 +113,13 @@ BEGIN
             format('it is a %s, not a table',
                    CASE rel.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'p' THEN 'partitioned table'
                                       WHEN 'f' THEN 'foreign table' WHEN 'S' THEN 'sequence' ELSE 'relation of kind ' || rel.relkind::text END)
-        WHEN NOT mt.is_trusted(rel.relowner) THEN
+        WHEN NOT mt_internal.is_trusted(rel.relowner) THEN
             format('it is owned by role %I', pg_get_userbyid(rel.relowner))
         WHEN rel.relrowsecurity OR EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = rel.oid) THEN
             'it has row level security or policies'
-        -- the one trigger the extension puts there (mt.ensure_ledger_trigger)
+        -- the one trigger the extension puts there (mt_internal.ensure_ledger_trigger)
         WHEN EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = rel.oid
-                        AND NOT (t.tgname = 'mt_ledger' AND t.tgfoid = 'mt.record_tracking_insert()'::regprocedure)) THEN
+                        AND NOT (t.tgname = 'mt_ledger' AND t.tgfoid = 'mt_internal.record_tracking_insert()'::regprocedure)) THEN
             format('it has trigger(s) %s', (SELECT string_agg(quote_ident(t.tgname), ', ') FROM pg_trigger t WHERE t.tgrelid = rel.oid))
         WHEN EXISTS (SELECT FROM pg_rewrite w WHERE w.ev_class = rel.oid) THEN
             format('it has rule(s) %s', (SELECT string_agg(quote_ident(w.rulename), ', ') FROM pg_rewrite w WHERE w.ev_class = rel.oid))
@@ -143,14 +143,14 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION mt.check_tracking_table(text, text) IS
+COMMENT ON FUNCTION mt_internal.check_tracking_table(text, text) IS
     'multitenant (internal): raise 42501 unless a schema''s tracking table is a plain table only the trusted owner shaped';
 
 -- Makes `role` the owner of everything in `schema_name` except the tracking table, which
 -- stays with the trusted owner; returns how many objects changed hands. Only objects of
 -- trusted owners or of `role` are expected: anything else is refused, unless any_owner
 -- (a superuser adopting schemas an application role built).
-CREATE FUNCTION mt.hand_over_schema(schema_name text, role text, any_owner boolean DEFAULT false)
+CREATE FUNCTION mt_internal.hand_over_schema(schema_name text, role text, any_owner boolean DEFAULT false)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -184,7 +184,7 @@ BEGIN
         )
         SELECT * FROM objects o WHERE o.owner <> target_role
     LOOP
-        IF NOT (any_owner OR mt.is_trusted(item.owner)) THEN
+        IF NOT (any_owner OR mt_internal.is_trusted(item.owner)) THEN
             RAISE EXCEPTION '% in schema "%" belongs to role %, not to a trusted role or %', item.object, schema_name,
                             quote_ident(pg_get_userbyid(item.owner)), quote_ident(role)
                 USING ERRCODE = 'insufficient_privilege',
@@ -196,11 +196,11 @@ BEGIN
     RETURN moved;
 END
 $$;
-COMMENT ON FUNCTION mt.hand_over_schema(text, text, boolean) IS
+COMMENT ON FUNCTION mt_internal.hand_over_schema(text, text, boolean) IS
     'multitenant (internal): give every object of a schema but the tracking table to a role; refuses objects of untrusted owners';
 
 -- The grants that let a role work in a schema the trusted owner owns.
-CREATE FUNCTION mt.grant_schema(schema_name text, role text)
+CREATE FUNCTION mt_internal.grant_schema(schema_name text, role text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -223,12 +223,12 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION mt.grant_schema(text, text) IS
+COMMENT ON FUNCTION mt_internal.grant_schema(text, text) IS
     'multitenant (internal): the trusted owner owns the schema; the role may use it and create in it, and read the tracking table';
 
 -- Creates the role of a new tenant; 42710 when the name is taken by a role that is not
 -- this tenant's (another database of the cluster may use the same tenant ids).
-CREATE FUNCTION mt.create_tenant_role(tenant_id text)
+CREATE FUNCTION mt_internal.create_tenant_role(tenant_id text)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -253,7 +253,7 @@ BEGIN
     RETURN role_name;
 END
 $$;
-COMMENT ON FUNCTION mt.create_tenant_role(text) IS
+COMMENT ON FUNCTION mt_internal.create_tenant_role(text) IS
     'multitenant (internal): create a new tenant''s NOLOGIN role, a member of mt_tenant, granted to the application role';
 
 CREATE FUNCTION mt.assign_tenant_roles(tenant_ids text[] DEFAULT NULL, dry_run boolean DEFAULT false)
@@ -284,10 +284,10 @@ BEGIN
             IF any_owner AND tracking IS NOT NULL AND (SELECT c.relkind = 'r' FROM pg_class c WHERE c.oid = tracking) THEN
                 EXECUTE format('ALTER TABLE %s OWNER TO %I', tracking, current_user);
             END IF;
-            PERFORM mt.check_tracking_table(tenant.schema_name, tenant.tenant_id);
-            PERFORM mt.create_tenant_role(tenant.tenant_id);
-            objects := mt.hand_over_schema(tenant.schema_name, role_name, any_owner);
-            PERFORM mt.grant_schema(tenant.schema_name, role_name);
+            PERFORM mt_internal.check_tracking_table(tenant.schema_name, tenant.tenant_id);
+            PERFORM mt_internal.create_tenant_role(tenant.tenant_id);
+            objects := mt_internal.hand_over_schema(tenant.schema_name, role_name, any_owner);
+            PERFORM mt_internal.grant_schema(tenant.schema_name, role_name);
             UPDATE mt.tenants t SET role_name = assign_tenant_roles.role_name WHERE t.tenant_id = tenant.tenant_id;
         END IF;
         RETURN NEXT;
@@ -320,7 +320,7 @@ COMMENT ON FUNCTION mt.grant_application_role(text) IS
 
 -- mt_template is the extension's: created by it, or refused when someone else could have
 -- shaped it. Its objects belong to mt_template_role, which its migrations run as.
-CREATE FUNCTION mt.prepare_template()
+CREATE FUNCTION mt_internal.prepare_template()
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -332,16 +332,16 @@ BEGIN
         CREATE SCHEMA mt_template;
         COMMENT ON SCHEMA mt_template IS
             'multitenant: every registered tenant migration applied, and nothing else: the reference for drift and the source of new tenants';
-    ELSIF NOT mt.is_trusted(owner) THEN
+    ELSIF NOT mt_internal.is_trusted(owner) THEN
         RAISE EXCEPTION 'schema mt_template belongs to role %, not to the extension', quote_ident(pg_get_userbyid(owner))
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'New tenants are copies of mt_template; the extension does not use one that someone else created.',
                   HINT = 'Drop the schema (after checking what it holds); the next run creates it.';
     END IF;
-    PERFORM mt.check_tracking_table('mt_template');
-    PERFORM mt.hand_over_schema('mt_template', 'mt_template_role');
-    PERFORM mt.grant_schema('mt_template', 'mt_template_role');
+    PERFORM mt_internal.check_tracking_table('mt_template');
+    PERFORM mt_internal.hand_over_schema('mt_template', 'mt_template_role');
+    PERFORM mt_internal.grant_schema('mt_template', 'mt_template_role');
 END
 $$;
-COMMENT ON FUNCTION mt.prepare_template() IS
+COMMENT ON FUNCTION mt_internal.prepare_template() IS
     'multitenant (internal): create mt_template, or refuse one an untrusted role owns or holds objects in';

@@ -45,7 +45,7 @@ BEGIN
     IF sql IS NULL OR btrim(sql) = '' THEN
         RAISE EXCEPTION 'seed "%" has no SQL', name USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    registered := mt.save_seed(name, scope, sql, NULL, replace);
+    registered := mt_internal.save_seed(name, scope, sql, NULL, replace);
     RETURN registered;
 END
 $$;
@@ -65,13 +65,13 @@ BEGIN
         RAISE EXCEPTION 'seed function % must take (tenant_id text, schema_name text)', coalesce(function::text, 'NULL')
             USING ERRCODE = 'invalid_function_definition';
     END IF;
-    RETURN mt.save_seed(name, scope, NULL, function, replace);
+    RETURN mt_internal.save_seed(name, scope, NULL, function, replace);
 END
 $$;
 COMMENT ON FUNCTION mt.register_seed(text, regprocedure, text, boolean) IS
     'multitenant: register a function f(tenant_id text, schema_name text) that seeds a tenant (or, scope shared, the shared schema)';
 
-CREATE FUNCTION mt.save_seed(name text, scope text, sql text, function regprocedure, replace boolean)
+CREATE FUNCTION mt_internal.save_seed(name text, scope text, sql text, function regprocedure, replace boolean)
 RETURNS mt.seeds
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -99,7 +99,7 @@ BEGIN
     RETURN saved;
 END
 $$;
-COMMENT ON FUNCTION mt.save_seed(text, text, text, regprocedure, boolean) IS
+COMMENT ON FUNCTION mt_internal.save_seed(text, text, text, regprocedure, boolean) IS
     'multitenant: the checks and upsert behind both forms of mt.register_seed';
 
 CREATE FUNCTION mt.unregister_seed(name text)
@@ -116,7 +116,7 @@ COMMENT ON FUNCTION mt.unregister_seed(text) IS
     'multitenant: forget a seed and its history; returns false when it was not registered';
 
 -- Runs one seed in one schema, unless its history says it ran there (and force is off).
-CREATE FUNCTION mt.run_seed(seed_name text, expected_scope text, tenant_id text, target_schema text, force boolean)
+CREATE FUNCTION mt_internal.run_seed(seed_name text, expected_scope text, tenant_id text, target_schema text, force boolean)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -144,9 +144,9 @@ BEGIN
         RETURN 'skipped';
     END IF;
 
-    -- Seeds are tenant code whoever wrote them: they run as the schema's role (mt.code_role),
+    -- Seeds are tenant code whoever wrote them: they run as the schema's role (mt_internal.code_role),
     -- so a seed function whose body was replaced later gains nothing.
-    PERFORM mt.execute_as(mt.code_role(target_schema),
+    PERFORM mt_internal.execute_as(mt_internal.code_role(target_schema),
                           concat_ws(', ', quote_ident(target_schema), nullif(quote_ident(shared), quote_ident(target_schema)),
                                     'public', 'pg_temp'),
                           coalesce(seed.sql, format('SELECT %s(%L::text, %L::text)', seed.function::regproc, tenant_id, target_schema)));
@@ -157,7 +157,7 @@ BEGIN
     RETURN 'seeded';
 END
 $$;
-COMMENT ON FUNCTION mt.run_seed(text, text, text, text, boolean) IS
+COMMENT ON FUNCTION mt_internal.run_seed(text, text, text, text, boolean) IS
     'multitenant: run one seed in one schema and record it, or skip it when it ran there before and force is off';
 
 CREATE FUNCTION mt.seed_tenant(tenant_id text, name text, force boolean DEFAULT false)
@@ -167,7 +167,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN mt.run_seed(name, 'tenant', tenant_id, mt.tenant_schema(tenant_id), force);
+    RETURN mt_internal.run_seed(name, 'tenant', tenant_id, mt.tenant_schema(tenant_id), force);
 END
 $$;
 COMMENT ON FUNCTION mt.seed_tenant(text, text, boolean) IS
@@ -179,7 +179,7 @@ LANGUAGE sql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT mt.run_seed(name, 'shared', NULL, mt.get_config('shared_schema'), force)
+    SELECT mt_internal.run_seed(name, 'shared', NULL, mt.get_config('shared_schema'), force)
 $$;
 COMMENT ON FUNCTION mt.seed_shared(text, boolean) IS
     'multitenant: run a shared seed in the shared schema; returns seeded, or skipped when it ran before (unless force)';

@@ -111,8 +111,8 @@ BEGIN
     -- The schema stays the trusted owner's; the tenant's role may use it and create in it,
     -- and owns what its migrations create.
     IF mt.get_config('tenant_roles') = 'on' THEN
-        role_name := mt.create_tenant_role(tenant_id);
-        PERFORM mt.grant_schema(new_schema, role_name);
+        role_name := mt_internal.create_tenant_role(tenant_id);
+        PERFORM mt_internal.grant_schema(new_schema, role_name);
     END IF;
 
     INSERT INTO mt.tenants (tenant_id, schema_name, metadata, role_name)
@@ -123,7 +123,7 @@ BEGIN
         -- Copying the template is much faster than replaying every migration; it is used
         -- only when the template has exactly the registered migrations applied.
         IF use_template AND mt.template_is_current() THEN
-            PERFORM mt.copy_template(new_schema);
+            PERFORM mt_internal.copy_template(new_schema);
         END IF;
         -- In this transaction: if a migration fails, the tenant is not created at all. After
         -- a clone this finds nothing to apply and records the cloned migrations in the ledger.

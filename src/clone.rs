@@ -16,12 +16,12 @@ fn requalify(sql: &str, from_schema: &str, to_schema: &str) -> String {
     sql_text::requalify(sql, from_schema, to_schema)
 }
 
-/// `mt.copy_tracking(source_schema, target_schema, to_format)` (internal): gives a clone the
+/// `mt_internal.copy_tracking(source_schema, target_schema, to_format)` (internal): gives a clone the
 /// tracking records of its source, in `to_format` (default: the source's), as the trusted
 /// owner: the source's table is checked like every tracking table before it is read, and
 /// the clone's is created by the extension rather than copied as tenant DDL. Returns the
 /// records copied; a source without a tracking table leaves the clone without one.
-#[pg_extern(volatile, requires = ["roles", "migrations"])]
+#[pg_extern(volatile, schema = "mt_internal", requires = ["roles", "migrations"])]
 #[search_path(pg_catalog, pg_temp)]
 fn copy_tracking(source_schema: &str, target_schema: &str, to_format: default!(Option<&str>, "NULL")) -> i32 {
     let table_name = Spi::get_one::<String>("SELECT mt.get_config('tracking_table')")

@@ -276,7 +276,7 @@ enum Begin {
 struct Inspected {
     format: TrackingFormat,
     records: Vec<Record>,
-    /// The role the schema's migrations run as (`mt.code_role`).
+    /// The role the schema's migrations run as (`mt_internal.code_role`).
     role: pg_sys::Oid,
 }
 
@@ -382,7 +382,7 @@ impl<T: Transactions> Job<'_, T> {
         if may_write && schema == TEMPLATE_SCHEMA {
             // Created on first use, refused when someone else shaped it; the schema lock
             // taken in begin() keeps two runs from creating it at once.
-            Spi::run("SELECT mt.prepare_template()").unwrap_or_else(|e| error!("{e}"));
+            Spi::run("SELECT mt_internal.prepare_template()").unwrap_or_else(|e| error!("{e}"));
         }
         let exists = Spi::get_one_with_args::<bool>(
             "SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = $1)",
@@ -458,7 +458,7 @@ impl<T: Transactions> Job<'_, T> {
             report_activity(&format!("multitenant: {} {} {}", self.operation.name(), schema, migration.name));
             for extension in &self.plan.extensions[index] {
                 Spi::run_with_args(
-                    "SELECT mt.ensure_extension($1, $2)",
+                    "SELECT mt_internal.ensure_extension($1, $2)",
                     &[extension.as_str().into(), migration.name.as_str().into()],
                 )
                 .unwrap_or_else(|e| error!("{e}"));
@@ -619,9 +619,9 @@ pub fn report_activity(text: &str) {
 
 /// The format and records of `schema`'s tracking table `table_name`, or None when it does
 /// not exist; a table of another layout, or one the trusted owner did not shape alone
-/// (`mt.check_tracking_table`), is an error and is never read through.
+/// (`mt_internal.check_tracking_table`), is an error and is never read through.
 pub fn read_tracking(schema: &str, table_name: &str, tenant_id: Option<&str>) -> Option<(TrackingFormat, Vec<Record>)> {
-    Spi::run_with_args("SELECT mt.check_tracking_table($1, $2)", &[schema.into(), tenant_id.into()])
+    Spi::run_with_args("SELECT mt_internal.check_tracking_table($1, $2)", &[schema.into(), tenant_id.into()])
         .unwrap_or_else(|e| error!("{e}"));
     let table = tracking::qualified(schema, table_name);
     let table = table.as_str();
@@ -691,7 +691,7 @@ pub fn write_tracking(schema: &str, table_name: &str, format: TrackingFormat, re
     ensure_ledger_trigger(schema);
     insert_records(&table, format, records);
     let grant = Spi::get_one_with_args::<String>(
-        "SELECT pg_catalog.format('GRANT SELECT ON %s TO %I', $1::text, pg_catalog.pg_get_userbyid(mt.code_role($2)))",
+        "SELECT pg_catalog.format('GRANT SELECT ON %s TO %I', $1::text, pg_catalog.pg_get_userbyid(mt_internal.code_role($2)))",
         &[table.as_str().into(), schema.into()],
     )
     .unwrap_or_else(|e| error!("{e}"))
@@ -783,7 +783,8 @@ pub fn repair(
 
 /// Gives `schema`'s tracking table the trigger that copies new records into the ledger.
 fn ensure_ledger_trigger(schema: &str) {
-    Spi::run_with_args("SELECT mt.ensure_ledger_trigger($1)", &[schema.into()]).unwrap_or_else(|e| error!("{e}"));
+    Spi::run_with_args("SELECT mt_internal.ensure_ledger_trigger($1)", &[schema.into()])
+        .unwrap_or_else(|e| error!("{e}"));
 }
 
 /// The ledger's records of one tenant, by id.

@@ -24,6 +24,11 @@ pub extern "C-unwind" fn _PG_init() {
     guc::init();
 }
 
+/// Internal helpers (not API) live in schema `mt_internal`, created by `sql/bootstrap.sql`;
+/// this tells pgrx about it, for the functions declared with `schema = "mt_internal"`.
+#[pg_schema]
+mod mt_internal {}
+
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!("../sql/tenants.sql", name = "tenants", requires = ["bootstrap", naming::schema_name]);
 extension_sql_file!("../sql/config.sql", name = "config", requires = ["tenants"]);

@@ -4,7 +4,7 @@
 //! anonymize expressions) runs under [`run_as`], which switches the user id the way a
 //! SECURITY DEFINER function does; the engine's own bookkeeping runs as the trusted owner
 //! with [`BOOKKEEPING_PATH`]. Which role that is for a schema is decided in SQL
-//! (`mt.code_role`, `sql/roles.sql`), so the PL/pgSQL and Rust paths agree.
+//! (`mt_internal.code_role`, `sql/roles.sql`), so the PL/pgSQL and Rust paths agree.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -39,9 +39,9 @@ pub fn set_search_path(path: &str) {
         .unwrap_or_else(|e| error!("multitenant: cannot set search_path: {e}"));
 }
 
-/// The role that code touching `schema` runs as (see `mt.code_role`).
+/// The role that code touching `schema` runs as (see `mt_internal.code_role`).
 pub fn code_role(schema: &str) -> pg_sys::Oid {
-    Spi::get_one_with_args::<pg_sys::Oid>("SELECT mt.code_role($1)", &[schema.into()])
+    Spi::get_one_with_args::<pg_sys::Oid>("SELECT mt_internal.code_role($1)", &[schema.into()])
         .unwrap_or_else(|e| error!("{e}"))
         .unwrap_or_else(|| error!("multitenant: schema \"{schema}\" has no role to run as"))
 }
@@ -98,10 +98,10 @@ pub fn tenant_path(schema: &str, shared_schema: &str) -> String {
     path.join(", ")
 }
 
-/// `mt.execute_as(role, search_path, statements)` (internal): runs SQL as a role, for the
+/// `mt_internal.execute_as(role, search_path, statements)` (internal): runs SQL as a role, for the
 /// PL/pgSQL parts of the extension (seeds, clones, template copies), which cannot switch
 /// roles themselves inside a SECURITY DEFINER function.
-#[pg_extern(volatile, requires = ["roles"])]
+#[pg_extern(volatile, schema = "mt_internal", requires = ["roles"])]
 #[search_path(pg_catalog, pg_temp)]
 fn execute_as(role: pg_sys::Oid, search_path: &str, statements: &str) -> i64 {
     run_as(role, search_path, || {

@@ -295,7 +295,9 @@ fn supervise(run: &Run, handle: pg_sys::dsm_handle, concurrency: usize, workers:
     let mut started = 0;
     loop {
         workers.retain(|w| !matches!(w.pid(), Err(pgrx::bgworkers::BackgroundWorkerStatus::Stopped)));
-        if header.finished_items.load(Ordering::Acquire) >= total {
+        // The worker that finishes the last item closes the run after counting it: wait for
+        // the workers to exit, so that the caller finds the run closed.
+        if header.finished_items.load(Ordering::Acquire) >= total && workers.is_empty() {
             return;
         }
         let unclaimed = header.next_item.load(Ordering::Acquire) < total;

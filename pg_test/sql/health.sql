@@ -63,7 +63,7 @@ SELECT count(*) AS buckets_not_cumulative FROM (
     SELECT split_part(line, ' ', 2)::bigint AS v, lag(split_part(line, ' ', 2)::bigint) OVER (ORDER BY n) AS prev
       FROM metric_lines WHERE line LIKE 'multitenant_migration_duration_seconds_bucket%') b WHERE v < prev;
 SELECT line LIKE 'app_tenants%' AS prefixed FROM unnest(string_to_array(mt.metrics('app'), E'\n')) line WHERE line NOT LIKE '#%' LIMIT 1;
-SELECT mt.prometheus_label(E'a"b\\c\nd') AS escaped;
+SELECT mt_internal.prometheus_label(E'a"b\\c\nd') AS escaped;
 SELECT pg_temp.attempt($$SELECT mt.metrics('bad-prefix')$$) AS bad_prefix;
 
 -- Nothing is running now.

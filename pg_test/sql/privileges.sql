@@ -3,16 +3,21 @@
 
 SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = 'mt_admin';
 
--- No function in mt is executable by PUBLIC; mt_admin may execute every one but the
--- internal helpers, which the SECURITY DEFINER functions call as the extension owner.
+-- No function of the extension is executable by PUBLIC; mt_admin may execute every one in
+-- mt. The internal helpers in mt_internal are for the extension's own functions (which
+-- call them as the extension owner); operators get only those the public views call.
 SELECT count(*) AS public_executable
   FROM pg_proc p
- WHERE p.pronamespace = 'mt'::regnamespace
+ WHERE p.pronamespace IN ('mt'::regnamespace, 'mt_internal'::regnamespace)
    AND has_function_privilege('public', p.oid, 'EXECUTE');
-SELECT p.oid::regprocedure AS not_granted_to_admin
+SELECT count(*) AS not_granted_to_admin
   FROM pg_proc p
  WHERE p.pronamespace = 'mt'::regnamespace
-   AND NOT has_function_privilege('mt_admin', p.oid, 'EXECUTE')
+   AND NOT has_function_privilege('mt_admin', p.oid, 'EXECUTE');
+SELECT p.oid::regprocedure AS internal_granted_to_admin
+  FROM pg_proc p
+ WHERE p.pronamespace = 'mt_internal'::regnamespace
+   AND has_function_privilege('mt_admin', p.oid, 'EXECUTE')
  ORDER BY 1::text;
 
 CREATE ROLE regress_app LOGIN;
@@ -42,7 +47,7 @@ DROP ROLE regress_operator;
 -- Every function of the extension resolves names through pg_catalog first, whoever calls it.
 SELECT p.oid::regprocedure AS without_pinned_search_path
   FROM pg_proc p
- WHERE p.pronamespace = 'mt'::regnamespace
+ WHERE p.pronamespace IN ('mt'::regnamespace, 'mt_internal'::regnamespace)
    AND NOT EXISTS (SELECT FROM unnest(p.proconfig) c WHERE c LIKE 'search\_path=pg\_catalog, pg\_temp');
 
 -- mt_monitor reads health, status, drift and metrics, and nothing that writes or shows SQL.

@@ -93,9 +93,9 @@ SELECT count(*) AS history_of_removed FROM mt.seed_history WHERE seed_name = 'de
 SELECT mt.add_migration('0023_plans', $$CREATE TABLE plans (id serial PRIMARY KEY, name text NOT NULL UNIQUE);
 INSERT INTO plans (name) VALUES ('free'), ('pro')$$);
 SELECT count(*) FILTER (WHERE status = 'failed') AS failed FROM mt.migrate_all();
-SELECT count(*) AS scripts_of_this_version FROM mt.template_scripts WHERE version = mt.template_version();
+SELECT count(*) AS scripts_of_this_version FROM mt.template_scripts WHERE version = mt_internal.template_version();
 SELECT tenant_id FROM mt.create_tenant('with-plans');
-SELECT count(*) AS scripts_of_this_version FROM mt.template_scripts WHERE version = mt.template_version();
+SELECT count(*) AS scripts_of_this_version FROM mt.template_scripts WHERE version = mt_internal.template_version();
 SELECT tenant_id FROM mt.create_tenant('with-plans-too');
 INSERT INTO tenant_with_plans.plans (name) VALUES ('enterprise') RETURNING id, name;
 SELECT id, name FROM tenant_with_plans_too.plans ORDER BY id;
@@ -106,14 +106,14 @@ SELECT mt.add_migration('0024_placeholder', $$CREATE FUNCTION mt_clone_target_no
 SELECT count(*) FILTER (WHERE status = 'failed') AS failed FROM mt.migrate_all();
 SELECT tenant_id FROM mt.create_tenant('placeholder');
 SELECT tenant_placeholder.mt_clone_target_note() AS untouched;
-SELECT count(*) AS scripts_of_this_version FROM mt.template_scripts WHERE version = mt.template_version();
+SELECT count(*) AS scripts_of_this_version FROM mt.template_scripts WHERE version = mt_internal.template_version();
 SELECT count(*) AS differences FROM mt.tenant_drift('placeholder', 'replayed');
 -- mt.refresh_template() forgets the cached copy: a hand-made change to the template reaches
 -- the next tenant.
 SELECT mt.add_migration('0025_no_placeholder', 'DROP FUNCTION mt_clone_target_note()');
 SELECT count(*) FILTER (WHERE status = 'failed') AS failed FROM mt.migrate_all();
 SELECT tenant_id FROM mt.create_tenant('cached-again');
-SELECT count(*) AS cached FROM mt.template_scripts WHERE version = mt.template_version();
+SELECT count(*) AS cached FROM mt.template_scripts WHERE version = mt_internal.template_version();
 CREATE TABLE mt_template.added_by_hand (id int);
 SELECT status FROM mt.refresh_template();
 SELECT count(*) AS cached FROM mt.template_scripts;
