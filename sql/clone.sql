@@ -331,8 +331,10 @@ BEGIN
                || (SELECT string_agg(format('; ALTER %s %s SET %I = %s', f.keyword,
                                             f.qualified, split_part(setting, '=', 1),
                                             CASE WHEN split_part(setting, '=', 1) = 'search_path'
-                                                 THEN (SELECT string_agg(quote_literal(CASE WHEN trim(both ' "' FROM p) = source_schema THEN target_schema ELSE trim(both ' ' FROM p) END), ', ')
-                                                         FROM unnest(string_to_array(substr(setting, strpos(setting, '=') + 1), ',')) AS p)
+                                                 -- each entry unquoted ("public" is public; SET ... FROM CURRENT stores it so)
+                                                 THEN (SELECT string_agg(quote_literal(CASE WHEN e = source_schema THEN target_schema ELSE e END), ', ' ORDER BY i)
+                                                         FROM unnest(mt_internal.search_path_names(substr(setting, strpos(setting, '=') + 1)))
+                                                              WITH ORDINALITY AS p(e, i))
                                                  ELSE quote_literal(substr(setting, strpos(setting, '=') + 1)) END), '')
                      FROM unnest(f.proconfig) AS setting)
           FROM fn f
@@ -405,7 +407,29 @@ COMMENT ON FUNCTION mt_internal.anonymize_error(text, text, text) IS
 -- tracking table's are mt_internal.copy_tracking's), parents before children, with anonymize rules applied, then set
 -- each sequence where the source's is and never below a copied value. Each names the table
 -- it reads, so that callers can leave out tables they know to be empty.
-CREATE FUNCTION mt.row_copy_statements(source_schema text, target_schema text, include_data boolean, anonymize jsonb)
+-- Whether a column's default makes a new value each time it runs (gen_random_uuid(),
+-- random(), clock_timestamp(): a volatile function other than a sequence's nextval) and no
+-- foreign key points at the column. A template copy leaves such columns to the new tenant's
+-- own default, so that a secret a migration generated is each tenant's own, as a replay
+-- would make it; ids and what references them are copied as they are.
+CREATE FUNCTION mt_internal.default_is_fresh(rel oid, attnum smallint)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM pg_attrdef d,
+                          LATERAL regexp_matches(pg_get_expr(d.adbin, d.adrelid), '([A-Za-z_][A-Za-z0-9_$]*)\s*\(', 'g') AS f(m)
+                     JOIN pg_proc p ON p.proname = lower(f.m[1])
+                    WHERE d.adrelid = default_is_fresh.rel AND d.adnum = default_is_fresh.attnum
+                      AND p.provolatile = 'v' AND p.proname <> 'nextval')
+       AND NOT EXISTS (SELECT FROM pg_constraint k
+                        WHERE k.contype = 'f' AND k.confrelid = default_is_fresh.rel AND default_is_fresh.attnum = ANY (k.confkey))
+$$;
+COMMENT ON FUNCTION mt_internal.default_is_fresh(oid, smallint) IS
+    'multitenant (internal): whether a template copy leaves a column to its default (a volatile one, not a sequence, no foreign key pointing at it)';
+
+CREATE FUNCTION mt.row_copy_statements(source_schema text, target_schema text, include_data boolean, anonymize jsonb,
+                                       fresh_defaults boolean DEFAULT false)
 RETURNS TABLE (kind text, table_name text, statement text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -476,6 +500,7 @@ BEGIN
           FROM tables t
           JOIN (SELECT oid, max(level) AS level FROM depth GROUP BY oid) d ON d.oid = t.oid
           JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+                             AND NOT (fresh_defaults AND mt_internal.default_is_fresh(t.oid, a.attnum))
           JOIN pg_type ty ON ty.oid = a.atttypid
           LEFT JOIN pg_type el ON el.oid = ty.typelem AND ty.typcategory = 'A'
          GROUP BY t.oid, t.relname
@@ -512,8 +537,8 @@ BEGIN
     ORDER BY x.part, x.level, x.table_name, x.statement;
 END
 $$;
-COMMENT ON FUNCTION mt.row_copy_statements(text, text, boolean, jsonb) IS
-    'multitenant: the statements that copy one schema''s rows into its clone and move its sequences past them; what mt_internal.clone_rows runs';
+COMMENT ON FUNCTION mt.row_copy_statements(text, text, boolean, jsonb, boolean) IS
+    'multitenant: the statements that copy one schema''s rows into its clone and move its sequences past them (fresh_defaults: columns with volatile defaults are left to the clone''s defaults, as template copies do); what mt_internal.clone_rows runs';
 
 -- Copies the rows; returns how many.
 CREATE FUNCTION mt_internal.clone_rows(source_schema text, target_schema text, include_data boolean, anonymize jsonb)
@@ -620,7 +645,7 @@ BEGIN
             HINT = 'Clone into a new tenant, or drop what the schema holds first.';
     END IF;
     -- Migrations take this lock exclusively; clones of one source may run side by side.
-    PERFORM pg_advisory_xact_lock_shared(hashtext('multitenant'), hashtext(source_schema));
+    PERFORM mt_internal.lock_schema(source_schema, 'shared');
     rows_copied := mt_internal.clone_objects(source_schema, target_schema, include_data, anonymize);
     PERFORM mt_internal.copy_tracking(source_schema, target_schema);
     RETURN rows_copied;
@@ -729,7 +754,7 @@ BEGIN
         parts[part] := parts[part] || item.statement || E';\n';
     END LOOP;
     -- Only the tables migrations wrote rows into (the tracking table at least).
-    FOR item IN SELECT * FROM mt.row_copy_statements('mt_template', 'mt_clone_target', true, NULL) LOOP
+    FOR item IN SELECT * FROM mt.row_copy_statements('mt_template', 'mt_clone_target', true, NULL, fresh_defaults => true) LOOP
         has_rows := true;
         IF item.table_name IS NOT NULL THEN
             EXECUTE format('SELECT EXISTS (SELECT FROM %I.%I)', 'mt_template', item.table_name) INTO has_rows;
@@ -765,7 +790,7 @@ BEGIN
             USING ERRCODE = 'invalid_schema_name';
     END IF;
     -- Migrations of the template take this lock exclusively.
-    PERFORM pg_advisory_xact_lock_shared(hashtext('multitenant'), hashtext('mt_template'));
+    PERFORM mt_internal.lock_schema('mt_template', 'shared');
     current_version := mt_internal.template_version();
     IF NOT EXISTS (SELECT FROM mt.template_scripts s WHERE s.version = current_version)
        AND NOT mt_internal.build_template_scripts(current_version) THEN

@@ -26,14 +26,27 @@ COMMENT ON FUNCTION mt_internal.strip_schema(text, text) IS
 
 -- Function settings with the schema's own name in search_path written as "$schema", so a
 -- function pinned to its tenant's schema reads the same in every tenant.
+-- The schema names of a search_path value as a function stores it: `a, "B", "$user"` is
+-- {a, B, $user} (SET ... FROM CURRENT keeps whatever quoting the session's value had).
+CREATE FUNCTION mt_internal.search_path_names(path text)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT array_agg(CASE WHEN e LIKE '"%"' THEN replace(substr(e, 2, length(e) - 2), '""', '"') ELSE e END ORDER BY i)
+      FROM unnest(string_to_array(path, ',')) WITH ORDINALITY AS p(raw, i), LATERAL btrim(p.raw) AS e
+$$;
+COMMENT ON FUNCTION mt_internal.search_path_names(text) IS
+    'multitenant (internal): the unquoted schema names of a stored search_path value';
+
 CREATE FUNCTION mt_internal.strip_schema_setting(settings text[], schema_name text)
 RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT array_agg(CASE WHEN s LIKE 'search_path=%'
-                          THEN 'search_path=' || (SELECT string_agg(CASE WHEN btrim(e, ' "') = schema_name THEN '$schema' ELSE btrim(e) END, ', ' ORDER BY i)
-                                                    FROM unnest(string_to_array(substr(s, 13), ',')) WITH ORDINALITY AS p(e, i))
+                          THEN 'search_path=' || (SELECT string_agg(CASE WHEN e = schema_name THEN '$schema' ELSE quote_ident(e) END, ', ' ORDER BY i)
+                                                    FROM unnest(mt_internal.search_path_names(substr(s, 13))) WITH ORDINALITY AS p(e, i))
                           ELSE s END ORDER BY o)
       FROM unnest(settings) WITH ORDINALITY AS c(s, o)
 $$;

@@ -27,7 +27,7 @@
 -- mt.allow_drop is a custom (placeholder) setting the library does not define; should the
 -- library ever reserve the prefix "mt" (MarkGUCPrefixReserved), it must define it.
 
-CREATE FUNCTION mt.drop_guard()
+CREATE FUNCTION mt_internal.drop_guard()
 RETURNS event_trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -108,11 +108,11 @@ BEGIN
               HINT = 'Run DROP EXTENSION as a statement of its own or from PL/pgSQL, or SET mt.allow_drop = on.';
 END
 $$;
-COMMENT ON FUNCTION mt.drop_guard() IS
+COMMENT ON FUNCTION mt_internal.drop_guard() IS
     'multitenant (internal): event trigger function: refuses DROP EXTENSION multitenant while tenants are registered, unless mt.allow_drop is on';
 
 CREATE EVENT TRIGGER multitenant_drop_guard ON ddl_command_start
     WHEN TAG IN ('DROP EXTENSION')
-    EXECUTE FUNCTION mt.drop_guard();
+    EXECUTE FUNCTION mt_internal.drop_guard();
 COMMENT ON EVENT TRIGGER multitenant_drop_guard IS
     'multitenant: refuses DROP EXTENSION multitenant while tenants are registered (SET mt.allow_drop = on to drop anyway)';

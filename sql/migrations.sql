@@ -320,8 +320,8 @@ BEGIN
                   HINT = format('A superuser can allow it: SELECT mt.set_config(''allowed_extensions'', %L); or create it in a shared migration.',
                                 concat_ws(',', nullif(mt.get_config('allowed_extensions'), ''), extension));
     END IF;
-    -- Workers migrating other tenants may get here at the same time.
-    PERFORM pg_advisory_xact_lock(hashtext('multitenant'), hashtext('extension:' || extension));
+    -- Workers migrating other tenants may get here at the same time (no schema is named so).
+    PERFORM mt_internal.lock_schema('extension:' || extension);
     IF NOT EXISTS (SELECT FROM pg_extension e WHERE e.extname = extension) THEN
         EXECUTE format('CREATE EXTENSION %I SCHEMA %I', extension, target_schema);
     END IF;

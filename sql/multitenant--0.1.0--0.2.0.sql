@@ -97,8 +97,9 @@ BEGIN
 END
 $$;
 
--- adopt_tenants gained assign_roles and reports roles.
+-- adopt_tenants gained assign_roles and reports roles; row_copy_statements fresh_defaults.
 DROP FUNCTION mt.adopt_tenants(text, boolean);
+DROP FUNCTION mt.row_copy_statements(text, text, boolean, jsonb);
 
 -- Functions: new ones, and 0.1.0's with their 0.2.0 bodies.
 
@@ -129,8 +130,9 @@ BEGIN
     END IF;
 
     -- Serialise creators of the same schema, so that "a-b" and "a_b" created at the same
-    -- time get the collision error below rather than a unique violation.
-    PERFORM pg_advisory_xact_lock(hashtextextended('mt.schema:' || new_schema, 0));
+    -- time get the collision error below rather than a unique violation; it is the engine's
+    -- lock of the schema, which a drop or run of it waits for too.
+    PERFORM mt_internal.lock_schema(new_schema);
 
     SELECT * INTO existing FROM mt.tenants t WHERE t.tenant_id = create_tenant.tenant_id;
     IF FOUND THEN
@@ -221,7 +223,7 @@ BEGIN
     END IF;
 
     -- The engine's lock: a run on this tenant finishes first.
-    PERFORM pg_advisory_xact_lock(hashtext('multitenant'), hashtext(victim.schema_name));
+    PERFORM mt_internal.lock_schema(victim.schema_name);
     objects := mt.schema_object_count(victim.schema_name);
     IF objects > 0 AND NOT force THEN
         RAISE EXCEPTION 'schema "%" of tenant "%" still holds % object(s)', victim.schema_name, tenant_id, objects
@@ -639,7 +641,7 @@ BEGIN
         IF dry_run THEN
             objects := NULL;
         ELSE
-            PERFORM pg_advisory_xact_lock(hashtext('multitenant'), hashtext(tenant.schema_name));
+            PERFORM mt_internal.lock_schema(tenant.schema_name);
             tracking := to_regclass(format('%I.%I', tenant.schema_name, mt.get_config('tracking_table')));
             IF any_owner AND tracking IS NOT NULL AND (SELECT c.relkind = 'r' FROM pg_class c WHERE c.oid = tracking) THEN
                 EXECUTE format('ALTER TABLE %s OWNER TO %I', tracking, current_user);
@@ -713,8 +715,8 @@ BEGIN
                   HINT = format('A superuser can allow it: SELECT mt.set_config(''allowed_extensions'', %L); or create it in a shared migration.',
                                 concat_ws(',', nullif(mt.get_config('allowed_extensions'), ''), extension));
     END IF;
-    -- Workers migrating other tenants may get here at the same time.
-    PERFORM pg_advisory_xact_lock(hashtext('multitenant'), hashtext('extension:' || extension));
+    -- Workers migrating other tenants may get here at the same time (no schema is named so).
+    PERFORM mt_internal.lock_schema('extension:' || extension);
     IF NOT EXISTS (SELECT FROM pg_extension e WHERE e.extname = extension) THEN
         EXECUTE format('CREATE EXTENSION %I SCHEMA %I', extension, target_schema);
     END IF;
@@ -1083,8 +1085,10 @@ BEGIN
                || (SELECT string_agg(format('; ALTER %s %s SET %I = %s', f.keyword,
                                             f.qualified, split_part(setting, '=', 1),
                                             CASE WHEN split_part(setting, '=', 1) = 'search_path'
-                                                 THEN (SELECT string_agg(quote_literal(CASE WHEN trim(both ' "' FROM p) = source_schema THEN target_schema ELSE trim(both ' ' FROM p) END), ', ')
-                                                         FROM unnest(string_to_array(substr(setting, strpos(setting, '=') + 1), ',')) AS p)
+                                                 -- each entry unquoted ("public" is public; SET ... FROM CURRENT stores it so)
+                                                 THEN (SELECT string_agg(quote_literal(CASE WHEN e = source_schema THEN target_schema ELSE e END), ', ' ORDER BY i)
+                                                         FROM unnest(mt_internal.search_path_names(substr(setting, strpos(setting, '=') + 1)))
+                                                              WITH ORDINALITY AS p(e, i))
                                                  ELSE quote_literal(substr(setting, strpos(setting, '=') + 1)) END), '')
                      FROM unnest(f.proconfig) AS setting)
           FROM fn f
@@ -1104,113 +1108,6 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION mt.row_copy_statements(source_schema text, target_schema text, include_data boolean, anonymize jsonb)
-RETURNS TABLE (kind text, table_name text, statement text)
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    source_oid oid := (SELECT n.oid FROM pg_namespace n WHERE n.nspname = source_schema);
-    tracking   text := mt.get_config('tracking_table');
-    item       record;
-BEGIN
-    IF anonymize IS NOT NULL AND NOT include_data THEN
-        RAISE EXCEPTION 'anonymize rules need include_data => true' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF anonymize IS NOT NULL AND jsonb_typeof(anonymize) <> 'object' THEN
-        RAISE EXCEPTION 'anonymize must be a JSON object of tables, not %', jsonb_typeof(anonymize)
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'For example {"users": {"email": {"template": "user-{hash}@example.com"}, "name": null}}.';
-    END IF;
-
-    -- Every table and column a rule names must exist, before a row is copied.
-    SELECT r.key AS table_name, c.key AS column_name,
-           EXISTS (SELECT FROM pg_class t WHERE t.relnamespace = source_oid AND t.relname = r.key AND t.relkind = 'r') AS table_exists,
-           jsonb_typeof(r.value) AS rules_type
-      INTO item
-      FROM jsonb_each(coalesce(anonymize, '{}')) r
-      LEFT JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof(r.value) = 'object' THEN r.value END) c ON true
-     WHERE NOT EXISTS (SELECT FROM pg_class t WHERE t.relnamespace = source_oid AND t.relname = r.key AND t.relkind = 'r')
-        OR jsonb_typeof(r.value) <> 'object'
-        OR c.key IS NOT NULL AND NOT EXISTS (SELECT FROM pg_class t JOIN pg_attribute a ON a.attrelid = t.oid
-                        WHERE t.relnamespace = source_oid AND t.relname = r.key AND a.attname = c.key
-                          AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '')
-     LIMIT 1;
-    IF FOUND THEN
-        IF NOT item.table_exists THEN
-            RAISE EXCEPTION 'anonymize names table "%", which schema "%" does not have', item.table_name, source_schema
-                USING ERRCODE = 'undefined_table';
-        ELSIF item.rules_type <> 'object' THEN
-            RAISE EXCEPTION 'anonymize rules for table "%" must be a JSON object of columns, not %', item.table_name, item.rules_type
-                USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-        RAISE EXCEPTION 'anonymize names column "%" of table "%", which does not exist or is generated', item.column_name, item.table_name
-            USING ERRCODE = 'undefined_column';
-    END IF;
-
-    RETURN QUERY
-    WITH RECURSIVE tables AS (
-        SELECT c.oid, c.relname FROM pg_class c
-         WHERE c.relnamespace = source_oid AND c.relkind = 'r' AND include_data AND c.relname <> tracking
-    ), parents AS (
-        SELECT DISTINCT k.conrelid AS child, k.confrelid AS parent
-          FROM pg_constraint k JOIN tables c ON c.oid = k.conrelid JOIN tables p ON p.oid = k.confrelid
-         WHERE k.contype = 'f' AND k.conrelid <> k.confrelid
-    ), depth(oid, level) AS (
-        SELECT oid, 0 FROM tables
-        UNION ALL
-        SELECT p.child, d.level + 1 FROM depth d JOIN parents p ON p.parent = d.oid WHERE d.level < 100
-    ), copies AS (
-        SELECT t.relname, max(d.level) AS level,
-               string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) AS columns,
-               string_agg(CASE
-                   WHEN anonymize -> t.relname::text ? a.attname
-                       THEN mt_internal.anonymize_expression(anonymize -> t.relname::text -> a.attname::text, t.relname, a.attname,
-                                                    mt_internal.strip_schema(format_type(a.atttypid, a.atttypmod), source_schema))
-                   -- types of the source schema (enums, domains, composites) reach the clone's through text
-                   WHEN ty.typnamespace = source_oid OR el.typnamespace = source_oid
-                       THEN format('%I::text::%I.%s', a.attname, target_schema,
-                                   mt_internal.strip_schema(format_type(a.atttypid, a.atttypmod), source_schema))
-                   ELSE format('%I', a.attname) END, ', ' ORDER BY a.attnum) AS expressions
-          FROM tables t
-          JOIN (SELECT oid, max(level) AS level FROM depth GROUP BY oid) d ON d.oid = t.oid
-          JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-          JOIN pg_type ty ON ty.oid = a.atttypid
-          LEFT JOIN pg_type el ON el.oid = ty.typelem AND ty.typcategory = 'A'
-         GROUP BY t.oid, t.relname
-    ), sequences AS (
-        SELECT s.relname, pg_sequence_last_value(s.oid) AS last_value, q.seqstart, q.seqincrement,
-               t.relname AS table_name, a.attname
-          FROM pg_class s JOIN pg_sequence q ON q.seqrelid = s.oid
-          LEFT JOIN LATERAL (SELECT o.refobjid, o.refobjsubid FROM pg_depend o
-                              WHERE o.classid = 'pg_class'::regclass AND o.objid = s.oid AND o.objsubid = 0
-                                AND o.deptype IN ('a', 'i') AND o.refclassid = 'pg_class'::regclass AND o.refobjsubid > 0) d ON true
-          LEFT JOIN pg_class t ON t.oid = d.refobjid
-          LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-         WHERE s.relnamespace = source_oid AND s.relkind = 'S' AND t.relname IS DISTINCT FROM tracking
-    )
-    SELECT x.kind, x.table_name, x.statement FROM (
-        SELECT 1 AS part, c.level, 'rows' AS kind, c.relname::text AS table_name,
-               format('INSERT INTO %I.%I (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %I.%I',
-                      target_schema, c.relname, c.columns, c.expressions, source_schema, c.relname) AS statement
-          FROM copies c
-        UNION ALL
-        -- where the source's sequence is (a fresh one starts where the source started)
-        SELECT 2, 0, 'sequence', NULL, format('SELECT pg_catalog.setval(%L::regclass, %s, true)',
-                                               format('%I.%I', target_schema, s.relname), s.last_value)
-          FROM sequences s WHERE s.last_value IS NOT NULL
-        UNION ALL
-        -- past the largest copied value
-        SELECT 3, 0, 'sequence', s.table_name::text,
-               format('SELECT pg_catalog.setval(%L::regclass, max(%I)::bigint) FROM %I.%I HAVING max(%I)::bigint > %s',
-                      format('%I.%I', target_schema, s.relname), s.attname, target_schema, s.table_name,
-                      s.attname, coalesce(s.last_value, s.seqstart - 1))
-          FROM sequences s
-         WHERE s.attname IS NOT NULL AND s.seqincrement > 0 AND include_data
-    ) x
-    ORDER BY x.part, x.level, x.table_name, x.statement;
-END
-$$;
 
 CREATE OR REPLACE FUNCTION mt_internal.clone_rows(source_schema text, target_schema text, include_data boolean, anonymize jsonb)
 RETURNS bigint
@@ -1306,7 +1203,7 @@ BEGIN
             HINT = 'Clone into a new tenant, or drop what the schema holds first.';
     END IF;
     -- Migrations take this lock exclusively; clones of one source may run side by side.
-    PERFORM pg_advisory_xact_lock_shared(hashtext('multitenant'), hashtext(source_schema));
+    PERFORM mt_internal.lock_schema(source_schema, 'shared');
     rows_copied := mt_internal.clone_objects(source_schema, target_schema, include_data, anonymize);
     PERFORM mt_internal.copy_tracking(source_schema, target_schema);
     RETURN rows_copied;
@@ -1348,7 +1245,7 @@ BEGIN
             USING ERRCODE = 'invalid_schema_name';
     END IF;
     -- Migrations of the template take this lock exclusively.
-    PERFORM pg_advisory_xact_lock_shared(hashtext('multitenant'), hashtext('mt_template'));
+    PERFORM mt_internal.lock_schema('mt_template', 'shared');
     current_version := mt_internal.template_version();
     IF NOT EXISTS (SELECT FROM mt.template_scripts s WHERE s.version = current_version)
        AND NOT mt_internal.build_template_scripts(current_version) THEN
@@ -1395,8 +1292,8 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT array_agg(CASE WHEN s LIKE 'search_path=%'
-                          THEN 'search_path=' || (SELECT string_agg(CASE WHEN btrim(e, ' "') = schema_name THEN '$schema' ELSE btrim(e) END, ', ' ORDER BY i)
-                                                    FROM unnest(string_to_array(substr(s, 13), ',')) WITH ORDINALITY AS p(e, i))
+                          THEN 'search_path=' || (SELECT string_agg(CASE WHEN e = schema_name THEN '$schema' ELSE quote_ident(e) END, ', ' ORDER BY i)
+                                                    FROM unnest(mt_internal.search_path_names(substr(s, 13))) WITH ORDINALITY AS p(e, i))
                           ELSE s END ORDER BY o)
       FROM unnest(settings) WITH ORDINALITY AS c(s, o)
 $$;
@@ -1923,7 +1820,7 @@ BEGIN
         parts[part] := parts[part] || item.statement || E';\n';
     END LOOP;
     -- Only the tables migrations wrote rows into (the tracking table at least).
-    FOR item IN SELECT * FROM mt.row_copy_statements('mt_template', 'mt_clone_target', true, NULL) LOOP
+    FOR item IN SELECT * FROM mt.row_copy_statements('mt_template', 'mt_clone_target', true, NULL, fresh_defaults => true) LOOP
         has_rows := true;
         IF item.table_name IS NOT NULL THEN
             EXECUTE format('SELECT EXISTS (SELECT FROM %I.%I)', 'mt_template', item.table_name) INTO has_rows;
@@ -1937,6 +1834,157 @@ BEGIN
         ON CONFLICT ON CONSTRAINT template_scripts_pkey
         DO UPDATE SET version = excluded.version, script = excluded.script;
     RETURN true;
+END
+$$;
+
+CREATE FUNCTION mt_internal.lock_schema(schema_name text, mode text DEFAULT 'exclusive')
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    class integer := hashtext('multitenant');
+    id    integer := hashtext(schema_name);
+BEGIN
+    CASE mode
+    WHEN 'exclusive' THEN PERFORM pg_advisory_xact_lock(class, id);
+    WHEN 'shared' THEN PERFORM pg_advisory_xact_lock_shared(class, id);
+    WHEN 'try_session' THEN RETURN pg_try_advisory_lock(class, id);
+    END CASE;
+    RETURN true;
+END
+$$;
+
+CREATE FUNCTION mt_internal.search_path_names(path text)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT array_agg(CASE WHEN e LIKE '"%"' THEN replace(substr(e, 2, length(e) - 2), '""', '"') ELSE e END ORDER BY i)
+      FROM unnest(string_to_array(path, ',')) WITH ORDINALITY AS p(raw, i), LATERAL btrim(p.raw) AS e
+$$;
+
+CREATE FUNCTION mt_internal.default_is_fresh(rel oid, attnum smallint)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM pg_attrdef d,
+                          LATERAL regexp_matches(pg_get_expr(d.adbin, d.adrelid), '([A-Za-z_][A-Za-z0-9_$]*)\s*\(', 'g') AS f(m)
+                     JOIN pg_proc p ON p.proname = lower(f.m[1])
+                    WHERE d.adrelid = default_is_fresh.rel AND d.adnum = default_is_fresh.attnum
+                      AND p.provolatile = 'v' AND p.proname <> 'nextval')
+       AND NOT EXISTS (SELECT FROM pg_constraint k
+                        WHERE k.contype = 'f' AND k.confrelid = default_is_fresh.rel AND default_is_fresh.attnum = ANY (k.confkey))
+$$;
+
+CREATE FUNCTION mt.row_copy_statements(source_schema text, target_schema text, include_data boolean, anonymize jsonb,
+                                       fresh_defaults boolean DEFAULT false)
+RETURNS TABLE (kind text, table_name text, statement text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    source_oid oid := (SELECT n.oid FROM pg_namespace n WHERE n.nspname = source_schema);
+    tracking   text := mt.get_config('tracking_table');
+    item       record;
+BEGIN
+    IF anonymize IS NOT NULL AND NOT include_data THEN
+        RAISE EXCEPTION 'anonymize rules need include_data => true' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF anonymize IS NOT NULL AND jsonb_typeof(anonymize) <> 'object' THEN
+        RAISE EXCEPTION 'anonymize must be a JSON object of tables, not %', jsonb_typeof(anonymize)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example {"users": {"email": {"template": "user-{hash}@example.com"}, "name": null}}.';
+    END IF;
+
+    -- Every table and column a rule names must exist, before a row is copied.
+    SELECT r.key AS table_name, c.key AS column_name,
+           EXISTS (SELECT FROM pg_class t WHERE t.relnamespace = source_oid AND t.relname = r.key AND t.relkind = 'r') AS table_exists,
+           jsonb_typeof(r.value) AS rules_type
+      INTO item
+      FROM jsonb_each(coalesce(anonymize, '{}')) r
+      LEFT JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof(r.value) = 'object' THEN r.value END) c ON true
+     WHERE NOT EXISTS (SELECT FROM pg_class t WHERE t.relnamespace = source_oid AND t.relname = r.key AND t.relkind = 'r')
+        OR jsonb_typeof(r.value) <> 'object'
+        OR c.key IS NOT NULL AND NOT EXISTS (SELECT FROM pg_class t JOIN pg_attribute a ON a.attrelid = t.oid
+                        WHERE t.relnamespace = source_oid AND t.relname = r.key AND a.attname = c.key
+                          AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '')
+     LIMIT 1;
+    IF FOUND THEN
+        IF NOT item.table_exists THEN
+            RAISE EXCEPTION 'anonymize names table "%", which schema "%" does not have', item.table_name, source_schema
+                USING ERRCODE = 'undefined_table';
+        ELSIF item.rules_type <> 'object' THEN
+            RAISE EXCEPTION 'anonymize rules for table "%" must be a JSON object of columns, not %', item.table_name, item.rules_type
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        RAISE EXCEPTION 'anonymize names column "%" of table "%", which does not exist or is generated', item.column_name, item.table_name
+            USING ERRCODE = 'undefined_column';
+    END IF;
+
+    RETURN QUERY
+    WITH RECURSIVE tables AS (
+        SELECT c.oid, c.relname FROM pg_class c
+         WHERE c.relnamespace = source_oid AND c.relkind = 'r' AND include_data AND c.relname <> tracking
+    ), parents AS (
+        SELECT DISTINCT k.conrelid AS child, k.confrelid AS parent
+          FROM pg_constraint k JOIN tables c ON c.oid = k.conrelid JOIN tables p ON p.oid = k.confrelid
+         WHERE k.contype = 'f' AND k.conrelid <> k.confrelid
+    ), depth(oid, level) AS (
+        SELECT oid, 0 FROM tables
+        UNION ALL
+        SELECT p.child, d.level + 1 FROM depth d JOIN parents p ON p.parent = d.oid WHERE d.level < 100
+    ), copies AS (
+        SELECT t.relname, max(d.level) AS level,
+               string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) AS columns,
+               string_agg(CASE
+                   WHEN anonymize -> t.relname::text ? a.attname
+                       THEN mt_internal.anonymize_expression(anonymize -> t.relname::text -> a.attname::text, t.relname, a.attname,
+                                                    mt_internal.strip_schema(format_type(a.atttypid, a.atttypmod), source_schema))
+                   -- types of the source schema (enums, domains, composites) reach the clone's through text
+                   WHEN ty.typnamespace = source_oid OR el.typnamespace = source_oid
+                       THEN format('%I::text::%I.%s', a.attname, target_schema,
+                                   mt_internal.strip_schema(format_type(a.atttypid, a.atttypmod), source_schema))
+                   ELSE format('%I', a.attname) END, ', ' ORDER BY a.attnum) AS expressions
+          FROM tables t
+          JOIN (SELECT oid, max(level) AS level FROM depth GROUP BY oid) d ON d.oid = t.oid
+          JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+                             AND NOT (fresh_defaults AND mt_internal.default_is_fresh(t.oid, a.attnum))
+          JOIN pg_type ty ON ty.oid = a.atttypid
+          LEFT JOIN pg_type el ON el.oid = ty.typelem AND ty.typcategory = 'A'
+         GROUP BY t.oid, t.relname
+    ), sequences AS (
+        SELECT s.relname, pg_sequence_last_value(s.oid) AS last_value, q.seqstart, q.seqincrement,
+               t.relname AS table_name, a.attname
+          FROM pg_class s JOIN pg_sequence q ON q.seqrelid = s.oid
+          LEFT JOIN LATERAL (SELECT o.refobjid, o.refobjsubid FROM pg_depend o
+                              WHERE o.classid = 'pg_class'::regclass AND o.objid = s.oid AND o.objsubid = 0
+                                AND o.deptype IN ('a', 'i') AND o.refclassid = 'pg_class'::regclass AND o.refobjsubid > 0) d ON true
+          LEFT JOIN pg_class t ON t.oid = d.refobjid
+          LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+         WHERE s.relnamespace = source_oid AND s.relkind = 'S' AND t.relname IS DISTINCT FROM tracking
+    )
+    SELECT x.kind, x.table_name, x.statement FROM (
+        SELECT 1 AS part, c.level, 'rows' AS kind, c.relname::text AS table_name,
+               format('INSERT INTO %I.%I (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %I.%I',
+                      target_schema, c.relname, c.columns, c.expressions, source_schema, c.relname) AS statement
+          FROM copies c
+        UNION ALL
+        -- where the source's sequence is (a fresh one starts where the source started)
+        SELECT 2, 0, 'sequence', NULL, format('SELECT pg_catalog.setval(%L::regclass, %s, true)',
+                                               format('%I.%I', target_schema, s.relname), s.last_value)
+          FROM sequences s WHERE s.last_value IS NOT NULL
+        UNION ALL
+        -- past the largest copied value
+        SELECT 3, 0, 'sequence', s.table_name::text,
+               format('SELECT pg_catalog.setval(%L::regclass, max(%I)::bigint) FROM %I.%I HAVING max(%I)::bigint > %s',
+                      format('%I.%I', target_schema, s.relname), s.attname, target_schema, s.table_name,
+                      s.attname, coalesce(s.last_value, s.seqstart - 1))
+          FROM sequences s
+         WHERE s.attname IS NOT NULL AND s.seqincrement > 0 AND include_data
+    ) x
+    ORDER BY x.part, x.level, x.table_name, x.statement;
 END
 $$;
 
@@ -1964,8 +2012,6 @@ COMMENT ON COLUMN mt.seeds.sql IS 'SQL run as the schema''s role (the tenant''s)
 
 COMMENT ON COLUMN mt.seeds.function IS 'a function called as f(tenant_id text, schema_name text), as the same role with the same search_path';
 
-COMMENT ON FUNCTION mt.row_copy_statements(text, text, boolean, jsonb) IS
-    'multitenant: the statements that copy one schema''s rows into its clone and move its sequences past them; what mt.clone_rows runs';
 COMMENT ON FUNCTION mt.close_abandoned_runs() IS
     'multitenant: mark runs whose caller died as abandoned, with their unfinished tenants; every run calls it first; returns how many it closed';
 COMMENT ON FUNCTION mt.repair_tracking(text[], text) IS
@@ -2015,8 +2061,6 @@ COMMENT ON FUNCTION mt_internal.anonymize_expression(jsonb, text, text, text) IS
     'multitenant: the SQL expression an anonymize rule puts in place of a column when rows are cloned';
 COMMENT ON FUNCTION mt_internal.anonymize_error(text, text, text) IS
     'multitenant: raises the 22023 error for a bad anonymize rule';
-COMMENT ON FUNCTION mt.row_copy_statements(text, text, boolean, jsonb) IS
-    'multitenant: the statements that copy one schema''s rows into its clone and move its sequences past them; what mt_internal.clone_rows runs';
 COMMENT ON FUNCTION mt_internal.clone_rows(text, text, boolean, jsonb) IS
     'multitenant (internal): copy rows from one schema''s tables into its clone''s as the source''s role, applying anonymize rules; returns the rows copied';
 COMMENT ON FUNCTION mt_internal.lend_schema(text, oid, boolean) IS
@@ -2035,6 +2079,15 @@ COMMENT ON FUNCTION mt_internal.execute_as(oid, text, text) IS
     'multitenant (internal): run statements as a role with a search_path, as a SECURITY DEFINER function would; never as a superuser for a non-superuser caller';
 COMMENT ON FUNCTION mt_internal.copy_tracking(text, text, text) IS
     'multitenant (internal): give a clone its source''s tracking records (in a chosen format), written by the extension owner';
+
+COMMENT ON FUNCTION mt_internal.lock_schema(text, text) IS
+    'multitenant (internal): take a schema''s advisory lock (exclusive, shared, or try_session); the one definition of its key';
+COMMENT ON FUNCTION mt_internal.search_path_names(text) IS
+    'multitenant (internal): the unquoted schema names of a stored search_path value';
+COMMENT ON FUNCTION mt_internal.default_is_fresh(oid, smallint) IS
+    'multitenant (internal): whether a template copy leaves a column to its default (a volatile one, not a sequence, no foreign key pointing at it)';
+COMMENT ON FUNCTION mt.row_copy_statements(text, text, boolean, jsonb, boolean) IS
+    'multitenant: the statements that copy one schema''s rows into its clone and move its sequences past them (fresh_defaults: columns with volatile defaults are left to the clone''s defaults, as template copies do); what mt_internal.clone_rows runs';
 
 -- Privileges, as sql/privileges.sql leaves them.
 
@@ -2056,6 +2109,7 @@ GRANT EXECUTE ON FUNCTION
     mt_internal.is_migration_operation(text),
     mt_internal.strip_schema(text, text),
     mt_internal.strip_schema_setting(text[], text),
+    mt_internal.search_path_names(text),
     mt_internal.is_extension_member(regclass, oid),
     mt_internal.template_version()
    TO mt_admin, mt_monitor;
@@ -2095,9 +2149,9 @@ ALTER FUNCTION mt.validate_naming(text, text) SET search_path = pg_catalog, pg_t
 -- BEGIN SECTION drop guard
 --
 -- DROP EXTENSION multitenant is refused while tenants are registered (sql/guard.sql, the same
--- objects), with the privileges sql/privileges.sql gives every function of mt.
+-- objects), with the privileges sql/privileges.sql leaves on mt_internal's functions.
 
-CREATE FUNCTION mt.drop_guard()
+CREATE FUNCTION mt_internal.drop_guard()
 RETURNS event_trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -2178,16 +2232,15 @@ BEGIN
               HINT = 'Run DROP EXTENSION as a statement of its own or from PL/pgSQL, or SET mt.allow_drop = on.';
 END
 $$;
-COMMENT ON FUNCTION mt.drop_guard() IS
+COMMENT ON FUNCTION mt_internal.drop_guard() IS
     'multitenant (internal): event trigger function: refuses DROP EXTENSION multitenant while tenants are registered, unless mt.allow_drop is on';
 
 CREATE EVENT TRIGGER multitenant_drop_guard ON ddl_command_start
     WHEN TAG IN ('DROP EXTENSION')
-    EXECUTE FUNCTION mt.drop_guard();
+    EXECUTE FUNCTION mt_internal.drop_guard();
 COMMENT ON EVENT TRIGGER multitenant_drop_guard IS
     'multitenant: refuses DROP EXTENSION multitenant while tenants are registered (SET mt.allow_drop = on to drop anyway)';
-REVOKE ALL ON FUNCTION mt.drop_guard() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION mt.drop_guard() TO mt_admin;
+REVOKE ALL ON FUNCTION mt_internal.drop_guard() FROM PUBLIC, mt_admin, mt_monitor;
 -- END SECTION drop guard
 
 -- ===========================================================================================

@@ -26,6 +26,7 @@ GRANT EXECUTE ON FUNCTION
     mt_internal.is_migration_operation(text),
     mt_internal.strip_schema(text, text),
     mt_internal.strip_schema_setting(text[], text),
+    mt_internal.search_path_names(text),
     mt_internal.is_extension_member(regclass, oid),
     mt_internal.template_version()
    TO mt_admin, mt_monitor;

@@ -17,6 +17,29 @@ BEGIN
 END
 $$;
 
+-- The advisory lock of a schema, the one key every run, provisioning, clone, repair and drop
+-- of that schema takes: exclusive (in this transaction), shared (clones read a source while
+-- other clones do), or try_session (workers: held across their transactions, not waited for).
+CREATE FUNCTION mt_internal.lock_schema(schema_name text, mode text DEFAULT 'exclusive')
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    class integer := hashtext('multitenant');
+    id    integer := hashtext(schema_name);
+BEGIN
+    CASE mode
+    WHEN 'exclusive' THEN PERFORM pg_advisory_xact_lock(class, id);
+    WHEN 'shared' THEN PERFORM pg_advisory_xact_lock_shared(class, id);
+    WHEN 'try_session' THEN RETURN pg_try_advisory_lock(class, id);
+    END CASE;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION mt_internal.lock_schema(text, text) IS
+    'multitenant (internal): take a schema''s advisory lock (exclusive, shared, or try_session); the one definition of its key';
+
 CREATE FUNCTION mt_internal.is_trusted(role oid)
 RETURNS boolean
 LANGUAGE sql STABLE
@@ -279,7 +302,7 @@ BEGIN
         IF dry_run THEN
             objects := NULL;
         ELSE
-            PERFORM pg_advisory_xact_lock(hashtext('multitenant'), hashtext(tenant.schema_name));
+            PERFORM mt_internal.lock_schema(tenant.schema_name);
             tracking := to_regclass(format('%I.%I', tenant.schema_name, mt.get_config('tracking_table')));
             IF any_owner AND tracking IS NOT NULL AND (SELECT c.relkind = 'r' FROM pg_class c WHERE c.oid = tracking) THEN
                 EXECUTE format('ALTER TABLE %s OWNER TO %I', tracking, current_user);

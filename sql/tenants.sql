@@ -75,8 +75,9 @@ BEGIN
     END IF;
 
     -- Serialise creators of the same schema, so that "a-b" and "a_b" created at the same
-    -- time get the collision error below rather than a unique violation.
-    PERFORM pg_advisory_xact_lock(hashtextextended('mt.schema:' || new_schema, 0));
+    -- time get the collision error below rather than a unique violation; it is the engine's
+    -- lock of the schema, which a drop or run of it waits for too.
+    PERFORM mt_internal.lock_schema(new_schema);
 
     SELECT * INTO existing FROM mt.tenants t WHERE t.tenant_id = create_tenant.tenant_id;
     IF FOUND THEN
@@ -169,7 +170,7 @@ BEGIN
     END IF;
 
     -- The engine's lock: a run on this tenant finishes first.
-    PERFORM pg_advisory_xact_lock(hashtext('multitenant'), hashtext(victim.schema_name));
+    PERFORM mt_internal.lock_schema(victim.schema_name);
     objects := mt.schema_object_count(victim.schema_name);
     IF objects > 0 AND NOT force THEN
         RAISE EXCEPTION 'schema "%" of tenant "%" still holds % object(s)', victim.schema_name, tenant_id, objects

@@ -52,8 +52,6 @@ pub(crate) mod ffi {
     }
 }
 
-const LOCK_SQL: &str = "pg_catalog.hashtext('multitenant'), pg_catalog.hashtext($1)";
-
 /// Background workers: every unit of work is a transaction of its own, committed at once,
 /// so progress is visible to other sessions and a failure undoes only that unit.
 pub struct OwnTransactions<'a> {
@@ -86,7 +84,7 @@ impl Transactions for OwnTransactions<'_> {
     }
 
     fn try_lock_schema(&self, schema: &str) -> bool {
-        Spi::get_one_with_args::<bool>(&format!("SELECT pg_catalog.pg_try_advisory_lock({LOCK_SQL})"), &[schema.into()])
+        Spi::get_one_with_args::<bool>("SELECT mt_internal.lock_schema($1, 'try_session')", &[schema.into()])
             .unwrap_or_else(|e| error!("{e}"))
             .unwrap_or(false)
     }
@@ -170,8 +168,7 @@ impl Transactions for Subtransactions {
     }
 
     fn try_lock_schema(&self, schema: &str) -> bool {
-        Spi::run_with_args(&format!("SELECT pg_catalog.pg_advisory_xact_lock({LOCK_SQL})"), &[schema.into()])
-            .unwrap_or_else(|e| error!("{e}"));
+        Spi::run_with_args("SELECT mt_internal.lock_schema($1)", &[schema.into()]).unwrap_or_else(|e| error!("{e}"));
         true
     }
 

@@ -27,6 +27,10 @@ CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.updated
 CREATE FUNCTION user_count() RETURNS bigint LANGUAGE sql AS $$ SELECT count(*) FROM tenant_acme.users $$;
 CREATE FUNCTION pinned_users() RETURNS bigint LANGUAGE sql SET search_path = tenant_acme, public
     AS $$ SELECT count(*) FROM users $$;
+-- SET ... FROM CURRENT keeps the names as a client quoted them.
+SELECT set_config('search_path', '"tenant_acme", "public"', false) IS NOT NULL AS quoted_path;
+CREATE FUNCTION current_users() RETURNS bigint LANGUAGE sql SET search_path FROM CURRENT AS $$ SELECT count(*) FROM users $$;
+SET search_path = tenant_acme, public;
 CREATE TABLE users (
     id          serial PRIMARY KEY,
     email       text NOT NULL UNIQUE CHECK (email LIKE '%@%'),
@@ -100,7 +104,7 @@ SELECT pg_get_expr(d.adbin, d.adrelid) AS invoice_default FROM pg_attrdef d
   JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
  WHERE d.adrelid = 'tenant_beta.users'::regclass AND a.attname = 'invoice';
 SELECT p.proname, p.proconfig, p.prosrc
-  FROM pg_proc p WHERE p.pronamespace = 'tenant_beta'::regnamespace AND p.proname IN ('user_count', 'pinned_users') ORDER BY 1;
+  FROM pg_proc p WHERE p.pronamespace = 'tenant_beta'::regnamespace AND p.proname IN ('user_count', 'pinned_users', 'current_users') ORDER BY 1;
 SELECT tgname, tgenabled, tgfoid::regproc FROM pg_trigger WHERE tgrelid = 'tenant_beta.users'::regclass AND NOT tgisinternal ORDER BY 1;
 SELECT count(*) AS mentions_of_source FROM mt.schema_objects(ARRAY['tenant_beta']) WHERE definition::text LIKE '%acme%';
 SELECT relname, relacl, pg_get_userbyid(relowner) AS owner FROM pg_class
@@ -110,7 +114,7 @@ SELECT proacl FROM pg_proc WHERE oid = 'tenant_beta.user_count()'::regprocedure;
 SELECT (SELECT count(*) FROM pg_description WHERE description IN ('people', 'login', 'sets updated_at', 'feelings', 'top-level titles',
         'an address', 'stamps', 'own', 'positive', 'above zero'))
      = 2 * 10 AS every_comment_cloned;
-SELECT tenant_beta.user_count() AS beta_users, tenant_beta.pinned_users() AS pinned_users;
+SELECT tenant_beta.user_count() AS beta_users, tenant_beta.pinned_users() AS pinned_users, tenant_beta.current_users() AS current_users;
 
 -- With rows, anonymized: null, constant, hash (the same input gives the same hash in every
 -- table, so joins still match), template, SQL expression.

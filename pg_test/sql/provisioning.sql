@@ -119,3 +119,30 @@ SELECT status FROM mt.refresh_template();
 SELECT count(*) AS cached FROM mt.template_scripts;
 SELECT tenant_id FROM mt.create_tenant('after-refresh');
 SELECT to_regclass('tenant_after_refresh.added_by_hand') IS NOT NULL AS has_table_added_by_hand;
+-- New tenants get the configured tracking format, whatever the template's: drizzle-orm
+-- reads the format it was set up for.
+SELECT mt.set_config('tracking_format', 'drizzle-kit');
+SELECT tenant_id FROM mt.create_tenant('kit-format');
+SELECT count(*) > 0 AS copied_from_template FROM mt.template_scripts WHERE version = mt_internal.template_version();
+SELECT array_agg(attname::text ORDER BY attnum) AS tracking_columns
+  FROM pg_attribute WHERE attrelid = 'tenant_kit_format.__drizzle_migrations'::regclass AND attnum > 0;
+SELECT tenant_id, format, pending FROM mt.status WHERE tenant_id = 'kit-format';
+SELECT mt.reset_config('tracking_format');
+-- Rows a migration writes come with every template copy, but a value its default generates
+-- afresh (a secret from gen_random_uuid()) is each tenant's own, as a replay would make it;
+-- ids, and what foreign keys point at, are copied as they are. A schema-only clone copies
+-- no rows at all: only include_data => true brings them.
+SELECT mt.add_migration('0026_secrets',
+    'CREATE TABLE signing_keys (id serial PRIMARY KEY, name text NOT NULL, secret uuid NOT NULL DEFAULT gen_random_uuid());
+     INSERT INTO signing_keys (name) VALUES (''billing''), (''audit'');');
+SELECT count(*) FILTER (WHERE status = 'failed') AS failed FROM mt.migrate_all();
+SELECT tenant_id FROM mt.create_tenant('secret-a');
+SELECT tenant_id FROM mt.create_tenant('secret-b');
+SELECT count(*) > 0 AS copied_from_template FROM mt.template_scripts WHERE version = mt_internal.template_version();
+SELECT (SELECT array_agg(id ORDER BY id) FROM tenant_secret_a.signing_keys) = (SELECT array_agg(id ORDER BY id) FROM tenant_secret_b.signing_keys) AS same_ids,
+       (SELECT count(*) FROM tenant_secret_a.signing_keys a JOIN tenant_secret_b.signing_keys b USING (id) WHERE a.secret = b.secret) AS shared_secrets,
+       (SELECT count(*) FROM tenant_secret_a.signing_keys a JOIN mt_template.signing_keys t USING (id) WHERE a.secret = t.secret) AS secrets_from_template;
+SELECT tenant_id FROM mt.clone_tenant('secret-a', 'secret-schema-only');
+SELECT count(*) AS rows_in_schema_only_clone FROM tenant_secret_schema_only.signing_keys;
+SELECT tenant_id FROM mt.clone_tenant('secret-a', 'secret-with-data', include_data => true);
+SELECT count(*) AS same_secret_in_full_clone FROM tenant_secret_a.signing_keys a JOIN tenant_secret_with_data.signing_keys c USING (id) WHERE a.secret = c.secret;
