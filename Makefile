@@ -10,7 +10,7 @@ DEMO_DB     ?= multitenant_demo
 PSQL        := $(dir $(PG_CONFIG))psql
 
 .PHONY: prereqs build install lint test test-core test-pgrx test-regress test-integration \
-        demo demo-stop bench clean
+        test-restore demo demo-stop bench clean
 
 prereqs:
 	@scripts/prereqs.sh
@@ -23,7 +23,7 @@ install: prereqs
 	cargo pgrx install --pg-config $(PG_CONFIG) >target/pgrx-install.log 2>&1 \
 	  || { cat target/pgrx-install.log; exit 1; }
 
-test: prereqs lint test-core test-pgrx test-regress test-integration test-upgrade
+test: prereqs lint test-core test-pgrx test-regress test-integration test-upgrade test-restore
 	@echo "make test: every suite passed"
 
 lint: prereqs
@@ -46,6 +46,10 @@ test-integration: install
 # A database created at 0.1.0 (built from its commit) and updated equals a fresh install.
 test-upgrade: install
 	scripts/upgrade-test.sh
+
+# pg_dump -Fc of a database with tenants restores, serially and with -j 4, keeping every row.
+test-restore: install
+	scripts/restore-test.sh
 
 demo: install
 	@scripts/cluster.sh start demo $(DEMO_PORT)

@@ -86,8 +86,12 @@ BEGIN
         END IF;
     END CASE;
 
-    NEW.updated_at := now();
-    NEW.updated_by := session_user;
+    -- A new row keeps what it was given (the column defaults, or the dump a restore loads);
+    -- a change is stamped.
+    IF TG_OP = 'UPDATE' THEN
+        NEW.updated_at := now();
+        NEW.updated_by := session_user;
+    END IF;
     RETURN NEW;
 END
 $$;

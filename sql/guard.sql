@@ -24,8 +24,8 @@
 -- refused by PostgreSQL itself) and unless tenants are registered.
 -- It is a safety net against accidents, not a permission: a superuser can still disable it
 -- (ALTER EVENT TRIGGER ... DISABLE, session_replication_role = replica) or set the override.
--- mt.allow_drop is a custom (placeholder) setting the library does not define; should the
--- library ever reserve the prefix "mt" (MarkGUCPrefixReserved), it must define it.
+-- mt.allow_drop is defined by the library (src/guc.rs); read by name here, so that a
+-- session that never loaded the library can set it too.
 
 CREATE FUNCTION mt_internal.drop_guard()
 RETURNS event_trigger

@@ -369,7 +369,7 @@ impl<T: Transactions> Job<'_, T> {
                 Begin::Done(status, applied, pending)
             }
             None => {
-                self.record_progress("running", 0, pending, None, false);
+                self.record_progress(run_status::RUNNING, 0, pending, None, false);
                 Begin::Work(inspected)
             }
         }
@@ -602,6 +602,17 @@ pub fn record_run_tenant(run_id: i64, key: &str, schema: &str, progress: &Progre
         ],
     )
     .unwrap_or_else(|e| error!("multitenant: cannot record progress: {e}"));
+}
+
+/// The states of a run in `mt.runs.status` (its CHECK constraint lists the same; a test
+/// ties them). A schema in `mt.run_tenants` is `running` until it has a [`Status`].
+pub mod run_status {
+    pub const RUNNING: &str = "running";
+    pub const FINISHED: &str = "finished";
+    pub const CANCELLED: &str = "cancelled";
+    /// Its caller died before closing it (`mt.close_abandoned_runs`).
+    pub const ABANDONED: &str = "abandoned";
+    pub const ALL: [&str; 4] = [RUNNING, FINISHED, CANCELLED, ABANDONED];
 }
 
 /// SQLSTATE 57014 (query_canceled): the caller or an operator stopped the run.
@@ -899,4 +910,133 @@ fn sync_ledger(tenant_id: &str, format: TrackingFormat, records: &[Record]) {
         &[tenant_id.into(), format.as_str().into()],
     )
     .unwrap_or_else(|e| error!("multitenant: cannot update mt.tenants: {e}"));
+}
+
+/// Facts the Rust side and the SQL side both rely on, checked against each other.
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use multitenant_core::migrations::Migration;
+    use multitenant_core::naming::MAX_IDENTIFIER_BYTES;
+    use multitenant_core::tracking::{Record, TrackingFormat};
+    use pgrx::prelude::*;
+
+    use super::{run_status, Operation, TEMPLATE_SCHEMA};
+
+    /// The CHECK constraint of a table on `column`, as PostgreSQL prints it.
+    fn check_definition(table: &str, column: &str) -> String {
+        Spi::get_one_with_args::<String>(
+            "SELECT pg_get_constraintdef(k.oid) FROM pg_constraint k \
+              WHERE k.conrelid = $1::regclass AND k.contype = 'c' \
+                AND k.conkey = ARRAY[(SELECT attnum FROM pg_attribute WHERE attrelid = $1::regclass AND attname = $2)]",
+            &[table.into(), column.into()],
+        )
+        .unwrap()
+        .expect("a CHECK constraint")
+    }
+
+    /// The quoted literals of that constraint.
+    fn check_literals(table: &str, column: &str) -> BTreeSet<String> {
+        check_definition(table, column).split('\'').skip(1).step_by(2).map(str::to_string).collect()
+    }
+
+    #[pg_test]
+    fn tracking_formats_agree() {
+        let rust: BTreeSet<String> = TrackingFormat::ALL.iter().map(|f| f.as_str().to_string()).collect();
+        assert_eq!(check_literals("mt.tenants", "tracking_format"), rust);
+        for format in TrackingFormat::ALL {
+            let set = Spi::get_one_with_args::<String>(
+                "SELECT mt.set_config('tracking_format', $1)",
+                &[format.as_str().into()],
+            );
+            assert_eq!(set.unwrap().as_deref(), Some(format.as_str()));
+        }
+    }
+
+    #[pg_test]
+    fn run_statuses_agree() {
+        let rust: BTreeSet<String> = run_status::ALL.iter().map(|s| s.to_string()).collect();
+        assert_eq!(check_literals("mt.runs", "status"), rust);
+    }
+
+    #[pg_test]
+    fn the_template_schema_and_the_name_limit_agree() {
+        let role = Spi::get_one_with_args::<bool>(
+            "SELECT mt_internal.code_role($1) = 'mt_template_role'::regrole",
+            &[TEMPLATE_SCHEMA.into()],
+        );
+        assert_eq!(role.unwrap(), Some(true));
+        Spi::run("SELECT mt_internal.prepare_template()").unwrap();
+        let created =
+            Spi::get_one_with_args::<bool>("SELECT to_regnamespace($1) IS NOT NULL", &[TEMPLATE_SCHEMA.into()]);
+        assert_eq!(created.unwrap(), Some(true));
+        let limit = Spi::get_one::<i32>("SELECT current_setting('max_identifier_length')::int").unwrap();
+        assert_eq!(limit, Some(MAX_IDENTIFIER_BYTES as i32));
+        let registry = check_definition("mt.tenants", "tenant_id");
+        assert!(registry.contains(&format!("<= {MAX_IDENTIFIER_BYTES})")), "{registry}");
+    }
+
+    #[pg_test]
+    fn migration_operations_agree() {
+        let operations = [
+            Operation::Migrate { dry_run: false, mark_applied: false },
+            Operation::Migrate { dry_run: false, mark_applied: true },
+            Operation::Convert { to: TrackingFormat::Hash, dry_run: false },
+            Operation::CleanOrphans { dry_run: false },
+            Operation::Provision,
+            Operation::Seed { force: false },
+        ];
+        for operation in operations {
+            let counts = Spi::get_one_with_args::<bool>(
+                "SELECT mt_internal.is_migration_operation($1)",
+                &[operation.name().into()],
+            )
+            .unwrap();
+            let migrates = !matches!(operation, Operation::Provision | Operation::Seed { .. });
+            assert_eq!(counts, Some(migrates), "{}", operation.name());
+        }
+    }
+
+    /// `mt.applied_migrations` (SQL) and `Record::matches` (Rust) say the same records
+    /// cover the same migrations.
+    #[pg_test]
+    fn record_matching_agrees() {
+        let migrations = [
+            Migration::new(0, "0000_users", "CREATE TABLE users ();", Some(1_700_000_000_000)),
+            Migration::new(1, "0001_posts", "CREATE TABLE posts ();", Some(1_700_000_001_000)),
+            Migration::new(2, "0002_plain", "CREATE TABLE plain ();", None),
+        ];
+        for m in &migrations {
+            Spi::run_with_args(
+                "SELECT mt.add_migration($1, $2, idx => $3, journal_when => $4)",
+                &[m.name.as_str().into(), m.sql.as_str().into(), m.position.into(), m.journal_when.into()],
+            )
+            .unwrap();
+        }
+        let records = [
+            Record::new(Some("0000_users"), None, None, None),
+            Record::new(None, Some(&migrations[1].sha256), None, None),
+            Record::new(None, Some("0123abcd"), Some(1_700_000_001_000), None),
+            Record::new(Some("0009_gone"), None, None, None),
+        ];
+        for (id, record) in records.iter().enumerate() {
+            Spi::run_with_args(
+                "INSERT INTO mt.tracking_records (tenant_id, record_id, name, hash, journal_when) VALUES ('facts', $1, $2, $3, $4)",
+                &[(id as i32).into(), record.name.clone().into(), record.hash.clone().into(), record.journal_when.into()],
+            )
+            .unwrap();
+        }
+        let sql: BTreeSet<String> = Spi::connect(|client| {
+            client
+                .select("SELECT name FROM mt.applied_migrations WHERE tenant_id = 'facts'", None, &[])?
+                .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
+                .collect::<Result<_, _>>()
+        })
+        .unwrap();
+        let rust: BTreeSet<String> =
+            migrations.iter().filter(|m| records.iter().any(|r| r.matches(m))).map(|m| m.name.clone()).collect();
+        assert_eq!(sql, rust);
+    }
 }

@@ -8,8 +8,11 @@ pub static MAX_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(4);
 pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// Whether drift compares column order (off: columns match by table and name only).
 pub static DRIFT_COLUMN_ORDER: GucSetting<bool> = GucSetting::<bool>::new(false);
-/// `statement_timeout` for each migration's transaction; 0 means none.
+/// `statement_timeout` for each migration statement; 0 means none.
 pub static STATEMENT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
+/// Lets `DROP EXTENSION multitenant` go ahead while tenants are registered (`sql/guard.sql`
+/// reads it).
+pub static ALLOW_DROP: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -40,9 +43,17 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_bool_guc(
+        c"mt.allow_drop",
+        c"Lets DROP EXTENSION multitenant drop the registry while tenants are registered.",
+        c"Off by default: the drop is refused with a hint to back up first. Needed by pg_restore --clean over such a database.",
+        &ALLOW_DROP,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"mt.statement_timeout",
-        c"statement_timeout applied to every migration transaction (0 = none).",
+        c"statement_timeout applied to every migration statement (0 = none).",
         c"A migration statement running longer fails for that tenant; the run goes on.",
         &STATEMENT_TIMEOUT_MS,
         0,

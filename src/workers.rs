@@ -433,11 +433,11 @@ pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
         item.state.store(ITEM_DONE, Ordering::Release);
         let finished = header.finished_items.fetch_add(1, Ordering::AcqRel) + 1;
         if finished == header.item_count {
-            close_run(&tx, header.run_id, "finished");
+            close_run(&tx, header.run_id, engine::run_status::FINISHED);
         }
     }
     if tx.cancelled() {
-        close_run(&tx, header.run_id, "cancelled");
+        close_run(&tx, header.run_id, engine::run_status::CANCELLED);
     }
 }
 
