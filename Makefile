@@ -31,7 +31,7 @@ lint: prereqs
 	cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 test-core:
-	cargo test -p multitenant-core -p multitenant-client --all-features
+	cargo test -p multitenant-core -p multitenant-client -p multitenant-cli --all-features
 
 # #[pg_test]s run inside a cluster that cargo-pgrx starts as the postgres user.
 test-pgrx: prereqs

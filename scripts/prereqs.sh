@@ -9,6 +9,7 @@ PG_CONFIG="/usr/lib/postgresql/${PG_MAJOR}/bin/pg_config"
 DEB_PACKAGES=(
   "postgresql-${PG_MAJOR}" "postgresql-server-dev-${PG_MAJOR}"
   clang libclang-dev pkg-config sudo make
+  pgbouncer openssl   # the client's PgBouncer (transaction mode) and TLS integration tests
 )
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -34,6 +34,7 @@ COMMENT ON FUNCTION mt_internal.is_extension_member(regclass, oid) IS
 CREATE FUNCTION mt.clone_statements(source_schema text, target_schema text)
 RETURNS TABLE (step integer, object_type text, object_name text, statement text)
 LANGUAGE plpgsql
+SECURITY DEFINER  -- operators review clones; tenant schemas are not theirs to read
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -432,6 +433,7 @@ CREATE FUNCTION mt.row_copy_statements(source_schema text, target_schema text, i
                                        fresh_defaults boolean DEFAULT false)
 RETURNS TABLE (kind text, table_name text, statement text)
 LANGUAGE plpgsql
+SECURITY DEFINER  -- as mt.clone_statements
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -794,7 +796,8 @@ BEGIN
     current_version := mt_internal.template_version();
     IF NOT EXISTS (SELECT FROM mt.template_scripts s WHERE s.version = current_version)
        AND NOT mt_internal.build_template_scripts(current_version) THEN
-        PERFORM mt_internal.clone_objects('mt_template', target_schema, false, NULL);
+        -- Object by object, with the rows migrations wrote (the template holds nothing else).
+        PERFORM mt_internal.clone_objects('mt_template', target_schema, true, NULL);
     ELSE
         -- As in mt_internal.clone_objects: the target's role runs the DDL, the template's role copies
         -- the rows its migrations wrote.

@@ -69,8 +69,9 @@ WITH nsp AS (
       FROM pg_class c JOIN nsp n ON n.oid = c.relnamespace, tracking t
      WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND c.relname <> t.name
        AND NOT EXISTS (SELECT FROM pg_depend d              -- owned by the tracking table
+                          JOIN pg_class o ON o.oid = d.refobjid AND o.relnamespace = n.oid AND o.relname = t.name
                         WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'a'
-                          AND d.refobjid = to_regclass(format('%I.%I', n.nspname, t.name)))
+                          AND d.refclassid = 'pg_class'::regclass)
 )
 -- tables (the first branch fixes the column types: text, not name, which is cut at 63 bytes)
 SELECT r.nspname::text, 'table'::text, r.relname::text,

@@ -29,7 +29,8 @@ WITH last_run AS (
       FROM pg_class c WHERE c.relkind IN ('r', 'm') GROUP BY c.relnamespace
 ), facts AS (
     SELECT t.tenant_id, t.schema_name, t.status AS tenant_status, n.oid IS NOT NULL AS schema_exists,
-           to_regclass(format('%I.%I', t.schema_name, mt.get_config('tracking_table'))) IS NOT NULL AS tracking_exists,
+           -- a catalog join, not to_regclass: readers need no rights on tenant schemas
+           EXISTS (SELECT FROM pg_class c WHERE c.relnamespace = n.oid AND c.relname = mt.get_config('tracking_table')) AS tracking_exists,
            EXISTS (SELECT FROM mt.migrations m WHERE m.scope = 'tenant') AS migrations_registered,
            s.pending, s.last_applied_at, l.status AS last_run_status, l.sqlstate AS last_run_sqlstate, l.error AS last_run_error,
            d.differences, z.bytes

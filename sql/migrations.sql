@@ -111,6 +111,23 @@ $$;
 COMMENT ON FUNCTION mt_internal.run_is_alive(integer, timestamptz) IS
     'multitenant: whether the backend that started a run (pid, and started before the run) is still there';
 
+-- Closes a run that is still running as `status`, with how many schemas succeeded and
+-- failed: the one definition of success for every kind of run.
+CREATE FUNCTION mt_internal.close_run(run_id bigint, status text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE mt.runs r
+       SET status = close_run.status, finished_at = clock_timestamp(),
+           succeeded = (SELECT count(*) FROM mt.run_tenants t
+                         WHERE t.run_id = r.run_id AND t.status <> ALL ('{failed,cancelled,running,abandoned}')),
+           failed = (SELECT count(*) FROM mt.run_tenants t WHERE t.run_id = r.run_id AND t.status = 'failed')
+     WHERE r.run_id = close_run.run_id AND r.status = 'running'
+$$;
+COMMENT ON FUNCTION mt_internal.close_run(bigint, text) IS
+    'multitenant (internal): close a running run as finished, cancelled or abandoned, with its counts';
+
 -- Closes runs whose caller died, with their unfinished tenants; called before every run.
 CREATE FUNCTION mt.close_abandoned_runs()
 RETURNS integer
@@ -119,19 +136,19 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    closed integer;
+    dead   record;
+    closed integer := 0;
 BEGIN
-    WITH dead AS (
+    FOR dead IN
         SELECT r.run_id FROM mt.runs r
          WHERE r.status = 'running' AND NOT mt_internal.run_is_alive(r.launcher_pid, r.started_at)
            FOR UPDATE SKIP LOCKED
-    ), tenants AS (
+    LOOP
         UPDATE mt.run_tenants t SET status = 'abandoned', finished_at = clock_timestamp(), current_migration = NULL
-          FROM dead d WHERE t.run_id = d.run_id AND t.finished_at IS NULL
-    )
-    UPDATE mt.runs r SET status = 'abandoned', finished_at = clock_timestamp()
-      FROM dead d WHERE r.run_id = d.run_id;
-    GET DIAGNOSTICS closed = ROW_COUNT;
+         WHERE t.run_id = dead.run_id AND t.finished_at IS NULL;
+        PERFORM mt_internal.close_run(dead.run_id, 'abandoned');
+        closed := closed + 1;
+    END LOOP;
     RETURN closed;
 END
 $$;
@@ -351,8 +368,9 @@ BEGIN
                 CASE WHEN jsonb_typeof(rec -> 'created_at') = 'number' THEN (rec ->> 'created_at')::bigint END,
                 coalesce((rec ->> 'applied_at')::timestamptz,
                          CASE WHEN jsonb_typeof(rec -> 'created_at') = 'string' THEN (rec ->> 'created_at')::timestamptz END))
-        ON CONFLICT (tenant_id, record_id) DO UPDATE
-           SET name = EXCLUDED.name, hash = EXCLUDED.hash, journal_when = EXCLUDED.journal_when, applied_at = EXCLUDED.applied_at;
+        -- A record the ledger holds under this id already stays as it is: a different row
+        -- written by hand under a lost record's id must not make the ledger forget it.
+        ON CONFLICT (tenant_id, record_id) DO NOTHING;
     END IF;
     RETURN NULL;
 END

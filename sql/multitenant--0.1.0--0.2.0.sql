@@ -153,6 +153,10 @@ BEGIN
                   DETAIL = 'Ids that differ only by "-" and "_" map to the same schema.';
     END IF;
 
+    -- A tenant of this id dropped by hand (not with mt.drop_tenant) may have left history.
+    DELETE FROM mt.tracking_records r WHERE r.tenant_id = create_tenant.tenant_id;
+    DELETE FROM mt.seed_history h WHERE h.tenant_id = create_tenant.tenant_id;
+
     IF EXISTS (SELECT FROM pg_namespace WHERE nspname = new_schema) THEN
         RAISE EXCEPTION 'schema "%" for tenant "%" already exists but is not a registered tenant', new_schema, tenant_id
             USING ERRCODE = 'duplicate_schema',
@@ -185,7 +189,7 @@ BEGIN
         -- a clone this finds nothing to apply and records the cloned migrations in the ledger.
         SELECT * INTO outcome FROM mt.migrate_tenant(create_tenant.tenant_id);
         IF outcome.status = 'failed' THEN
-            RAISE EXCEPTION 'tenant "%" was not created: a migration failed: %', tenant_id, outcome.error
+            RAISE EXCEPTION 'tenant "%" was not created: migration % failed: %', tenant_id, coalesce(outcome.migration, '(none)'), outcome.error
                 USING ERRCODE = outcome.sqlstate;
         END IF;
         SELECT * INTO created FROM mt.tenants t WHERE t.tenant_id = create_tenant.tenant_id;
@@ -211,6 +215,9 @@ DECLARE
     victim  mt.tenants;
     objects bigint;
 BEGIN
+    -- The schema's lock first, then the registry row: a run holding the lock may update the
+    -- row, so the other order could deadlock with it.
+    PERFORM mt_internal.lock_schema(t.schema_name) FROM mt.tenants t WHERE t.tenant_id = drop_tenant.tenant_id;
     SELECT * INTO victim FROM mt.tenants t WHERE t.tenant_id = drop_tenant.tenant_id FOR UPDATE;
     IF NOT FOUND THEN
         IF if_exists THEN
@@ -222,8 +229,6 @@ BEGIN
                   HINT = 'SELECT tenant_id FROM mt.tenants lists the tenants.';
     END IF;
 
-    -- The engine's lock: a run on this tenant finishes first.
-    PERFORM mt_internal.lock_schema(victim.schema_name);
     objects := mt.schema_object_count(victim.schema_name);
     IF objects > 0 AND NOT force THEN
         RAISE EXCEPTION 'schema "%" of tenant "%" still holds % object(s)', victim.schema_name, tenant_id, objects
@@ -498,9 +503,10 @@ BEGIN
             format('it is owned by role %I', pg_get_userbyid(rel.relowner))
         WHEN rel.relrowsecurity OR EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = rel.oid) THEN
             'it has row level security or policies'
-        -- the one trigger the extension puts there (mt_internal.ensure_ledger_trigger)
+        -- the one trigger the extension puts there (mt_internal.ensure_ledger_trigger), enabled
         WHEN EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = rel.oid
-                        AND NOT (t.tgname = 'mt_ledger' AND t.tgfoid = 'mt_internal.record_tracking_insert()'::regprocedure)) THEN
+                        AND NOT (t.tgname = 'mt_ledger' AND t.tgfoid = 'mt_internal.record_tracking_insert()'::regprocedure
+                                 AND t.tgenabled = 'O')) THEN
             format('it has trigger(s) %s', (SELECT string_agg(quote_ident(t.tgname), ', ') FROM pg_trigger t WHERE t.tgrelid = rel.oid))
         WHEN EXISTS (SELECT FROM pg_rewrite w WHERE w.ev_class = rel.oid) THEN
             format('it has rule(s) %s', (SELECT string_agg(quote_ident(w.rulename), ', ') FROM pg_rewrite w WHERE w.ev_class = rel.oid))
@@ -638,14 +644,16 @@ BEGIN
         SELECT * FROM mt.tenants t
          WHERE t.role_name IS NULL AND (assign_tenant_roles.tenant_ids IS NULL OR t.tenant_id = ANY (assign_tenant_roles.tenant_ids))
          ORDER BY t.tenant_id
-         FOR UPDATE
     LOOP
+        -- The schema's lock before the registry row (a run holding it may update the row).
+        PERFORM mt_internal.lock_schema(tenant.schema_name);
+        SELECT * INTO tenant FROM mt.tenants t WHERE t.tenant_id = tenant.tenant_id AND t.role_name IS NULL FOR UPDATE;
+        CONTINUE WHEN NOT FOUND;
         tenant_id := tenant.tenant_id;
         role_name := mt.tenant_role_name(tenant.tenant_id);
         IF dry_run THEN
             objects := NULL;
         ELSE
-            PERFORM mt_internal.lock_schema(tenant.schema_name);
             tracking := to_regclass(format('%I.%I', tenant.schema_name, mt.get_config('tracking_table')));
             IF any_owner AND tracking IS NOT NULL AND (SELECT c.relkind = 'r' FROM pg_class c WHERE c.oid = tracking) THEN
                 EXECUTE format('ALTER TABLE %s OWNER TO %I', tracking, current_user);
@@ -792,6 +800,7 @@ AS 'multitenant-0.2.0', 'copy_tracking_wrapper';
 CREATE OR REPLACE FUNCTION mt.clone_statements(source_schema text, target_schema text)
 RETURNS TABLE (step integer, object_type text, object_name text, statement text)
 LANGUAGE plpgsql
+SECURITY DEFINER  -- operators review clones; tenant schemas are not theirs to read
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -1253,7 +1262,8 @@ BEGIN
     current_version := mt_internal.template_version();
     IF NOT EXISTS (SELECT FROM mt.template_scripts s WHERE s.version = current_version)
        AND NOT mt_internal.build_template_scripts(current_version) THEN
-        PERFORM mt_internal.clone_objects('mt_template', target_schema, false, NULL);
+        -- Object by object, with the rows migrations wrote (the template holds nothing else).
+        PERFORM mt_internal.clone_objects('mt_template', target_schema, true, NULL);
     ELSE
         -- As in mt_internal.clone_objects: the target's role runs the DDL, the template's role copies
         -- the rows its migrations wrote.
@@ -1377,19 +1387,19 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    closed integer;
+    dead   record;
+    closed integer := 0;
 BEGIN
-    WITH dead AS (
+    FOR dead IN
         SELECT r.run_id FROM mt.runs r
          WHERE r.status = 'running' AND NOT mt_internal.run_is_alive(r.launcher_pid, r.started_at)
            FOR UPDATE SKIP LOCKED
-    ), tenants AS (
+    LOOP
         UPDATE mt.run_tenants t SET status = 'abandoned', finished_at = clock_timestamp(), current_migration = NULL
-          FROM dead d WHERE t.run_id = d.run_id AND t.finished_at IS NULL
-    )
-    UPDATE mt.runs r SET status = 'abandoned', finished_at = clock_timestamp()
-      FROM dead d WHERE r.run_id = d.run_id;
-    GET DIAGNOSTICS closed = ROW_COUNT;
+         WHERE t.run_id = dead.run_id AND t.finished_at IS NULL;
+        PERFORM mt_internal.close_run(dead.run_id, 'abandoned');
+        closed := closed + 1;
+    END LOOP;
     RETURN closed;
 END
 $$;
@@ -1410,8 +1420,9 @@ BEGIN
                 CASE WHEN jsonb_typeof(rec -> 'created_at') = 'number' THEN (rec ->> 'created_at')::bigint END,
                 coalesce((rec ->> 'applied_at')::timestamptz,
                          CASE WHEN jsonb_typeof(rec -> 'created_at') = 'string' THEN (rec ->> 'created_at')::timestamptz END))
-        ON CONFLICT (tenant_id, record_id) DO UPDATE
-           SET name = EXCLUDED.name, hash = EXCLUDED.hash, journal_when = EXCLUDED.journal_when, applied_at = EXCLUDED.applied_at;
+        -- A record the ledger holds under this id already stays as it is: a different row
+        -- written by hand under a lost record's id must not make the ledger forget it.
+        ON CONFLICT (tenant_id, record_id) DO NOTHING;
     END IF;
     RETURN NULL;
 END
@@ -1578,8 +1589,9 @@ WITH nsp AS (
       FROM pg_class c JOIN nsp n ON n.oid = c.relnamespace, tracking t
      WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND c.relname <> t.name
        AND NOT EXISTS (SELECT FROM pg_depend d              -- owned by the tracking table
+                          JOIN pg_class o ON o.oid = d.refobjid AND o.relnamespace = n.oid AND o.relname = t.name
                         WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'a'
-                          AND d.refobjid = to_regclass(format('%I.%I', n.nspname, t.name)))
+                          AND d.refclassid = 'pg_class'::regclass)
 )
 -- tables (the first branch fixes the column types: text, not name, which is cut at 63 bytes)
 SELECT r.nspname::text, 'table'::text, r.relname::text,
@@ -1886,6 +1898,7 @@ CREATE FUNCTION mt.row_copy_statements(source_schema text, target_schema text, i
                                        fresh_defaults boolean DEFAULT false)
 RETURNS TABLE (kind text, table_name text, statement text)
 LANGUAGE plpgsql
+SECURITY DEFINER  -- as mt.clone_statements
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -1992,6 +2005,74 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION mt_internal.close_run(run_id bigint, status text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE mt.runs r
+       SET status = close_run.status, finished_at = clock_timestamp(),
+           succeeded = (SELECT count(*) FROM mt.run_tenants t
+                         WHERE t.run_id = r.run_id AND t.status <> ALL ('{failed,cancelled,running,abandoned}')),
+           failed = (SELECT count(*) FROM mt.run_tenants t WHERE t.run_id = r.run_id AND t.status = 'failed')
+     WHERE r.run_id = close_run.run_id AND r.status = 'running'
+$$;
+
+CREATE OR REPLACE VIEW mt.health AS
+WITH last_run AS (
+    SELECT DISTINCT ON (rt.tenant_id) rt.tenant_id, rt.status, rt.sqlstate, rt.error, rt.finished_at
+      FROM mt.run_tenants rt JOIN mt.runs r ON r.run_id = rt.run_id
+     WHERE mt_internal.is_migration_operation(r.operation) AND rt.finished_at IS NOT NULL
+     ORDER BY rt.tenant_id, rt.run_id DESC
+), drift AS (
+    -- Measured against mt_template only while it has exactly the registered migrations;
+    -- otherwise every tenant ahead of or behind it would look drifted.
+    SELECT d.tenant_id, d.differences FROM mt.drift_summary d WHERE mt.template_is_current()
+), size AS (
+    SELECT c.relnamespace, sum(pg_total_relation_size(c.oid))::bigint AS bytes
+      FROM pg_class c WHERE c.relkind IN ('r', 'm') GROUP BY c.relnamespace
+), facts AS (
+    SELECT t.tenant_id, t.schema_name, t.status AS tenant_status, n.oid IS NOT NULL AS schema_exists,
+           -- a catalog join, not to_regclass: readers need no rights on tenant schemas
+           EXISTS (SELECT FROM pg_class c WHERE c.relnamespace = n.oid AND c.relname = mt.get_config('tracking_table')) AS tracking_exists,
+           EXISTS (SELECT FROM mt.migrations m WHERE m.scope = 'tenant') AS migrations_registered,
+           s.pending, s.last_applied_at, l.status AS last_run_status, l.sqlstate AS last_run_sqlstate, l.error AS last_run_error,
+           d.differences, z.bytes
+      FROM mt.tenants t
+      JOIN mt.status s ON s.tenant_id = t.tenant_id
+      LEFT JOIN pg_namespace n ON n.nspname = t.schema_name
+      LEFT JOIN last_run l ON l.tenant_id = t.tenant_id
+      LEFT JOIN drift d ON d.tenant_id = t.tenant_id
+      LEFT JOIN size z ON z.relnamespace = n.oid
+), verdicts AS (
+    SELECT f.*,
+           array_remove(ARRAY[
+               CASE WHEN NOT f.schema_exists THEN format('schema %s is missing', f.schema_name) END,
+               CASE WHEN f.schema_exists AND NOT f.tracking_exists AND f.migrations_registered
+                    THEN format('tracking table %s is missing', mt.get_config('tracking_table')) END
+           ], NULL) AS unhealthy_reasons,
+           -- A tenant without its schema or tracking table is unhealthy for that alone.
+           CASE WHEN f.schema_exists AND (f.tracking_exists OR NOT f.migrations_registered) THEN array_remove(ARRAY[
+               CASE WHEN f.pending > 0 THEN format('%s pending migration(s)', f.pending) END,
+               CASE WHEN f.last_run_status = 'failed' THEN format('last migration run failed (%s: %s)', f.last_run_sqlstate, f.last_run_error) END,
+               CASE WHEN f.differences > 0 THEN format('schema differs from mt_template (%s difference(s))', f.differences) END
+           ], NULL) ELSE '{}' END AS degraded_reasons
+      FROM facts f
+)
+SELECT v.tenant_id,
+       v.schema_name,
+       CASE WHEN cardinality(v.unhealthy_reasons) > 0 THEN 'unhealthy'
+            WHEN cardinality(v.degraded_reasons) > 0 THEN 'degraded'
+            ELSE 'ok' END AS status,
+       v.unhealthy_reasons || v.degraded_reasons AS reasons,
+       v.tenant_status,
+       CASE WHEN v.schema_exists AND (v.tracking_exists OR NOT v.migrations_registered) THEN v.pending END AS pending_migrations,
+       v.last_applied_at AS last_migration_at,
+       v.last_run_status,
+       CASE WHEN v.schema_exists THEN v.differences > 0 END AS has_drift,
+       v.bytes AS schema_bytes
+  FROM verdicts v;
+
 -- Comments of what is new or changed.
 
 COMMENT ON FUNCTION mt.adopt_tenants(text, boolean, boolean) IS
@@ -2093,6 +2174,9 @@ COMMENT ON FUNCTION mt_internal.default_is_fresh(oid, smallint) IS
 COMMENT ON FUNCTION mt.row_copy_statements(text, text, boolean, jsonb, boolean) IS
     'multitenant: the statements that copy one schema''s rows into its clone and move its sequences past them (fresh_defaults: columns with volatile defaults are left to the clone''s defaults, as template copies do); what mt_internal.clone_rows runs';
 
+COMMENT ON FUNCTION mt_internal.close_run(bigint, text) IS
+    'multitenant (internal): close a running run as finished, cancelled or abandoned, with its counts';
+
 -- Privileges, as sql/privileges.sql leaves them.
 
 REVOKE ALL ON SCHEMA mt FROM PUBLIC;
@@ -2114,8 +2198,7 @@ GRANT EXECUTE ON FUNCTION
     mt_internal.strip_schema(text, text),
     mt_internal.strip_schema_setting(text[], text),
     mt_internal.search_path_names(text),
-    mt_internal.is_extension_member(regclass, oid),
-    mt_internal.template_version()
+    mt_internal.is_extension_member(regclass, oid)
    TO mt_admin, mt_monitor;
 
 GRANT SELECT ON mt.config, mt.config_options, mt.status, mt.sync_status, mt.health, mt.activity, mt.run_progress, mt.runs, mt.run_tenants,

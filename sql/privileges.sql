@@ -27,8 +27,7 @@ GRANT EXECUTE ON FUNCTION
     mt_internal.strip_schema(text, text),
     mt_internal.strip_schema_setting(text[], text),
     mt_internal.search_path_names(text),
-    mt_internal.is_extension_member(regclass, oid),
-    mt_internal.template_version()
+    mt_internal.is_extension_member(regclass, oid)
    TO mt_admin, mt_monitor;
 
 GRANT SELECT ON mt.config, mt.config_options, mt.status, mt.sync_status, mt.health, mt.activity, mt.run_progress, mt.runs, mt.run_tenants,

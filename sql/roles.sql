@@ -140,9 +140,10 @@ BEGIN
             format('it is owned by role %I', pg_get_userbyid(rel.relowner))
         WHEN rel.relrowsecurity OR EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = rel.oid) THEN
             'it has row level security or policies'
-        -- the one trigger the extension puts there (mt_internal.ensure_ledger_trigger)
+        -- the one trigger the extension puts there (mt_internal.ensure_ledger_trigger), enabled
         WHEN EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = rel.oid
-                        AND NOT (t.tgname = 'mt_ledger' AND t.tgfoid = 'mt_internal.record_tracking_insert()'::regprocedure)) THEN
+                        AND NOT (t.tgname = 'mt_ledger' AND t.tgfoid = 'mt_internal.record_tracking_insert()'::regprocedure
+                                 AND t.tgenabled = 'O')) THEN
             format('it has trigger(s) %s', (SELECT string_agg(quote_ident(t.tgname), ', ') FROM pg_trigger t WHERE t.tgrelid = rel.oid))
         WHEN EXISTS (SELECT FROM pg_rewrite w WHERE w.ev_class = rel.oid) THEN
             format('it has rule(s) %s', (SELECT string_agg(quote_ident(w.rulename), ', ') FROM pg_rewrite w WHERE w.ev_class = rel.oid))
@@ -295,14 +296,16 @@ BEGIN
         SELECT * FROM mt.tenants t
          WHERE t.role_name IS NULL AND (assign_tenant_roles.tenant_ids IS NULL OR t.tenant_id = ANY (assign_tenant_roles.tenant_ids))
          ORDER BY t.tenant_id
-         FOR UPDATE
     LOOP
+        -- The schema's lock before the registry row (a run holding it may update the row).
+        PERFORM mt_internal.lock_schema(tenant.schema_name);
+        SELECT * INTO tenant FROM mt.tenants t WHERE t.tenant_id = tenant.tenant_id AND t.role_name IS NULL FOR UPDATE;
+        CONTINUE WHEN NOT FOUND;
         tenant_id := tenant.tenant_id;
         role_name := mt.tenant_role_name(tenant.tenant_id);
         IF dry_run THEN
             objects := NULL;
         ELSE
-            PERFORM mt_internal.lock_schema(tenant.schema_name);
             tracking := to_regclass(format('%I.%I', tenant.schema_name, mt.get_config('tracking_table')));
             IF any_owner AND tracking IS NOT NULL AND (SELECT c.relkind = 'r' FROM pg_class c WHERE c.oid = tracking) THEN
                 EXECUTE format('ALTER TABLE %s OWNER TO %I', tracking, current_user);

@@ -98,6 +98,10 @@ BEGIN
                   DETAIL = 'Ids that differ only by "-" and "_" map to the same schema.';
     END IF;
 
+    -- A tenant of this id dropped by hand (not with mt.drop_tenant) may have left history.
+    DELETE FROM mt.tracking_records r WHERE r.tenant_id = create_tenant.tenant_id;
+    DELETE FROM mt.seed_history h WHERE h.tenant_id = create_tenant.tenant_id;
+
     IF EXISTS (SELECT FROM pg_namespace WHERE nspname = new_schema) THEN
         RAISE EXCEPTION 'schema "%" for tenant "%" already exists but is not a registered tenant', new_schema, tenant_id
             USING ERRCODE = 'duplicate_schema',
@@ -130,7 +134,7 @@ BEGIN
         -- a clone this finds nothing to apply and records the cloned migrations in the ledger.
         SELECT * INTO outcome FROM mt.migrate_tenant(create_tenant.tenant_id);
         IF outcome.status = 'failed' THEN
-            RAISE EXCEPTION 'tenant "%" was not created: a migration failed: %', tenant_id, outcome.error
+            RAISE EXCEPTION 'tenant "%" was not created: migration % failed: %', tenant_id, coalesce(outcome.migration, '(none)'), outcome.error
                 USING ERRCODE = outcome.sqlstate;
         END IF;
         SELECT * INTO created FROM mt.tenants t WHERE t.tenant_id = create_tenant.tenant_id;
@@ -158,6 +162,9 @@ DECLARE
     victim  mt.tenants;
     objects bigint;
 BEGIN
+    -- The schema's lock first, then the registry row: a run holding the lock may update the
+    -- row, so the other order could deadlock with it.
+    PERFORM mt_internal.lock_schema(t.schema_name) FROM mt.tenants t WHERE t.tenant_id = drop_tenant.tenant_id;
     SELECT * INTO victim FROM mt.tenants t WHERE t.tenant_id = drop_tenant.tenant_id FOR UPDATE;
     IF NOT FOUND THEN
         IF if_exists THEN
@@ -169,8 +176,6 @@ BEGIN
                   HINT = 'SELECT tenant_id FROM mt.tenants lists the tenants.';
     END IF;
 
-    -- The engine's lock: a run on this tenant finishes first.
-    PERFORM mt_internal.lock_schema(victim.schema_name);
     objects := mt.schema_object_count(victim.schema_name);
     IF objects > 0 AND NOT force THEN
         RAISE EXCEPTION 'schema "%" of tenant "%" still holds % object(s)', victim.schema_name, tenant_id, objects

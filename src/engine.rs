@@ -19,6 +19,7 @@ use multitenant_core::sql_text;
 use multitenant_core::tracking::{self, Record, TrackingFormat};
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
+use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
 /// The schema that every registered tenant migration is applied to, and nothing else: the
@@ -550,18 +551,11 @@ pub fn start_run(run_id: Option<i64>, name: &str, operation: Operation, tenants:
     .unwrap_or_default()
 }
 
-/// Closes a run as `status` (finished or cancelled) with its counts, from `mt.run_tenants`:
-/// the one definition of success for every kind of run.
+/// Closes a run as `status` (finished or cancelled) with its counts (`mt_internal.close_run`,
+/// the one definition of success for every kind of run), unless it is closed already.
 pub fn finish_run(run_id: i64, status: &str) {
-    Spi::run_with_args(
-        "UPDATE mt.runs r SET status = $2, finished_at = pg_catalog.clock_timestamp(), \
-                succeeded = (SELECT pg_catalog.count(*) FROM mt.run_tenants t \
-                              WHERE t.run_id = r.run_id AND t.status <> ALL ('{failed,cancelled,running,abandoned}')), \
-                failed = (SELECT pg_catalog.count(*) FROM mt.run_tenants t WHERE t.run_id = r.run_id AND t.status = 'failed') \
-          WHERE r.run_id = $1 AND r.status = 'running'",
-        &[run_id.into(), status.into()],
-    )
-    .unwrap_or_else(|e| error!("multitenant: cannot close the run: {e}"));
+    Spi::run_with_args("SELECT mt_internal.close_run($1, $2)", &[run_id.into(), status.into()])
+        .unwrap_or_else(|e| error!("multitenant: cannot close the run: {e}"));
 }
 
 /// Marks runs whose caller died as abandoned (`mt.close_abandoned_runs`).
@@ -610,8 +604,11 @@ pub mod run_status {
     pub const RUNNING: &str = "running";
     pub const FINISHED: &str = "finished";
     pub const CANCELLED: &str = "cancelled";
-    /// Its caller died before closing it (`mt.close_abandoned_runs`).
+    /// Its caller died before closing it (written by `mt.close_abandoned_runs`, in SQL).
+    #[allow(dead_code)]
     pub const ABANDONED: &str = "abandoned";
+    /// Every state, for the test that compares them with the CHECK constraint.
+    #[allow(dead_code)]
     pub const ALL: [&str; 4] = [RUNNING, FINISHED, CANCELLED, ABANDONED];
 }
 
@@ -844,15 +841,17 @@ fn ensure_nothing_lost(tenant_id: &str, schema: &str, table: Option<&[Record]>) 
             format!("lost {} of the {} records the ledger holds ({}{more})", lost.len(), ledger.len(), names.join(", "))
         }
     };
-    ereport!(
-        ERROR,
+    ErrorReport::new(
         PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         format!("the tracking table of tenant \"{tenant_id}\" (schema {schema}) {what}"),
-        format!(
-            "Nothing was replayed. SELECT * FROM mt.repair_tracking(ARRAY['{tenant_id}']) restores the records from the ledger; \
-             mt.repair_tracking(ARRAY['{tenant_id}'], source => 'tracking') accepts the table as it is (its migrations then run again)."
-        )
-    );
+        function_name!(),
+    )
+    .set_detail("Nothing was replayed: applying those migrations again would repeat what they did.")
+    .set_hint(format!(
+        "SELECT * FROM mt.repair_tracking(ARRAY['{tenant_id}']) restores the records from the ledger; \
+         mt.repair_tracking(ARRAY['{tenant_id}'], source => 'tracking') accepts the table as it is (its migrations then run again)."
+    ))
+    .report(PgLogLevel::ERROR);
 }
 
 /// Inserts one tracking record; with `id`, keeps that id (conversion).

@@ -1,10 +1,9 @@
 //! SQL entry points of the migration engine: thin wrappers over `engine` (one schema) and
 //! `workers` (many schemas in parallel). The tables and views are in `sql/migrations.sql`.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use multitenant_core::migrations::{parse_folder, JOURNAL_PATH};
+use multitenant_core::migrations::parse_folder;
 use multitenant_core::tracking::TrackingFormat;
 use pgrx::heap_tuple::PgHeapTuple;
 use pgrx::pg_sys;
@@ -38,12 +37,8 @@ fn read_migration_folder(
             "A client can register each file with mt.add_migration instead."
         );
     }
-    let files = read_folder(Path::new(folder)).unwrap_or_else(|e| {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_UNDEFINED_FILE,
-            format!("cannot read migration folder \"{folder}\": {e}")
-        );
+    let files = multitenant_core::migrations::read_folder(Path::new(folder)).unwrap_or_else(|e| {
+        ereport!(ERROR, PgSqlErrorCode::ERRCODE_UNDEFINED_FILE, format!("cannot read migration folder: {e}"));
     });
     let parsed = parse_folder(&files).unwrap_or_else(|e| {
         ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("migration folder \"{folder}\": {e}"));
@@ -52,23 +47,6 @@ fn read_migration_folder(
         warning!("migration folder \"{folder}\": {warning}");
     }
     TableIterator::new(parsed.migrations.into_iter().map(|m| (m.position, m.name, m.sql, m.sha256, m.journal_when)))
-}
-
-/// Top-level `*.sql` files and the drizzle-kit journal, by relative path.
-fn read_folder(folder: &Path) -> std::io::Result<BTreeMap<String, String>> {
-    let mut files = BTreeMap::new();
-    for entry in std::fs::read_dir(folder)? {
-        let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-        if path.is_file() && name.ends_with(".sql") {
-            files.insert(name, std::fs::read_to_string(&path)?);
-        }
-    }
-    let journal = folder.join(JOURNAL_PATH);
-    if journal.is_file() {
-        files.insert(JOURNAL_PATH.to_string(), std::fs::read_to_string(journal)?);
-    }
-    Ok(files)
 }
 
 /// `mt.migrate_all(...)`: every (or the listed) tenant, in parallel background workers,

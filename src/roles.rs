@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use pgrx::pg_sys;
+use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
 /// The search_path of the extension's own statements: nothing a tenant, the database owner
@@ -55,12 +56,14 @@ pub fn code_role(schema: &str) -> pg_sys::Oid {
 /// with more privilege than whoever asked for it.
 pub fn run_as<R>(role: pg_sys::Oid, search_path: &str, body: impl FnOnce() -> R) -> R {
     if unsafe { pg_sys::superuser_arg(role) && !pg_sys::superuser_arg(caller()) } {
-        ereport!(
-            ERROR,
+        ErrorReport::new(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!("tenant code would run as the superuser {}", role_name(role)),
-            "Give the tenant a role of its own (mt.assign_tenant_roles), or set shared_role; only a superuser may run code as a superuser."
-        );
+            function_name!(),
+        )
+        .set_detail("Only a superuser may have code run as a superuser; tenant code runs as the role of its schema.")
+        .set_hint("Give the tenant a role of its own (mt.assign_tenant_roles), or set shared_role to a role that is not a superuser.")
+        .report(PgLogLevel::ERROR);
     }
     let (mut user, mut context) = (pg_sys::InvalidOid, 0);
     unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut context) };

@@ -260,7 +260,7 @@ pub fn run(operation: Operation, argument: &str, targets: &[(String, String)], c
         })
         .execute();
 
-    let results = targets
+    let mut results: Vec<RunResult> = targets
         .iter()
         .enumerate()
         .map(|(index, (tenant_id, schema))| RunResult {
@@ -280,6 +280,29 @@ pub fn run(operation: Operation, argument: &str, targets: &[(String, String)], c
             }),
         })
         .collect();
+    // A worker that died (terminated, crashed) left its schema unrecorded and cannot close the
+    // run: record what the caller is told and close it here, unless a worker did.
+    for (index, result) in results.iter_mut().enumerate().filter(|(index, _)| run.outcome(*index).is_none()) {
+        // The migration it was applying is the tenant's first pending one (the ledger holds
+        // what committed).
+        if let (Operation::Migrate { mark_applied: false, .. }, Some(failure)) =
+            (operation, result.outcome.failure.as_mut())
+        {
+            failure.migration = Spi::get_one_with_args::<String>(
+                "SELECT (pending_names)[1] FROM mt.status WHERE tenant_id = $1",
+                &[result.tenant_id.as_str().into()],
+            )
+            .unwrap_or_else(|e| error!("{e}"));
+        }
+        let failure = result.outcome.failure.as_ref();
+        let progress = Progress { status: Status::Failed.as_str(), applied: 0, pending: 0, failure, finished: true };
+        let key = match result.tenant_id.as_str() {
+            "" => format!("schema:{}", targets[index].1),
+            id => id.to_string(),
+        };
+        engine::record_run_tenant(run_id, &key, &result.schema, &progress);
+    }
+    engine::finish_run(run_id, engine::run_status::FINISHED);
     // Workers that are still attached keep the segment alive until they exit.
     unsafe { pg_sys::dsm_detach(segment) };
     results

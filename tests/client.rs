@@ -14,8 +14,8 @@ use axum::routing::get;
 use axum::Router;
 use multitenant_client::web::{resolve_tenant, TenantDb, TenantResolver, TenantSource};
 use multitenant_client::{
-    with_tenant, Config, Error, HealthCheckOptions, HealthStatus, RetryConfig, TenantCacheConfig, TenantManager,
-    WarmupOptions,
+    with_tenant, Config, Error, HealthCheckOptions, HealthStatus, RetryConfig, Statements, TenantCacheConfig,
+    TenantManager, WarmupOptions,
 };
 use multitenant_integration::{connect, fresh_database, Client};
 use tower::ServiceExt;
@@ -588,7 +588,7 @@ fn the_application_role_switched_to_a_tenant_cannot_reach_another() {
 }
 
 #[test]
-fn pool_per_tenant_connects_as_the_tenants_role_and_resets_it() {
+fn pool_per_tenant_switches_to_the_tenants_role_and_resets_it() {
     let (url, app_url) = isolation_setup("ppt_roles");
     let (t1_role, _) = roles(&url, "t1");
     let (t2_role, _) = roles(&url, "t2");
@@ -723,5 +723,206 @@ fn the_naming_config_must_match_the_servers() {
 
         let manager = TenantManager::connect(config(&url, 1)).await.unwrap();
         assert_eq!(marker(&manager, "t1").await.0, "t1");
+    });
+}
+
+/// The same checks in both modes, named and unnamed statements.
+fn every_mode(url: &str, pool_size: usize) -> Vec<(&'static str, Config)> {
+    vec![
+        ("shared", config(url, pool_size)),
+        ("shared, unnamed", config(url, pool_size).behind_transaction_pooler()),
+        ("per tenant", config(url, pool_size).pool_per_tenant(10, Duration::from_secs(60))),
+        (
+            "per tenant, unnamed",
+            config(url, pool_size).pool_per_tenant(10, Duration::from_secs(60)).behind_transaction_pooler(),
+        ),
+    ]
+}
+
+#[test]
+fn a_dropped_checkout_rolls_back_in_both_modes() {
+    let url = database_with_tenants("rollback_modes", 2);
+    run(async move {
+        for (mode, config) in every_mode(&url, 1) {
+            let manager = TenantManager::new(config).unwrap();
+            let count = || async {
+                let mut db = manager.db("t1").await.unwrap();
+                let n: i64 = db.query_one("SELECT count(*) FROM marker", &[]).await.unwrap().get(0);
+                db.commit().await.unwrap();
+                n
+            };
+            let before = count().await;
+            let mut db = manager.db("t1").await.unwrap();
+            assert_eq!(db.execute("INSERT INTO marker VALUES ('dropped')", &[]).await.unwrap(), 1);
+            drop(db);
+            assert_eq!(count().await, before, "{mode}: dropped without commit, rolled back");
+            let mut db = manager.db("t1").await.unwrap();
+            db.execute("INSERT INTO marker VALUES ('committed')", &[]).await.unwrap();
+            db.commit().await.unwrap();
+            assert_eq!(count().await, before + 1, "{mode}: committed");
+            let db = manager.db("t1").await.unwrap();
+            db.execute_and_commit("DELETE FROM marker WHERE name = 'committed'", &[]).await.unwrap();
+            assert_eq!(count().await, before, "{mode}");
+        }
+    });
+}
+
+#[test]
+fn the_raw_client_used_first_is_switched() {
+    let url = database_with_tenants("raw_client", 2);
+    let t2_role: String = connect(&url)
+        .query_one("SELECT role_name::text FROM mt.tenant_directory WHERE tenant_id = 't2'", &[])
+        .unwrap()
+        .get(0);
+    run(async move {
+        for (mode, config) in every_mode(&url, 1) {
+            let manager = TenantManager::new(config).unwrap();
+            let mut db = manager.db("t2").await.unwrap();
+            let client = db.client().await.unwrap();
+            let row = client
+                .query_typed_one("SELECT name, current_user::text, current_setting('search_path') FROM marker", &[])
+                .await
+                .unwrap();
+            assert_eq!(
+                (row.get::<_, String>(0), row.get::<_, String>(1), row.get::<_, String>(2)),
+                ("t2".to_string(), t2_role.clone(), "\"tenant_t2\"".to_string()),
+                "{mode}"
+            );
+            drop(db);
+        }
+    });
+}
+
+#[test]
+fn spawned_tasks_keep_the_tenant_through_the_helper() {
+    let url = database_with_tenants("spawn", 2);
+    run(async move {
+        let manager = TenantManager::new(config(&url, 2)).unwrap();
+        let (carried, lost) = with_tenant("t2", async {
+            let m = manager.clone();
+            let carried = multitenant_client::spawn(async move {
+                let mut db = m.tenant_db().await.unwrap();
+                db.query_one("SELECT name FROM marker", &[]).await.unwrap().get::<_, String>(0)
+            });
+            let m = manager.clone();
+            let lost = tokio::spawn(async move { m.tenant_db().await.err() });
+            (carried.await.unwrap(), lost.await.unwrap())
+        })
+        .await;
+        assert_eq!(carried, "t2");
+        assert!(matches!(lost, Some(Error::NoTenantContext)), "a plain spawn has no tenant, and reads nothing");
+    });
+}
+
+/// Named statements on the server of one connection, counted from inside a checkout.
+async fn server_statements(manager: &TenantManager) -> (i64, i32) {
+    let mut db = manager.db("t1").await.unwrap();
+    let row = db.query_one("SELECT count(*), pg_backend_pid() FROM pg_prepared_statements", &[]).await.unwrap();
+    db.commit().await.unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[test]
+fn the_statement_cache_is_bounded_per_connection() {
+    let url = database_with_tenants("statement_lru", 3);
+    run(async move {
+        let with = |statements| {
+            let mut config = config(&url, 1);
+            config.statements = statements;
+            TenantManager::new(config).unwrap()
+        };
+        let busy = |manager: TenantManager| async move {
+            for i in 0..40 {
+                let mut db = manager.db(&format!("t{}", i % 3 + 1)).await.unwrap();
+                let n: i32 = db.query_one(&format!("SELECT {i} AS n{i} FROM marker"), &[]).await.unwrap().get(0);
+                assert_eq!(n, i);
+                db.commit().await.unwrap();
+            }
+            manager
+        };
+        let bounded = busy(with(Statements::Prepared { per_connection: 5 })).await;
+        let (count, pid) = server_statements(&bounded).await;
+        assert!((1..=5).contains(&count), "{count} statements kept, at most 5");
+        assert_eq!(server_statements(&bounded).await, (count, pid), "the count's own statement was reused");
+
+        let uncached = busy(with(Statements::Prepared { per_connection: 0 })).await;
+        assert_eq!(server_statements(&uncached).await.0, 1, "only the counting statement, while it runs");
+
+        let unnamed = busy(with(Statements::UNNAMED)).await;
+        assert_eq!(server_statements(&unnamed).await.0, 0, "no named statement at all");
+    });
+}
+
+#[test]
+fn unnamed_statements_survive_custom_types_and_changed_tables() {
+    let url = database_with_tenants("unnamed_types", 2);
+    as_tenant(
+        &mut connect(&url),
+        "t1",
+        "CREATE TYPE tenant_t1.mood AS ENUM ('happy', 'sad'); \
+         CREATE TABLE tenant_t1.feelings (m tenant_t1.mood); INSERT INTO tenant_t1.feelings VALUES ('sad');",
+    );
+    run(async move {
+        let manager = TenantManager::new(config(&url, 1).behind_transaction_pooler()).unwrap();
+        let mut pids = std::collections::BTreeSet::new();
+        for _ in 0..3 {
+            // An enum column: tokio-postgres looks the type up with statements it keeps, so
+            // the connection is cleaned (DEALLOCATE ALL) and closed after the checkout.
+            let mut db = manager.db("t1").await.unwrap();
+            let row = db.query_one("SELECT m, pg_backend_pid() AS pid FROM feelings", &[]).await.unwrap();
+            assert_eq!(row.columns()[0].type_().name(), "mood");
+            pids.insert(row.get::<_, i32>(1));
+            db.commit().await.unwrap();
+        }
+        assert_eq!(pids.len(), 3, "a new connection each time");
+        // Built-in types only: the connection is kept.
+        let (a, b) = (marker(&manager, "t1").await.1, marker(&manager, "t1").await.1);
+        assert_eq!(a, b);
+        // Parameter counts are checked before anything is sent.
+        let mut db = manager.db("t2").await.unwrap();
+        let error = db.query("SELECT name FROM marker WHERE name = $1", &[]).await.unwrap_err();
+        assert!(matches!(error, Error::Parameters { expected: 1, given: 0 }), "{error}");
+        drop(db);
+        // A table whose column type changed: the remembered parameter types are forgotten
+        // after the error, and the next call works.
+        let mut db = manager.db("t2").await.unwrap();
+        db.query("SELECT count(*) FROM marker WHERE name = $1", &[&"t2"]).await.unwrap();
+        db.commit().await.unwrap();
+        admin_sql(&url, "ALTER TABLE tenant_t2.marker ALTER COLUMN name TYPE int USING 2").await;
+        let mut db = manager.db("t2").await.unwrap();
+        assert!(db.query("SELECT count(*) FROM marker WHERE name = $1", &[&"t2"]).await.is_err());
+        drop(db);
+        let mut db = manager.db("t2").await.unwrap();
+        let n: i64 = db.query_one("SELECT count(*) FROM marker WHERE name = $1", &[&2_i32]).await.unwrap().get(0);
+        assert_eq!(n, 1);
+    });
+}
+
+#[test]
+fn evicting_a_pool_never_fails_a_checkout_in_progress() {
+    let url = database_with_tenants("evict_busy", 6);
+    run(async move {
+        let mut config = config(&url, 1).pool_per_tenant(2, Duration::from_secs(60));
+        config.checkout_timeout = Duration::from_secs(20);
+        let manager = TenantManager::new(config).unwrap();
+        let tasks: Vec<_> = (0..48)
+            .map(|i| {
+                let manager = manager.clone();
+                tokio::spawn(async move {
+                    let tenant = format!("t{}", i % 6 + 1);
+                    let mut db = manager.db(&tenant).await?;
+                    let name: String = db.query_one("SELECT name FROM marker", &[]).await?.get(0);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    db.commit().await?;
+                    assert_eq!(name, tenant);
+                    Ok::<_, Error>(())
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().expect("no checkout fails because its pool was evicted");
+        }
+        assert!(manager.metrics().pools_evicted > 0, "pools were evicted meanwhile");
+        assert!(manager.pool_count() <= 3);
     });
 }

@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+pub mod pgbouncer;
+
 pub use postgres::{Client, NoTls};
 
 /// The cluster's base URL, without a database name.

@@ -46,6 +46,15 @@ impl Default for TenantCacheConfig {
     }
 }
 
+/// Where tenants are looked up: `mt.tenant_directory` through a bounded cache, whichever
+/// driver reads it ([`crate::TenantManager`], or `SqlxTenantPool` with the `sqlx` feature).
+/// The axum layer takes any of them.
+pub trait TenantDirectory: Clone + Send + Sync + 'static {
+    /// The tenant if it is registered and active; [`Error::InvalidTenant`],
+    /// [`Error::TenantNotFound`] or [`Error::TenantNotActive`] otherwise.
+    fn tenant(&self, tenant_id: &str) -> impl Future<Output = Result<TenantInfo>> + Send;
+}
+
 /// A registered tenant, as `mt.tenant_directory` lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TenantInfo {

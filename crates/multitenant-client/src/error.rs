@@ -4,6 +4,9 @@ use multitenant_core::naming::NamingError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Why no connection could be had from a pool (deadpool's error over tokio-postgres's).
+pub type PoolError = deadpool::managed::PoolError<tokio_postgres::Error>;
+
 /// Everything that can go wrong between the application and a tenant schema.
 #[derive(Debug)]
 pub enum Error {
@@ -23,9 +26,15 @@ pub enum Error {
     /// `tenant_db()` outside `with_tenant(...)`.
     NoTenantContext,
     /// Could not get a connection from the pool (timeout, closed, or connect failure).
-    Pool(deadpool_postgres::PoolError),
+    Pool(PoolError),
     /// The database answered with an error, or the connection broke.
     Db(tokio_postgres::Error),
+    /// A statement was given another number of parameters than it has (checked before it
+    /// is sent, in [`Statements::Unnamed`](crate::Statements::Unnamed) mode).
+    Parameters { expected: usize, given: usize },
+    /// A sqlx call failed (feature `sqlx`).
+    #[cfg(feature = "sqlx")]
+    Sqlx(::sqlx::Error),
     /// A configuration that cannot work (bad URL, bad template).
     Config(String),
     /// An operation did not finish in time.
@@ -39,7 +48,9 @@ impl Error {
     pub fn sqlstate(&self) -> Option<&str> {
         let db = match self {
             Error::Db(e) => e,
-            Error::Pool(deadpool_postgres::PoolError::Backend(e)) => e,
+            Error::Pool(PoolError::Backend(e)) => e,
+            #[cfg(feature = "sqlx")]
+            Error::Sqlx(e) => return crate::sqlx::sqlstate(e),
             _ => return None,
         };
         db.code().map(|c| c.code())
@@ -63,10 +74,19 @@ impl fmt::Display for Error {
                 None => write!(f, "the server has no {key} setting in mt.settings (is the multitenant extension installed?)"),
             },
             Error::NoTenantContext => write!(f, "no tenant in context: call inside with_tenant(...)"),
+            Error::Pool(PoolError::Backend(e)) => write!(f, "connection pool: cannot connect: {}", chain(e)),
             Error::Pool(e) => write!(f, "connection pool: {e}"),
             Error::Db(e) => match e.as_db_error() {
                 Some(db) => write!(f, "{}: {}", db.code().code(), db.message()),
-                None => write!(f, "database: {e}"),
+                None => write!(f, "database: {}", chain(e)),
+            },
+            Error::Parameters { expected, given } => {
+                write!(f, "the statement has {expected} parameter(s), {given} given")
+            }
+            #[cfg(feature = "sqlx")]
+            Error::Sqlx(e) => match crate::sqlx::sqlstate(e) {
+                Some(code) => write!(f, "{code}: {}", e.as_database_error().map(|d| d.message()).unwrap_or_default()),
+                None => write!(f, "sqlx: {e}"),
             },
             Error::Config(e) => write!(f, "configuration: {e}"),
             Error::Timeout(what) => write!(f, "timed out: {what}"),
@@ -75,12 +95,33 @@ impl fmt::Display for Error {
     }
 }
 
+/// A tokio-postgres error with its causes ("error performing TLS handshake: invalid peer
+/// certificate: …"), or the server's SQLSTATE and message.
+fn chain(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return format!("{}: {}", db.code().code(), db.message());
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::InvalidTenant(e) => Some(e),
             Error::Pool(e) => Some(e),
             Error::Db(e) => Some(e),
+            #[cfg(feature = "sqlx")]
+            Error::Sqlx(e) => Some(e),
             _ => None,
         }
     }
@@ -98,8 +139,8 @@ impl From<tokio_postgres::Error> for Error {
     }
 }
 
-impl From<deadpool_postgres::PoolError> for Error {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
+impl From<PoolError> for Error {
+    fn from(e: PoolError) -> Self {
         Error::Pool(e)
     }
 }

@@ -15,13 +15,18 @@
 //! A checkout first looks the tenant up in the extension's `mt.tenant_directory` (through a
 //! bounded cache whose answers expire within seconds): an unregistered or suspended tenant
 //! is an error before any connection is switched to it. Then it switches to the tenant's
-//! role and schema. Two modes (see [`Mode`]): one shared pool whose checkouts switch inside
-//! a transaction with `set_config('role', …, true)` and `set_config('search_path', …, true)`
-//! (the default: bounded connections, safe behind PgBouncer's transaction mode), or one pool
-//! per tenant in an LRU, each connecting as the tenant's role. Schema names come from
-//! `multitenant-core`, the same rules as the extension's `mt.schema_name`.
+//! role and schema: every checkout is a transaction that switches with
+//! `set_config('role', …, true)` and `set_config('search_path', …, true)`, from one shared
+//! pool (the default: bounded connections) or from one pool per tenant in an LRU (see
+//! [`Mode`]). Behind PgBouncer in transaction mode or any other transaction pooler, use
+//! [`Config::behind_transaction_pooler`]: statements are then sent unnamed, so none relies on
+//! a server connection outliving its transaction (see [`Statements`]). TLS is rustls, with
+//! `sslmode` and `sslrootcert` read from the URL (see [`tls`]). The `sqlx` feature gives the
+//! same checkouts over a `sqlx::PgPool`. Schema names come from `multitenant-core`, the same
+//! rules as the extension's `mt.schema_name`.
 
 mod config;
+mod conn;
 mod context;
 mod directory;
 mod error;
@@ -30,14 +35,17 @@ mod manager;
 mod metrics;
 mod retry;
 mod session;
+pub mod tls;
 
+#[cfg(feature = "sqlx")]
+pub mod sqlx;
 #[cfg(feature = "axum")]
 pub mod web;
 
-pub use config::{Config, DebugConfig, Hooks, Mode};
-pub use context::{current_tenant, with_tenant};
-pub use directory::{TenantCacheConfig, TenantInfo};
-pub use error::{Error, Result};
+pub use config::{Config, DebugConfig, Hooks, Mode, RootCertificates, Statements, TlsConfig};
+pub use context::{current_tenant, in_current_tenant, spawn, with_tenant};
+pub use directory::{TenantCacheConfig, TenantDirectory, TenantInfo};
+pub use error::{Error, PoolError, Result};
 pub use health::{HealthCheckOptions, HealthResult, HealthStatus, PoolHealth, SharedHealth};
 pub use manager::{TenantManager, TenantWarmup, WarmupOptions, WarmupResult};
 pub use metrics::{ConnectionMetrics, Metrics, PoolMetrics, TenantPoolMetrics};

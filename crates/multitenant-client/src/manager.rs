@@ -5,21 +5,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool::Runtime;
 use multitenant_core::naming::{is_plain_identifier, Naming};
 use tokio::sync::OnceCell;
 use tokio::task::JoinSet;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 
-use crate::config::{Config, Mode};
+use crate::config::{Config, Mode, Statements};
+use crate::conn::{PgManager, Pool};
 use crate::context::current_tenant;
 use crate::directory::{self, Lookup, TenantCache, TenantInfo, LOOKUP_SQL, SETTINGS_SQL};
 use crate::error::{Error, Result};
 use crate::health::{HealthCheckOptions, HealthResult, HealthStatus, PoolHealth, SharedHealth};
 use crate::metrics::{rfc3339_now, ConnectionMetrics, Counters, Metrics, PoolMetrics, TenantPoolMetrics};
 use crate::retry::{with_retry, RetryConfig};
-use crate::session::{Switch, TenantClient, NO_ROLE};
+use crate::session::{StatementMode, Switch, TenantClient, TypeCache, NO_ROLE};
+use crate::tls::{self, MakeRustlsConnect};
 
 /// Tenants remembered for `active_tenant_ids` and metrics in shared-pool mode.
 const SHARED_MODE_TRACKED_TENANTS: usize = 10_000;
@@ -34,6 +36,9 @@ struct Inner {
     config: Config,
     naming: Naming,
     pg_config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    /// How checkouts send statements (with the parameter-type cache of unnamed ones).
+    statements: StatementMode,
     /// Every checkout in shared-pool mode; `shared_db()` in pool-per-tenant mode.
     shared: Pool,
     tenants: Mutex<HashMap<String, Entry>>,
@@ -47,8 +52,6 @@ struct Inner {
 
 struct Entry {
     schema: String,
-    /// The role the tenant's pool connects as (pool-per-tenant mode).
-    role: Option<String>,
     /// The tenant's own pool, in pool-per-tenant mode.
     pool: Option<Pool>,
     last_used: Instant,
@@ -94,39 +97,15 @@ pub struct WarmupResult {
     pub details: Vec<TenantWarmup>,
 }
 
-/// A value for `-c name=value` in the startup packet's `options`: whitespace and backslashes
-/// escaped with a backslash.
-fn option_value(value: &str) -> String {
-    let mut escaped = String::with_capacity(value.len());
-    for c in value.chars() {
-        if c.is_whitespace() || c == '\\' {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
-}
-
-/// A pool whose connections start with `search_path` and, when given, `role` set (startup
-/// options: a role the login role may not take fails the connection with 42501).
-fn build_pool(
-    config: &Config,
-    pg_config: &tokio_postgres::Config,
-    search_path: Option<&str>,
-    role: Option<&str>,
-) -> Result<Pool> {
-    let mut pg_config = pg_config.clone();
-    let mut options = pg_config.get_options().unwrap_or_default().to_string();
-    if let Some(role) = role {
-        options.push_str(&format!(" -c role={}", option_value(role)));
-    }
-    if let Some(path) = search_path {
-        options.push_str(&format!(" -c search_path={}", option_value(path)));
-    }
-    if !options.trim().is_empty() {
-        pg_config.options(options.trim());
-    }
-    let manager = Manager::from_config(pg_config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+/// A pool of plain connections (as the login role; each checkout switches role and
+/// `search_path` inside its transaction, so nothing is set at connect: a transaction pooler
+/// could not keep it).
+fn build_pool(config: &Config, pg_config: &tokio_postgres::Config, tls: &MakeRustlsConnect) -> Result<Pool> {
+    let statements_per_connection = match config.statements {
+        Statements::Prepared { per_connection } => per_connection,
+        Statements::Unnamed { .. } => 0,
+    };
+    let manager = PgManager { config: pg_config.clone(), tls: tls.clone(), statements_per_connection };
     Pool::builder(manager)
         .max_size(config.pool_size.max(1))
         .runtime(Runtime::Tokio1)
@@ -144,13 +123,16 @@ impl TenantManager {
         if !is_plain_identifier(&config.shared_schema) {
             return Err(Error::Config(format!("shared_schema \"{}\" must need no quoting", config.shared_schema)));
         }
-        let pg_config: tokio_postgres::Config =
-            config.url.parse().map_err(|e| Error::Config(format!("connection URL: {e}")))?;
-        let shared_path = match config.mode {
-            Mode::SharedPool => None, // each checkout sets its own
-            Mode::PoolPerTenant { .. } => Some(directory::search_path(&config.shared_schema, None)),
+        let parsed = tls::parse(&config.url)?;
+        let tls = tls::connector(parsed.ssl_mode, parsed.root_cert.as_deref(), &config.tls)?;
+        let pg_config = parsed.pg_config;
+        let shared = build_pool(&config, &pg_config, &tls)?;
+        let statements = match config.statements {
+            Statements::Prepared { .. } => StatementMode::Prepared,
+            Statements::Unnamed { type_cache } => {
+                StatementMode::Unnamed(TypeCache::builder().max_capacity(type_cache.max(1)).build())
+            }
         };
-        let shared = build_pool(&config, &pg_config, shared_path.as_deref(), None)?;
         Ok(TenantManager {
             inner: Arc::new(Inner {
                 directory: TenantCache::new(&config.tenant_cache),
@@ -158,6 +140,8 @@ impl TenantManager {
                 config,
                 naming,
                 pg_config,
+                tls,
+                statements,
                 shared,
                 tenants: Mutex::new(HashMap::new()),
                 counters: Arc::new(Counters::default()),
@@ -190,13 +174,21 @@ impl TenantManager {
             .map(drop)
     }
 
-    /// Runs a query on `mt` as the login role, on a connection of the shared pool: `RESET ROLE`
-    /// goes out first (same round trip), in case a checkout left a role `SET` at session level.
+    /// Runs a query on `mt` as the login role, on a connection of the shared pool, in a
+    /// transaction of its own that switches `role` to the login role (a role an earlier
+    /// checkout `SET` at session level, or another client of a transaction pooler, does not
+    /// apply) and `search_path` to `pg_catalog`: `BEGIN`, the switch, the unnamed query and
+    /// `COMMIT` go out together, one round trip.
     async fn catalog_query(&self, sql: &str, params: &[(&(dyn ToSql + Sync), Type)]) -> Result<Vec<Row>> {
-        let client = self.inner.shared.get().await?;
-        let (reset, rows) = tokio::join!(client.batch_execute("RESET ROLE"), client.query_typed(sql, params));
-        reset?;
-        Ok(rows?)
+        let object = self.inner.shared.get().await?;
+        let client = &object.client;
+        let switch = Switch { role: NO_ROLE.into(), search_path: "pg_catalog".into() };
+        let (switched, rows, committed) =
+            tokio::join!(switch.send(client), client.query_typed(sql, params), client.batch_execute("COMMIT"));
+        switched?;
+        let rows = rows?;
+        committed?;
+        Ok(rows)
     }
 
     /// The tenant's row of `mt.tenant_directory` (through the cache) if it is registered and
@@ -268,9 +260,9 @@ impl TenantManager {
         directory::search_path(schema, config.search_path_includes_shared.then_some(config.shared_schema.as_str()))
     }
 
-    /// The pool to check out from and the switch each checkout sends first: in shared-pool
-    /// mode the tenant's role and `search_path` (transaction-local); in pool-per-tenant mode a
-    /// reset to the ones the tenant's pool connects with.
+    /// The pool to check out from (the shared one, or the tenant's own in pool-per-tenant
+    /// mode) and the switch each checkout sends first: the tenant's role and `search_path`,
+    /// transaction-local, in both modes.
     fn pool_for(&self, info: &TenantInfo) -> Result<(Pool, Switch)> {
         let inner = &self.inner;
         let tenant_id = info.tenant_id.as_str();
@@ -291,10 +283,8 @@ impl TenantManager {
                 self.close_entry(&mut tenants, &id, "idle");
             }
         }
-        // The directory changed the tenant's schema or role (roles assigned to an adopted
-        // tenant, say): its pool connects differently now.
-        if tenants.get(tenant_id).is_some_and(|e| e.schema != schema || e.role != info.role_name) {
-            self.close_entry(&mut tenants, tenant_id, "changed");
+        if let Some(entry) = tenants.get_mut(tenant_id) {
+            entry.schema = schema.to_string(); // the directory may have changed it
         }
         let search_path = self.tenant_search_path(schema);
         if !tenants.contains_key(tenant_id) {
@@ -306,8 +296,7 @@ impl TenantManager {
             let pool = match inner.config.mode {
                 Mode::SharedPool => None,
                 Mode::PoolPerTenant { .. } => {
-                    let pool =
-                        build_pool(&inner.config, &inner.pg_config, Some(&search_path), info.role_name.as_deref())?;
+                    let pool = build_pool(&inner.config, &inner.pg_config, &inner.tls)?;
                     inner.counters.pools_created.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(tenant = tenant_id, schema, "multitenant: pool created");
                     if let Some(hook) = &inner.config.hooks.on_pool_created {
@@ -318,28 +307,26 @@ impl TenantManager {
             };
             tenants.insert(
                 tenant_id.to_string(),
-                Entry { schema: schema.to_string(), role: info.role_name.clone(), pool, last_used: now, checkouts: 0 },
+                Entry { schema: schema.to_string(), pool, last_used: now, checkouts: 0 },
             );
         }
         let entry = tenants.get_mut(tenant_id).expect("inserted above");
         entry.last_used = now;
         entry.checkouts += 1;
-        Ok(match &entry.pool {
-            Some(pool) => (pool.clone(), Switch::Reset),
-            None => (
-                inner.shared.clone(),
-                Switch::Begin {
-                    role: info.role_name.as_deref().unwrap_or(NO_ROLE).into(),
-                    search_path: search_path.into(),
-                },
-            ),
-        })
+        let pool = entry.pool.clone().unwrap_or_else(|| inner.shared.clone());
+        let switch =
+            Switch { role: info.role_name.as_deref().unwrap_or(NO_ROLE).into(), search_path: search_path.into() };
+        Ok((pool, switch))
     }
 
+    /// Forgets a tenant's pool. The pool is not closed: a task that already took it still
+    /// gets its connection (closing would fail it with `Pool has been closed`). Its idle
+    /// connections are closed now; the others when their checkouts end and the last task
+    /// holding the pool lets go of it.
     fn close_entry(&self, tenants: &mut HashMap<String, Entry>, tenant_id: &str, why: &str) {
         let Some(entry) = tenants.remove(tenant_id) else { return };
         if let Some(pool) = entry.pool {
-            pool.close();
+            pool.retain(|_, _| false);
             self.inner.counters.pools_evicted.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(tenant = tenant_id, reason = why, "multitenant: pool evicted");
             if let Some(hook) = &self.inner.config.hooks.on_pool_evicted {
@@ -367,12 +354,14 @@ impl TenantManager {
         let info = self.active_tenant(tenant_id).await.map_err(|e| self.report(tenant_id, e))?;
         let (pool, switch) = self.pool_for(&info)?;
         let object = pool.get().await.map_err(|e| self.report(tenant_id, e.into()))?;
+        drop(pool);
         self.inner.counters.checkouts.fetch_add(1, Ordering::Relaxed);
         Ok(TenantClient::new(
             object,
             tenant_id,
             &info.schema_name,
-            Some(switch),
+            switch,
+            self.inner.statements.clone(),
             self.inner.config.debug.clone(),
             self.inner.counters.clone(),
         ))
@@ -400,15 +389,18 @@ impl TenantManager {
         self.ensure_alive()?;
         self.check_settings().await.map_err(|e| self.report("", e))?;
         let shared = &self.inner.config.shared_schema;
-        let begin = Some(match self.inner.config.mode {
-            Mode::SharedPool => {
-                Switch::Begin { role: NO_ROLE.into(), search_path: directory::search_path(shared, None).into() }
-            }
-            Mode::PoolPerTenant { .. } => Switch::Reset,
-        });
+        let switch = Switch { role: NO_ROLE.into(), search_path: directory::search_path(shared, None).into() };
         let object = self.inner.shared.get().await.map_err(|e| self.report("", e.into()))?;
         self.inner.counters.checkouts.fetch_add(1, Ordering::Relaxed);
-        Ok(TenantClient::new(object, "", shared, begin, self.inner.config.debug.clone(), self.inner.counters.clone()))
+        Ok(TenantClient::new(
+            object,
+            "",
+            shared,
+            switch,
+            self.inner.statements.clone(),
+            self.inner.config.debug.clone(),
+            self.inner.counters.clone(),
+        ))
     }
 
     pub async fn shared_db_with_retry(&self) -> Result<TenantClient> {
@@ -652,23 +644,24 @@ impl TenantManager {
     pub fn dispose(&self) {
         self.inner.disposed.store(true, Ordering::SeqCst);
         let mut tenants = self.inner.tenants.lock().expect("tenant map lock");
-        let ids: Vec<String> = tenants.keys().cloned().collect();
-        for id in ids {
-            self.close_entry(&mut tenants, &id, "dispose");
+        for (_, entry) in tenants.drain() {
+            if let Some(pool) = entry.pool {
+                pool.close();
+            }
         }
         self.inner.shared.close();
+    }
+}
+
+impl crate::directory::TenantDirectory for TenantManager {
+    fn tenant(&self, tenant_id: &str) -> impl std::future::Future<Output = Result<TenantInfo>> + Send {
+        TenantManager::tenant(self, tenant_id)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn startup_option_values_escape_whitespace_and_backslashes() {
-        assert_eq!(option_value("\"tenant_acme\",\"public\""), "\"tenant_acme\",\"public\"");
-        assert_eq!(option_value("a b\\c"), "a\\ b\\\\c");
-    }
 
     #[tokio::test]
     async fn refused_before_any_connection_for_a_bad_id() {

@@ -84,8 +84,20 @@ const RETRYABLE_SQLSTATES: &[&str] = &["53300", "57P03", "57P01"];
 pub fn is_retryable(error: &Error) -> bool {
     match error {
         Error::Timeout(_) => true,
-        Error::Pool(deadpool_postgres::PoolError::Timeout(_)) => true,
-        Error::Pool(deadpool_postgres::PoolError::Backend(e)) | Error::Db(e) => postgres_error_is_transient(e),
+        Error::Pool(crate::error::PoolError::Timeout(_)) => true,
+        Error::Pool(crate::error::PoolError::Backend(e)) | Error::Db(e) => postgres_error_is_transient(e),
+        #[cfg(feature = "sqlx")]
+        Error::Sqlx(e) => sqlx_error_is_transient(e),
+        _ => false,
+    }
+}
+
+#[cfg(feature = "sqlx")]
+fn sqlx_error_is_transient(error: &::sqlx::Error) -> bool {
+    match error {
+        ::sqlx::Error::Io(_) | ::sqlx::Error::PoolTimedOut => true,
+        ::sqlx::Error::Database(_) => crate::sqlx::sqlstate(error)
+            .is_some_and(|code| RETRYABLE_SQLSTATES.contains(&code) || code.starts_with("08")),
         _ => false,
     }
 }
