@@ -57,6 +57,8 @@ CONF
   if as_postgres "$PG_BIN/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
     return 0
   fi
+  # PostgreSQL refuses a data directory others may read; keep it so whatever touched it.
+  chmod 700 "$dir"
   as_postgres "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null ||
     { tail -n 30 "$dir/server.log"; exit 1; }
 }

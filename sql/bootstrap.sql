@@ -27,6 +27,21 @@ $$;
 COMMENT ON SCHEMA mt IS
     'multitenant: schema-per-tenant multi-tenancy (tenant registry, naming, configuration)';
 
+-- CREATE EXTENSION uses a schema mt that exists already. One a non-superuser created (in
+-- PostgreSQL 15 the database owner may create schemas) could later be renamed away and
+-- replaced with look-alike functions that administrators would call: refuse it.
+DO $$
+BEGIN
+    IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+             WHERE n.nspname = 'mt') THEN
+        RAISE EXCEPTION 'schema mt exists and belongs to %, who is not a superuser',
+                        (SELECT pg_catalog.pg_get_userbyid(n.nspowner) FROM pg_catalog.pg_namespace n WHERE n.nspname = 'mt')
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Drop or rename that schema (after checking what it holds), then CREATE EXTENSION multitenant again.';
+    END IF;
+END
+$$;
+
 -- What the public functions call and nobody else should: not API, granted to no one but
 -- the few helpers the public views need, free to change between releases.
 CREATE SCHEMA mt_internal;

@@ -31,24 +31,25 @@ $$;
 COMMENT ON FUNCTION mt_internal.is_extension_member(regclass, oid) IS
     'multitenant: whether an extension owns the object';
 
-CREATE FUNCTION mt.clone_statements(source_schema text, target_schema text)
+-- The DDL of a clone. mt.clone_statements (src/clone.rs) runs this as the source schema's
+-- role: the deparsers want the source on the search path, where whatever the source's
+-- owner created could stand in for a built-in function or operator; as that role, it
+-- gains nothing by it.
+CREATE FUNCTION mt_internal.clone_statements(source_schema text, target_schema text, tracking_table text, source_role oid)
 RETURNS TABLE (step integer, object_type text, object_name text, statement text)
 LANGUAGE plpgsql
-SECURITY DEFINER  -- operators review clones; tenant schemas are not theirs to read
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     source_oid oid := (SELECT n.oid FROM pg_namespace n WHERE n.nspname = source_schema);
     -- The tracking table is the trusted owner's: mt_internal.copy_tracking copies it, not the clone.
-    tracking   oid := to_regclass(format('%I.%I', source_schema, mt.get_config('tracking_table')));
+    tracking   oid := to_regclass(format('%I.%I', source_schema, tracking_table));
     target     text := quote_ident(target_schema);
-    source_role oid;
     unsupported record;
 BEGIN
     IF source_oid IS NULL THEN
         RAISE EXCEPTION 'schema "%" does not exist', source_schema USING ERRCODE = 'invalid_schema_name';
     END IF;
-    source_role := mt_internal.code_role(source_schema);
 
     -- Refuse what would otherwise come out wrong, before anything is written.
     SELECT u.kind, u.name INTO unsupported FROM (
@@ -348,14 +349,15 @@ BEGIN
          WHERE r.relkind = 'm' AND r.relispopulated
     )
     -- Deparsers always qualify some names (function headers, the table of an index or a
-    -- trigger) and bodies are text: whatever still names the source now names the target.
-    SELECT s.step, s.object_type, s.object_name, mt.requalify(s.statement, source_schema, target_schema)
+    -- trigger) and bodies are text: mt.clone_statements makes whatever still names the
+    -- source name the target (multitenant_core::sql_text::requalify).
+    SELECT s.step, s.object_type, s.object_name, s.statement
       FROM statements s
      ORDER BY s.step, s.sort_key, s.statement;
 END
 $$;
-COMMENT ON FUNCTION mt.clone_statements(text, text) IS
-    'multitenant: the DDL that clones one schema into another, step by step (rows are copied between steps 40 and 60); what mt.clone_schema runs';
+COMMENT ON FUNCTION mt_internal.clone_statements(text, text, text, oid) IS
+    'multitenant (internal): the DDL of a clone, computed as the source schema''s role (see mt.clone_statements)';
 
 -- The expression that fills one column of a copied row under an anonymize rule.
 CREATE FUNCTION mt_internal.anonymize_expression(rule jsonb, table_name text, column_name text, column_type text)

@@ -520,13 +520,21 @@ BEGIN
             'it has columns of types outside pg_catalog'
         WHEN EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = rel.oid OR i.inhparent = rel.oid) THEN
             'it takes part in inheritance'
+        -- only the indexes of its constraints (the primary key, name's uniqueness): an
+        -- expression or predicate would run on every insert and ANALYZE
+        WHEN EXISTS (SELECT FROM pg_index i WHERE i.indrelid = rel.oid
+                        AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL
+                             OR NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = rel.oid))) THEN
+            'it has indexes the engine did not create'
+        WHEN EXISTS (SELECT FROM pg_statistic_ext x WHERE x.stxrelid = rel.oid) THEN
+            'it has extended statistics'
     END;
     IF problem IS NOT NULL THEN
-        RAISE EXCEPTION 'tracking table % % is not trusted: %', table_name,
-                        CASE WHEN tenant_id IS NOT NULL THEN format('of tenant "%s"', tenant_id) ELSE '' END, problem
+        RAISE EXCEPTION '%', format('tracking table %s%s is not trusted: %s', table_name,
+                        CASE WHEN tenant_id IS NOT NULL THEN format(' of tenant "%s"', tenant_id) ELSE '' END, problem)
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'The migration engine reads and writes it as the extension owner, so only the extension may shape it.',
-                  HINT = 'Inspect the schema; drop the object and restore the records with the migration engine (mt.mark_missing) once it is safe.';
+                  HINT = 'Inspect the schema and drop the object; the next run creates the table again, and mt.repair_tracking restores its records from the ledger.';
     END IF;
 END
 $$;
@@ -636,6 +644,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     tenant    mt.tenants;
+    grantee   oid;
     -- A superuser may take over what other roles built; mt_admin only what trusted roles did.
     any_owner boolean := (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = session_user);
     tracking  regclass;
@@ -662,6 +671,15 @@ BEGIN
             PERFORM mt_internal.create_tenant_role(tenant.tenant_id);
             objects := mt_internal.hand_over_schema(tenant.schema_name, role_name, any_owner);
             PERFORM mt_internal.grant_schema(tenant.schema_name, role_name);
+            -- Whoever else could use or create in the schema (a squatter, PUBLIC) no longer can:
+            -- an object planted there would be found by the tenant's own code.
+            FOR grantee IN
+                SELECT DISTINCT a.grantee FROM pg_namespace n, aclexplode(n.nspacl) a
+                 WHERE n.nspname = tenant.schema_name AND a.grantee NOT IN (n.nspowner, role_name::regrole)
+            LOOP
+                EXECUTE format('REVOKE ALL ON SCHEMA %I FROM %s', tenant.schema_name,
+                               CASE WHEN grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(grantee)) END);
+            END LOOP;
             UPDATE mt.tenants t SET role_name = assign_tenant_roles.role_name WHERE t.tenant_id = tenant.tenant_id;
         END IF;
         RETURN NEXT;
@@ -797,329 +815,6 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'multitenant-0.2.0', 'copy_tracking_wrapper';
 
-CREATE OR REPLACE FUNCTION mt.clone_statements(source_schema text, target_schema text)
-RETURNS TABLE (step integer, object_type text, object_name text, statement text)
-LANGUAGE plpgsql
-SECURITY DEFINER  -- operators review clones; tenant schemas are not theirs to read
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    source_oid oid := (SELECT n.oid FROM pg_namespace n WHERE n.nspname = source_schema);
-    -- The tracking table is the trusted owner's: mt_internal.copy_tracking copies it, not the clone.
-    tracking   oid := to_regclass(format('%I.%I', source_schema, mt.get_config('tracking_table')));
-    target     text := quote_ident(target_schema);
-    source_role oid;
-    unsupported record;
-BEGIN
-    IF source_oid IS NULL THEN
-        RAISE EXCEPTION 'schema "%" does not exist', source_schema USING ERRCODE = 'invalid_schema_name';
-    END IF;
-    source_role := mt_internal.code_role(source_schema);
-
-    -- Refuse what would otherwise come out wrong, before anything is written.
-    SELECT u.kind, u.name INTO unsupported FROM (
-        SELECT CASE c.relkind WHEN 'p' THEN 'partitioned table' WHEN 'f' THEN 'foreign table' ELSE 'inherited table' END AS kind,
-               c.relname::text AS name
-          FROM pg_class c
-         WHERE c.relnamespace = source_oid
-           AND (c.relkind IN ('p', 'f') OR c.relispartition OR EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = c.oid))
-        UNION ALL
-        SELECT CASE t.typtype WHEN 'r' THEN 'range type' WHEN 'm' THEN 'multirange type' ELSE 'base type' END, t.typname
-          FROM pg_type t
-         WHERE t.typnamespace = source_oid AND t.typtype IN ('b', 'r', 'm')
-           AND NOT (t.typtype = 'b' AND t.typcategory = 'A')                    -- implicit array types
-           AND NOT (t.typtype = 'm' AND EXISTS (SELECT FROM pg_range r WHERE r.rngmultitypid = t.oid))
-        UNION ALL
-        SELECT 'aggregate', p.proname FROM pg_proc p WHERE p.pronamespace = source_oid AND p.prokind = 'a'
-    ) u LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'schema "%" holds the % "%", which cannot be cloned', source_schema, unsupported.kind, unsupported.name
-            USING ERRCODE = 'feature_not_supported';
-    END IF;
-
-    -- From here on the deparsers write the source's objects unqualified.
-    PERFORM set_config('search_path', format('pg_catalog, %I, pg_temp', source_schema), true);
-
-    RETURN QUERY
-    -- Catalog lookups go through indexes (pg_depend by depender, pg_class by oid): the
-    -- catalogs grow with every tenant, and a clone should not slow down as they do.
-    WITH rel AS (
-        SELECT c.oid, c.relname, c.relkind, c.relpersistence, c.reloptions, c.relowner, c.relacl,
-               c.relrowsecurity, c.relforcerowsecurity, c.relispopulated,
-               format('%s.%I', target, c.relname) AS qualified,
-               -- the word ALTER, COMMENT ON and GRANT use for it
-               CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
-                              WHEN 'c' THEN 'TYPE' ELSE 'TABLE' END AS keyword
-          FROM pg_class c
-         WHERE c.relnamespace = source_oid AND c.relkind IN ('r', 'v', 'm', 'S', 'c')
-           AND NOT mt_internal.is_extension_member('pg_class'::regclass, c.oid)
-           AND c.oid IS DISTINCT FROM tracking
-           AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                              AND d.refclassid = 'pg_class'::regclass AND d.refobjid = tracking)
-    ), identity_seq AS (    -- sequences behind identity columns come with their column
-        SELECT s.oid AS seq, o.rel, o.attnum
-          FROM rel s, LATERAL (SELECT d.refobjid AS rel, d.refobjsubid AS attnum FROM pg_depend d
-                                WHERE d.classid = 'pg_class'::regclass AND d.objid = s.oid AND d.objsubid = 0
-                                  AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'i') o
-         WHERE s.relkind = 'S'
-    ), typ AS (
-        SELECT t.oid, t.typname, t.typtype, t.typowner, t.typacl, t.typrelid, format('%s.%I', target, t.typname) AS qualified,
-               CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END AS keyword
-          FROM pg_type t
-         WHERE t.typnamespace = source_oid
-           AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND EXISTS (SELECT FROM rel r WHERE r.oid = t.typrelid AND r.relkind = 'c')))
-           AND NOT mt_internal.is_extension_member('pg_type'::regclass, t.oid)
-    ), fn AS (
-        SELECT p.oid, p.proname, p.prokind, p.proowner, p.proacl, p.proconfig,
-               format('%s.%I(%s)', target, p.proname, pg_get_function_identity_arguments(p.oid)) AS qualified,
-               CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END AS keyword,
-               -- which relations of the schema it needs to exist first (through types or a SQL body)
-               (SELECT max(CASE WHEN r.relkind IN ('v', 'm') THEN 2 ELSE 1 END)
-                  FROM pg_depend d
-                  LEFT JOIN pg_type t ON d.refclassid = 'pg_type'::regclass AND t.oid = d.refobjid
-                  JOIN pg_class r ON r.oid = CASE WHEN d.refclassid = 'pg_class'::regclass THEN d.refobjid ELSE t.typrelid END
-                 WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.objsubid = 0
-                   AND r.relnamespace = source_oid AND r.relkind IN ('r', 'v', 'm')) AS needs
-          FROM pg_proc p
-         WHERE p.pronamespace = source_oid
-           AND NOT mt_internal.is_extension_member('pg_proc'::regclass, p.oid)
-    ), view_depth AS (      -- a view comes after the views it reads
-        WITH RECURSIVE edges AS (
-            SELECT DISTINCT v.oid AS view, u.uses
-              FROM rel v, LATERAL (
-                  SELECT d.refobjid AS uses
-                    FROM pg_rewrite w
-                    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid AND d.objsubid = 0
-                   WHERE w.ev_class = v.oid AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid) u
-              JOIN rel r ON r.oid = u.uses AND r.relkind IN ('v', 'm')
-             WHERE v.relkind IN ('v', 'm')
-        ), walk(view, depth) AS (
-            SELECT oid, 0 FROM rel WHERE relkind IN ('v', 'm')
-            UNION ALL
-            SELECT e.view, w.depth + 1 FROM walk w JOIN edges e ON e.uses = w.view WHERE w.depth < 100
-        )
-        SELECT view, max(depth) AS depth FROM walk GROUP BY view
-    ), statements(step, sort_key, object_type, object_name, statement) AS (
-        -- 10: enums
-        SELECT 10, t.oid::bigint, 'type', t.typname::text,
-               format('CREATE TYPE %s AS ENUM (%s)', t.qualified,
-                      (SELECT string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid))
-          FROM typ t WHERE t.typtype = 'e'
-        UNION ALL
-        -- 11: domains and composite types, in creation order
-        SELECT 11, t.oid::bigint, 'type', t.typname::text,
-               CASE WHEN t.typtype = 'd' THEN
-                   format('CREATE DOMAIN %s AS %s%s%s%s', t.qualified, format_type(b.typbasetype, b.typtypmod),
-                          CASE WHEN b.typcollation <> 0 AND b.typcollation <> bt.typcollation
-                               THEN ' COLLATE ' || b.typcollation::regcollation::text ELSE '' END,
-                          CASE WHEN b.typdefault IS NOT NULL THEN ' DEFAULT ' || b.typdefault ELSE '' END,
-                          CASE WHEN b.typnotnull THEN ' NOT NULL' ELSE '' END)
-               ELSE
-                   format('CREATE TYPE %s AS (%s)', t.qualified,
-                          (SELECT string_agg(format('%I %s%s', a.attname, format_type(a.atttypid, a.atttypmod),
-                                                    CASE WHEN a.attcollation <> 0 AND a.attcollation <> at.typcollation
-                                                         THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END),
-                                             ', ' ORDER BY a.attnum)
-                             FROM pg_attribute a JOIN pg_type at ON at.oid = a.atttypid
-                            WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped))
-               END
-          FROM typ t JOIN pg_type b ON b.oid = t.oid LEFT JOIN pg_type bt ON bt.oid = b.typbasetype
-         WHERE t.typtype IN ('d', 'c')
-        UNION ALL
-        -- 20: sequences (not those of identity columns)
-        SELECT 20, s.oid::bigint, 'sequence', s.relname::text,
-               format('CREATE SEQUENCE %s AS %s INCREMENT BY %s MINVALUE %s MAXVALUE %s START WITH %s CACHE %s %s',
-                      s.qualified, format_type(q.seqtypid, NULL), q.seqincrement, q.seqmin, q.seqmax, q.seqstart, q.seqcache,
-                      CASE WHEN q.seqcycle THEN 'CYCLE' ELSE 'NO CYCLE' END)
-          FROM rel s JOIN pg_sequence q ON q.seqrelid = s.oid
-         WHERE s.relkind = 'S' AND NOT EXISTS (SELECT FROM identity_seq i WHERE i.seq = s.oid)
-        UNION ALL
-        -- 30, 65, 75: functions and procedures, by what they need
-        SELECT CASE f.needs WHEN 1 THEN 65 WHEN 2 THEN 75 ELSE 30 END, f.oid::bigint,
-               lower(f.keyword), f.proname::text,
-               pg_get_functiondef(f.oid)
-          FROM fn f
-        UNION ALL
-        -- 31: domain constraints (they may call the functions)
-        SELECT 31, k.oid::bigint, 'constraint', t.typname || '.' || k.conname,
-               format('ALTER DOMAIN %s ADD CONSTRAINT %I %s', t.qualified, k.conname, pg_get_constraintdef(k.oid))
-          FROM typ t JOIN pg_constraint k ON k.contypid = t.oid
-        UNION ALL
-        -- 40: tables with their columns
-        SELECT 40, r.oid::bigint, 'table', r.relname::text,
-               format('CREATE %sTABLE %s (%s)%s', CASE WHEN r.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END, r.qualified,
-                      coalesce((SELECT string_agg(
-                          format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod))
-                          || CASE WHEN a.attcollation <> 0 AND a.attcollation <> at.typcollation
-                                  THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END
-                          || CASE WHEN a.attgenerated = 's' THEN format(' GENERATED ALWAYS AS (%s) STORED', pg_get_expr(ad.adbin, ad.adrelid))
-                                  WHEN a.attidentity <> '' THEN
-                                      (SELECT format(' GENERATED %s AS IDENTITY (SEQUENCE NAME %s.%I INCREMENT BY %s MINVALUE %s MAXVALUE %s START WITH %s CACHE %s %s)',
-                                                     CASE a.attidentity WHEN 'a' THEN 'ALWAYS' ELSE 'BY DEFAULT' END, target, sc.relname,
-                                                     q.seqincrement, q.seqmin, q.seqmax, q.seqstart, q.seqcache, CASE WHEN q.seqcycle THEN 'CYCLE' ELSE 'NO CYCLE' END)
-                                         FROM identity_seq i JOIN pg_class sc ON sc.oid = i.seq JOIN pg_sequence q ON q.seqrelid = i.seq
-                                        WHERE i.rel = r.oid AND i.attnum = a.attnum)
-                                  WHEN ad.adbin IS NOT NULL THEN ' DEFAULT ' || pg_get_expr(ad.adbin, ad.adrelid)
-                                  ELSE '' END
-                          || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END,
-                          ', ' ORDER BY a.attnum)
-                         FROM pg_attribute a JOIN pg_type at ON at.oid = a.atttypid
-                         LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
-                        WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped), ''),
-                      CASE WHEN r.reloptions IS NOT NULL THEN format(' WITH (%s)', array_to_string(r.reloptions, ', ')) ELSE '' END)
-          FROM rel r WHERE r.relkind = 'r'
-        UNION ALL
-        -- 60: constraints other than foreign keys; 80: foreign keys, after the rows
-        SELECT CASE WHEN k.contype = 'f' THEN 80 ELSE 60 END, k.oid::bigint, 'constraint', r.relname || '.' || k.conname,
-               format('ALTER TABLE %s ADD CONSTRAINT %I %s', r.qualified, k.conname, pg_get_constraintdef(k.oid))
-          FROM rel r JOIN pg_constraint k ON k.conrelid = r.oid
-         WHERE k.contype IN ('p', 'u', 'x', 'c', 'f') AND k.conislocal
-        UNION ALL
-        -- 61, 71: indexes that no constraint owns
-        SELECT CASE WHEN r.relkind = 'm' THEN 71 ELSE 61 END, i.indexrelid::bigint, 'index', ic.relname::text,
-               pg_get_indexdef(i.indexrelid)
-          FROM rel r JOIN pg_index i ON i.indrelid = r.oid JOIN pg_class ic ON ic.oid = i.indexrelid
-         WHERE NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = r.oid AND k.contype IN ('p', 'u', 'x'))
-        UNION ALL
-        -- 62: serial-style sequences owned by a column
-        SELECT 62, s.oid::bigint, 'sequence', s.relname::text,
-               format('ALTER SEQUENCE %s OWNED BY %s.%I', s.qualified, r.qualified, a.attname)
-          FROM rel s
-          CROSS JOIN LATERAL (SELECT d.refobjid, d.refobjsubid FROM pg_depend d
-                               WHERE d.classid = 'pg_class'::regclass AND d.objid = s.oid AND d.objsubid = 0
-                                 AND d.deptype = 'a' AND d.refclassid = 'pg_class'::regclass) d
-          JOIN rel r ON r.oid = d.refobjid
-          JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum = d.refobjsubid
-         WHERE s.relkind = 'S'
-        UNION ALL
-        -- 70: views and materialized views, each after those it reads
-        SELECT 70, v.depth * 4294967296 + r.oid::bigint, lower(r.keyword), r.relname::text,
-               format('CREATE %s %s%s AS %s%s', r.keyword, r.qualified,
-                      CASE WHEN r.reloptions IS NOT NULL THEN format(' WITH (%s)', array_to_string(r.reloptions, ', ')) ELSE '' END,
-                      rtrim(pg_get_viewdef(r.oid), ';'), CASE r.relkind WHEN 'm' THEN ' WITH NO DATA' ELSE '' END)
-          FROM rel r JOIN view_depth v ON v.view = r.oid
-        UNION ALL
-        -- 85: triggers (not the internal ones behind foreign keys), then their enabled state
-        SELECT 85, g.oid::bigint, 'trigger', r.relname || '.' || g.tgname,
-               pg_get_triggerdef(g.oid)
-               || CASE g.tgenabled WHEN 'D' THEN format('; ALTER TABLE %s DISABLE TRIGGER %I', r.qualified, g.tgname)
-                                   WHEN 'R' THEN format('; ALTER TABLE %s ENABLE REPLICA TRIGGER %I', r.qualified, g.tgname)
-                                   WHEN 'A' THEN format('; ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', r.qualified, g.tgname)
-                                   ELSE '' END
-          FROM rel r JOIN pg_trigger g ON g.tgrelid = r.oid
-         WHERE NOT g.tgisinternal
-        UNION ALL
-        -- 86: row level security
-        SELECT 86, r.oid::bigint, 'table', r.relname::text,
-               format('ALTER TABLE %s %s ROW LEVEL SECURITY', r.qualified, CASE WHEN r.relforcerowsecurity THEN 'FORCE' ELSE 'ENABLE' END)
-               || CASE WHEN r.relforcerowsecurity AND r.relrowsecurity THEN format('; ALTER TABLE %s ENABLE ROW LEVEL SECURITY', r.qualified) ELSE '' END
-          FROM rel r WHERE r.relrowsecurity OR r.relforcerowsecurity
-        UNION ALL
-        SELECT 86, p.oid::bigint, 'policy', r.relname || '.' || p.polname,
-               format('CREATE POLICY %I ON %s AS %s FOR %s TO %s%s%s', p.polname, r.qualified,
-                      CASE WHEN p.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
-                      CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
-                      (SELECT string_agg(CASE WHEN role = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(role)) END, ', ') FROM unnest(p.polroles) AS role),
-                      CASE WHEN p.polqual IS NOT NULL THEN format(' USING (%s)', pg_get_expr(p.polqual, p.polrelid)) ELSE '' END,
-                      CASE WHEN p.polwithcheck IS NOT NULL THEN format(' WITH CHECK (%s)', pg_get_expr(p.polwithcheck, p.polrelid)) ELSE '' END)
-          FROM rel r JOIN pg_policy p ON p.polrelid = r.oid
-        UNION ALL
-        -- 90: comments on every kind of object cloned
-        SELECT 90, o.sort_key, 'comment', o.name, format('COMMENT ON %s IS %L', o.target_object, d.description)
-          FROM (
-            SELECT 'pg_class'::regclass AS classid, r.oid AS objid, 0 AS objsubid, r.oid::bigint AS sort_key, r.relname::text AS name,
-                   r.keyword || ' ' || r.qualified AS target_object
-              FROM rel r
-            UNION ALL
-            SELECT 'pg_class'::regclass, r.oid, a.attnum, r.oid::bigint, r.relname || '.' || a.attname, format('COLUMN %s.%I', r.qualified, a.attname)
-              FROM rel r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
-            UNION ALL
-            SELECT 'pg_class'::regclass, ic.oid, 0, ic.oid::bigint, ic.relname::text, format('INDEX %s.%I', target, ic.relname)
-              FROM rel r JOIN pg_index i ON i.indrelid = r.oid JOIN pg_class ic ON ic.oid = i.indexrelid
-            UNION ALL
-            SELECT 'pg_type'::regclass, t.oid, 0, t.oid::bigint, t.typname::text, t.keyword || ' ' || t.qualified
-              FROM typ t WHERE t.typtype <> 'c'
-            UNION ALL
-            SELECT 'pg_proc'::regclass, f.oid, 0, f.oid::bigint, f.proname::text, f.keyword || ' ' || f.qualified
-              FROM fn f
-            UNION ALL
-            SELECT 'pg_constraint'::regclass, k.oid, 0, k.oid::bigint, k.conname::text, format('CONSTRAINT %I ON %s', k.conname, r.qualified)
-              FROM rel r JOIN pg_constraint k ON k.conrelid = r.oid
-            UNION ALL
-            SELECT 'pg_constraint'::regclass, k.oid, 0, k.oid::bigint, k.conname::text, format('CONSTRAINT %I ON DOMAIN %s', k.conname, t.qualified)
-              FROM typ t JOIN pg_constraint k ON k.contypid = t.oid
-            UNION ALL
-            SELECT 'pg_trigger'::regclass, g.oid, 0, g.oid::bigint, g.tgname::text, format('TRIGGER %I ON %s', g.tgname, r.qualified)
-              FROM rel r JOIN pg_trigger g ON g.tgrelid = r.oid WHERE NOT g.tgisinternal
-            UNION ALL
-            SELECT 'pg_policy'::regclass, p.oid, 0, p.oid::bigint, p.polname::text, format('POLICY %I ON %s', p.polname, r.qualified)
-              FROM rel r JOIN pg_policy p ON p.polrelid = r.oid
-          ) o
-          JOIN pg_description d ON d.classoid = o.classid AND d.objoid = o.objid AND d.objsubid = o.objsubid
-        UNION ALL
-        -- 91: privileges as the source has them. The statements run as the target's role,
-        -- which owns what they create: the source's owner (and the source's role) is CURRENT_USER.
-        SELECT 91, o.sort_key, 'grant', o.name,
-               format('REVOKE ALL ON %s %s FROM PUBLIC, CURRENT_USER', o.kind, o.target_object)
-               || coalesce((SELECT string_agg(format('; GRANT %s%s ON %s %s TO %s%s', x.privilege_type,
-                                                     CASE WHEN o.column_name IS NOT NULL THEN format(' (%I)', o.column_name) ELSE '' END,
-                                                     o.kind, o.target_object,
-                                                     CASE WHEN x.grantee = 0 THEN 'PUBLIC'
-                                                          WHEN x.grantee IN (o.owner, source_role) THEN 'CURRENT_USER'
-                                                          ELSE quote_ident(pg_get_userbyid(x.grantee)) END,
-                                                     CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), '')
-                              FROM aclexplode(o.acl) x), '')
-          FROM (
-            SELECT r.oid::bigint AS sort_key, r.relname::text AS name, r.relowner AS owner, r.relacl AS acl, r.qualified AS target_object,
-                   CASE WHEN r.keyword IN ('SEQUENCE', 'TYPE') THEN r.keyword ELSE 'TABLE' END AS kind, NULL::name AS column_name
-              FROM rel r WHERE r.relacl IS NOT NULL
-            UNION ALL
-            SELECT t.oid::bigint, t.typname::text, t.typowner, t.typacl, t.qualified, t.keyword, NULL
-              FROM typ t WHERE t.typacl IS NOT NULL AND t.typtype <> 'c'
-            UNION ALL
-            SELECT f.oid::bigint, f.proname::text, f.proowner, f.proacl, f.qualified, f.keyword, NULL
-              FROM fn f WHERE f.proacl IS NOT NULL
-          ) o
-        UNION ALL
-        -- column privileges add to the table's: grants only
-        SELECT 91, r.oid::bigint, 'grant', r.relname || '.' || a.attname,
-               (SELECT string_agg(format('GRANT %s (%I) ON TABLE %s TO %s%s', x.privilege_type, a.attname, r.qualified,
-                                         CASE WHEN x.grantee = 0 THEN 'PUBLIC'
-                                              WHEN x.grantee IN (r.relowner, source_role) THEN 'CURRENT_USER'
-                                              ELSE quote_ident(pg_get_userbyid(x.grantee)) END,
-                                         CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), '; ')
-                  FROM aclexplode(a.attacl) x)
-          FROM rel r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
-         WHERE a.attacl IS NOT NULL
-        UNION ALL
-        -- 92: function settings; a search_path naming the source names the target instead
-        SELECT 92, f.oid::bigint, lower(f.keyword), f.proname::text,
-               format('ALTER %s %s RESET ALL', f.keyword, f.qualified)
-               || (SELECT string_agg(format('; ALTER %s %s SET %I = %s', f.keyword,
-                                            f.qualified, split_part(setting, '=', 1),
-                                            CASE WHEN split_part(setting, '=', 1) = 'search_path'
-                                                 -- each entry unquoted ("public" is public; SET ... FROM CURRENT stores it so)
-                                                 THEN (SELECT string_agg(quote_literal(CASE WHEN e = source_schema THEN target_schema ELSE e END), ', ' ORDER BY i)
-                                                         FROM unnest(mt_internal.search_path_names(substr(setting, strpos(setting, '=') + 1)))
-                                                              WITH ORDINALITY AS p(e, i))
-                                                 ELSE quote_literal(substr(setting, strpos(setting, '=') + 1)) END), '')
-                     FROM unnest(f.proconfig) AS setting)
-          FROM fn f
-         WHERE EXISTS (SELECT FROM unnest(f.proconfig) AS setting WHERE setting LIKE 'search\_path=%')
-        UNION ALL
-        -- 95: materialized views that hold rows in the source
-        SELECT 95, v.depth * 4294967296 + r.oid::bigint, 'materialized view', r.relname::text,
-               format('REFRESH MATERIALIZED VIEW %s', r.qualified)
-          FROM rel r JOIN view_depth v ON v.view = r.oid
-         WHERE r.relkind = 'm' AND r.relispopulated
-    )
-    -- Deparsers always qualify some names (function headers, the table of an index or a
-    -- trigger) and bodies are text: whatever still names the source now names the target.
-    SELECT s.step, s.object_type, s.object_name, mt.requalify(s.statement, source_schema, target_schema)
-      FROM statements s
-     ORDER BY s.step, s.sort_key, s.statement;
-END
-$$;
 
 
 CREATE OR REPLACE FUNCTION mt_internal.clone_rows(source_schema text, target_schema text, include_data boolean, anonymize jsonb)
@@ -2073,6 +1768,342 @@ SELECT v.tenant_id,
        v.bytes AS schema_bytes
   FROM verdicts v;
 
+CREATE FUNCTION mt_internal.clone_statements(source_schema text, target_schema text, tracking_table text, source_role oid)
+RETURNS TABLE (step integer, object_type text, object_name text, statement text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    source_oid oid := (SELECT n.oid FROM pg_namespace n WHERE n.nspname = source_schema);
+    -- The tracking table is the trusted owner's: mt_internal.copy_tracking copies it, not the clone.
+    tracking   oid := to_regclass(format('%I.%I', source_schema, tracking_table));
+    target     text := quote_ident(target_schema);
+    unsupported record;
+BEGIN
+    IF source_oid IS NULL THEN
+        RAISE EXCEPTION 'schema "%" does not exist', source_schema USING ERRCODE = 'invalid_schema_name';
+    END IF;
+
+    -- Refuse what would otherwise come out wrong, before anything is written.
+    SELECT u.kind, u.name INTO unsupported FROM (
+        SELECT CASE c.relkind WHEN 'p' THEN 'partitioned table' WHEN 'f' THEN 'foreign table' ELSE 'inherited table' END AS kind,
+               c.relname::text AS name
+          FROM pg_class c
+         WHERE c.relnamespace = source_oid
+           AND (c.relkind IN ('p', 'f') OR c.relispartition OR EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = c.oid))
+        UNION ALL
+        SELECT CASE t.typtype WHEN 'r' THEN 'range type' WHEN 'm' THEN 'multirange type' ELSE 'base type' END, t.typname
+          FROM pg_type t
+         WHERE t.typnamespace = source_oid AND t.typtype IN ('b', 'r', 'm')
+           AND NOT (t.typtype = 'b' AND t.typcategory = 'A')                    -- implicit array types
+           AND NOT (t.typtype = 'm' AND EXISTS (SELECT FROM pg_range r WHERE r.rngmultitypid = t.oid))
+        UNION ALL
+        SELECT 'aggregate', p.proname FROM pg_proc p WHERE p.pronamespace = source_oid AND p.prokind = 'a'
+    ) u LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'schema "%" holds the % "%", which cannot be cloned', source_schema, unsupported.kind, unsupported.name
+            USING ERRCODE = 'feature_not_supported';
+    END IF;
+
+    -- From here on the deparsers write the source's objects unqualified.
+    PERFORM set_config('search_path', format('pg_catalog, %I, pg_temp', source_schema), true);
+
+    RETURN QUERY
+    -- Catalog lookups go through indexes (pg_depend by depender, pg_class by oid): the
+    -- catalogs grow with every tenant, and a clone should not slow down as they do.
+    WITH rel AS (
+        SELECT c.oid, c.relname, c.relkind, c.relpersistence, c.reloptions, c.relowner, c.relacl,
+               c.relrowsecurity, c.relforcerowsecurity, c.relispopulated,
+               format('%s.%I', target, c.relname) AS qualified,
+               -- the word ALTER, COMMENT ON and GRANT use for it
+               CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                              WHEN 'c' THEN 'TYPE' ELSE 'TABLE' END AS keyword
+          FROM pg_class c
+         WHERE c.relnamespace = source_oid AND c.relkind IN ('r', 'v', 'm', 'S', 'c')
+           AND NOT mt_internal.is_extension_member('pg_class'::regclass, c.oid)
+           AND c.oid IS DISTINCT FROM tracking
+           AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                              AND d.refclassid = 'pg_class'::regclass AND d.refobjid = tracking)
+    ), identity_seq AS (    -- sequences behind identity columns come with their column
+        SELECT s.oid AS seq, o.rel, o.attnum
+          FROM rel s, LATERAL (SELECT d.refobjid AS rel, d.refobjsubid AS attnum FROM pg_depend d
+                                WHERE d.classid = 'pg_class'::regclass AND d.objid = s.oid AND d.objsubid = 0
+                                  AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'i') o
+         WHERE s.relkind = 'S'
+    ), typ AS (
+        SELECT t.oid, t.typname, t.typtype, t.typowner, t.typacl, t.typrelid, format('%s.%I', target, t.typname) AS qualified,
+               CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END AS keyword
+          FROM pg_type t
+         WHERE t.typnamespace = source_oid
+           AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND EXISTS (SELECT FROM rel r WHERE r.oid = t.typrelid AND r.relkind = 'c')))
+           AND NOT mt_internal.is_extension_member('pg_type'::regclass, t.oid)
+    ), fn AS (
+        SELECT p.oid, p.proname, p.prokind, p.proowner, p.proacl, p.proconfig,
+               format('%s.%I(%s)', target, p.proname, pg_get_function_identity_arguments(p.oid)) AS qualified,
+               CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END AS keyword,
+               -- which relations of the schema it needs to exist first (through types or a SQL body)
+               (SELECT max(CASE WHEN r.relkind IN ('v', 'm') THEN 2 ELSE 1 END)
+                  FROM pg_depend d
+                  LEFT JOIN pg_type t ON d.refclassid = 'pg_type'::regclass AND t.oid = d.refobjid
+                  JOIN pg_class r ON r.oid = CASE WHEN d.refclassid = 'pg_class'::regclass THEN d.refobjid ELSE t.typrelid END
+                 WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.objsubid = 0
+                   AND r.relnamespace = source_oid AND r.relkind IN ('r', 'v', 'm')) AS needs
+          FROM pg_proc p
+         WHERE p.pronamespace = source_oid
+           AND NOT mt_internal.is_extension_member('pg_proc'::regclass, p.oid)
+    ), view_depth AS (      -- a view comes after the views it reads
+        WITH RECURSIVE edges AS (
+            SELECT DISTINCT v.oid AS view, u.uses
+              FROM rel v, LATERAL (
+                  SELECT d.refobjid AS uses
+                    FROM pg_rewrite w
+                    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid AND d.objsubid = 0
+                   WHERE w.ev_class = v.oid AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid) u
+              JOIN rel r ON r.oid = u.uses AND r.relkind IN ('v', 'm')
+             WHERE v.relkind IN ('v', 'm')
+        ), walk(view, depth) AS (
+            SELECT oid, 0 FROM rel WHERE relkind IN ('v', 'm')
+            UNION ALL
+            SELECT e.view, w.depth + 1 FROM walk w JOIN edges e ON e.uses = w.view WHERE w.depth < 100
+        )
+        SELECT view, max(depth) AS depth FROM walk GROUP BY view
+    ), statements(step, sort_key, object_type, object_name, statement) AS (
+        -- 10: enums
+        SELECT 10, t.oid::bigint, 'type', t.typname::text,
+               format('CREATE TYPE %s AS ENUM (%s)', t.qualified,
+                      (SELECT string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid))
+          FROM typ t WHERE t.typtype = 'e'
+        UNION ALL
+        -- 11: domains and composite types, in creation order
+        SELECT 11, t.oid::bigint, 'type', t.typname::text,
+               CASE WHEN t.typtype = 'd' THEN
+                   format('CREATE DOMAIN %s AS %s%s%s%s', t.qualified, format_type(b.typbasetype, b.typtypmod),
+                          CASE WHEN b.typcollation <> 0 AND b.typcollation <> bt.typcollation
+                               THEN ' COLLATE ' || b.typcollation::regcollation::text ELSE '' END,
+                          CASE WHEN b.typdefault IS NOT NULL THEN ' DEFAULT ' || b.typdefault ELSE '' END,
+                          CASE WHEN b.typnotnull THEN ' NOT NULL' ELSE '' END)
+               ELSE
+                   format('CREATE TYPE %s AS (%s)', t.qualified,
+                          (SELECT string_agg(format('%I %s%s', a.attname, format_type(a.atttypid, a.atttypmod),
+                                                    CASE WHEN a.attcollation <> 0 AND a.attcollation <> at.typcollation
+                                                         THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END),
+                                             ', ' ORDER BY a.attnum)
+                             FROM pg_attribute a JOIN pg_type at ON at.oid = a.atttypid
+                            WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped))
+               END
+          FROM typ t JOIN pg_type b ON b.oid = t.oid LEFT JOIN pg_type bt ON bt.oid = b.typbasetype
+         WHERE t.typtype IN ('d', 'c')
+        UNION ALL
+        -- 20: sequences (not those of identity columns)
+        SELECT 20, s.oid::bigint, 'sequence', s.relname::text,
+               format('CREATE SEQUENCE %s AS %s INCREMENT BY %s MINVALUE %s MAXVALUE %s START WITH %s CACHE %s %s',
+                      s.qualified, format_type(q.seqtypid, NULL), q.seqincrement, q.seqmin, q.seqmax, q.seqstart, q.seqcache,
+                      CASE WHEN q.seqcycle THEN 'CYCLE' ELSE 'NO CYCLE' END)
+          FROM rel s JOIN pg_sequence q ON q.seqrelid = s.oid
+         WHERE s.relkind = 'S' AND NOT EXISTS (SELECT FROM identity_seq i WHERE i.seq = s.oid)
+        UNION ALL
+        -- 30, 65, 75: functions and procedures, by what they need
+        SELECT CASE f.needs WHEN 1 THEN 65 WHEN 2 THEN 75 ELSE 30 END, f.oid::bigint,
+               lower(f.keyword), f.proname::text,
+               pg_get_functiondef(f.oid)
+          FROM fn f
+        UNION ALL
+        -- 31: domain constraints (they may call the functions)
+        SELECT 31, k.oid::bigint, 'constraint', t.typname || '.' || k.conname,
+               format('ALTER DOMAIN %s ADD CONSTRAINT %I %s', t.qualified, k.conname, pg_get_constraintdef(k.oid))
+          FROM typ t JOIN pg_constraint k ON k.contypid = t.oid
+        UNION ALL
+        -- 40: tables with their columns
+        SELECT 40, r.oid::bigint, 'table', r.relname::text,
+               format('CREATE %sTABLE %s (%s)%s', CASE WHEN r.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END, r.qualified,
+                      coalesce((SELECT string_agg(
+                          format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod))
+                          || CASE WHEN a.attcollation <> 0 AND a.attcollation <> at.typcollation
+                                  THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END
+                          || CASE WHEN a.attgenerated = 's' THEN format(' GENERATED ALWAYS AS (%s) STORED', pg_get_expr(ad.adbin, ad.adrelid))
+                                  WHEN a.attidentity <> '' THEN
+                                      (SELECT format(' GENERATED %s AS IDENTITY (SEQUENCE NAME %s.%I INCREMENT BY %s MINVALUE %s MAXVALUE %s START WITH %s CACHE %s %s)',
+                                                     CASE a.attidentity WHEN 'a' THEN 'ALWAYS' ELSE 'BY DEFAULT' END, target, sc.relname,
+                                                     q.seqincrement, q.seqmin, q.seqmax, q.seqstart, q.seqcache, CASE WHEN q.seqcycle THEN 'CYCLE' ELSE 'NO CYCLE' END)
+                                         FROM identity_seq i JOIN pg_class sc ON sc.oid = i.seq JOIN pg_sequence q ON q.seqrelid = i.seq
+                                        WHERE i.rel = r.oid AND i.attnum = a.attnum)
+                                  WHEN ad.adbin IS NOT NULL THEN ' DEFAULT ' || pg_get_expr(ad.adbin, ad.adrelid)
+                                  ELSE '' END
+                          || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END,
+                          ', ' ORDER BY a.attnum)
+                         FROM pg_attribute a JOIN pg_type at ON at.oid = a.atttypid
+                         LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+                        WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped), ''),
+                      CASE WHEN r.reloptions IS NOT NULL THEN format(' WITH (%s)', array_to_string(r.reloptions, ', ')) ELSE '' END)
+          FROM rel r WHERE r.relkind = 'r'
+        UNION ALL
+        -- 60: constraints other than foreign keys; 80: foreign keys, after the rows
+        SELECT CASE WHEN k.contype = 'f' THEN 80 ELSE 60 END, k.oid::bigint, 'constraint', r.relname || '.' || k.conname,
+               format('ALTER TABLE %s ADD CONSTRAINT %I %s', r.qualified, k.conname, pg_get_constraintdef(k.oid))
+          FROM rel r JOIN pg_constraint k ON k.conrelid = r.oid
+         WHERE k.contype IN ('p', 'u', 'x', 'c', 'f') AND k.conislocal
+        UNION ALL
+        -- 61, 71: indexes that no constraint owns
+        SELECT CASE WHEN r.relkind = 'm' THEN 71 ELSE 61 END, i.indexrelid::bigint, 'index', ic.relname::text,
+               pg_get_indexdef(i.indexrelid)
+          FROM rel r JOIN pg_index i ON i.indrelid = r.oid JOIN pg_class ic ON ic.oid = i.indexrelid
+         WHERE NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = r.oid AND k.contype IN ('p', 'u', 'x'))
+        UNION ALL
+        -- 62: serial-style sequences owned by a column
+        SELECT 62, s.oid::bigint, 'sequence', s.relname::text,
+               format('ALTER SEQUENCE %s OWNED BY %s.%I', s.qualified, r.qualified, a.attname)
+          FROM rel s
+          CROSS JOIN LATERAL (SELECT d.refobjid, d.refobjsubid FROM pg_depend d
+                               WHERE d.classid = 'pg_class'::regclass AND d.objid = s.oid AND d.objsubid = 0
+                                 AND d.deptype = 'a' AND d.refclassid = 'pg_class'::regclass) d
+          JOIN rel r ON r.oid = d.refobjid
+          JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum = d.refobjsubid
+         WHERE s.relkind = 'S'
+        UNION ALL
+        -- 70: views and materialized views, each after those it reads
+        SELECT 70, v.depth * 4294967296 + r.oid::bigint, lower(r.keyword), r.relname::text,
+               format('CREATE %s %s%s AS %s%s', r.keyword, r.qualified,
+                      CASE WHEN r.reloptions IS NOT NULL THEN format(' WITH (%s)', array_to_string(r.reloptions, ', ')) ELSE '' END,
+                      rtrim(pg_get_viewdef(r.oid), ';'), CASE r.relkind WHEN 'm' THEN ' WITH NO DATA' ELSE '' END)
+          FROM rel r JOIN view_depth v ON v.view = r.oid
+        UNION ALL
+        -- 85: triggers (not the internal ones behind foreign keys), then their enabled state
+        SELECT 85, g.oid::bigint, 'trigger', r.relname || '.' || g.tgname,
+               pg_get_triggerdef(g.oid)
+               || CASE g.tgenabled WHEN 'D' THEN format('; ALTER TABLE %s DISABLE TRIGGER %I', r.qualified, g.tgname)
+                                   WHEN 'R' THEN format('; ALTER TABLE %s ENABLE REPLICA TRIGGER %I', r.qualified, g.tgname)
+                                   WHEN 'A' THEN format('; ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', r.qualified, g.tgname)
+                                   ELSE '' END
+          FROM rel r JOIN pg_trigger g ON g.tgrelid = r.oid
+         WHERE NOT g.tgisinternal
+        UNION ALL
+        -- 86: row level security
+        SELECT 86, r.oid::bigint, 'table', r.relname::text,
+               format('ALTER TABLE %s %s ROW LEVEL SECURITY', r.qualified, CASE WHEN r.relforcerowsecurity THEN 'FORCE' ELSE 'ENABLE' END)
+               || CASE WHEN r.relforcerowsecurity AND r.relrowsecurity THEN format('; ALTER TABLE %s ENABLE ROW LEVEL SECURITY', r.qualified) ELSE '' END
+          FROM rel r WHERE r.relrowsecurity OR r.relforcerowsecurity
+        UNION ALL
+        SELECT 86, p.oid::bigint, 'policy', r.relname || '.' || p.polname,
+               format('CREATE POLICY %I ON %s AS %s FOR %s TO %s%s%s', p.polname, r.qualified,
+                      CASE WHEN p.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
+                      CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
+                      (SELECT string_agg(CASE WHEN role = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(role)) END, ', ') FROM unnest(p.polroles) AS role),
+                      CASE WHEN p.polqual IS NOT NULL THEN format(' USING (%s)', pg_get_expr(p.polqual, p.polrelid)) ELSE '' END,
+                      CASE WHEN p.polwithcheck IS NOT NULL THEN format(' WITH CHECK (%s)', pg_get_expr(p.polwithcheck, p.polrelid)) ELSE '' END)
+          FROM rel r JOIN pg_policy p ON p.polrelid = r.oid
+        UNION ALL
+        -- 90: comments on every kind of object cloned
+        SELECT 90, o.sort_key, 'comment', o.name, format('COMMENT ON %s IS %L', o.target_object, d.description)
+          FROM (
+            SELECT 'pg_class'::regclass AS classid, r.oid AS objid, 0 AS objsubid, r.oid::bigint AS sort_key, r.relname::text AS name,
+                   r.keyword || ' ' || r.qualified AS target_object
+              FROM rel r
+            UNION ALL
+            SELECT 'pg_class'::regclass, r.oid, a.attnum, r.oid::bigint, r.relname || '.' || a.attname, format('COLUMN %s.%I', r.qualified, a.attname)
+              FROM rel r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+            UNION ALL
+            SELECT 'pg_class'::regclass, ic.oid, 0, ic.oid::bigint, ic.relname::text, format('INDEX %s.%I', target, ic.relname)
+              FROM rel r JOIN pg_index i ON i.indrelid = r.oid JOIN pg_class ic ON ic.oid = i.indexrelid
+            UNION ALL
+            SELECT 'pg_type'::regclass, t.oid, 0, t.oid::bigint, t.typname::text, t.keyword || ' ' || t.qualified
+              FROM typ t WHERE t.typtype <> 'c'
+            UNION ALL
+            SELECT 'pg_proc'::regclass, f.oid, 0, f.oid::bigint, f.proname::text, f.keyword || ' ' || f.qualified
+              FROM fn f
+            UNION ALL
+            SELECT 'pg_constraint'::regclass, k.oid, 0, k.oid::bigint, k.conname::text, format('CONSTRAINT %I ON %s', k.conname, r.qualified)
+              FROM rel r JOIN pg_constraint k ON k.conrelid = r.oid
+            UNION ALL
+            SELECT 'pg_constraint'::regclass, k.oid, 0, k.oid::bigint, k.conname::text, format('CONSTRAINT %I ON DOMAIN %s', k.conname, t.qualified)
+              FROM typ t JOIN pg_constraint k ON k.contypid = t.oid
+            UNION ALL
+            SELECT 'pg_trigger'::regclass, g.oid, 0, g.oid::bigint, g.tgname::text, format('TRIGGER %I ON %s', g.tgname, r.qualified)
+              FROM rel r JOIN pg_trigger g ON g.tgrelid = r.oid WHERE NOT g.tgisinternal
+            UNION ALL
+            SELECT 'pg_policy'::regclass, p.oid, 0, p.oid::bigint, p.polname::text, format('POLICY %I ON %s', p.polname, r.qualified)
+              FROM rel r JOIN pg_policy p ON p.polrelid = r.oid
+          ) o
+          JOIN pg_description d ON d.classoid = o.classid AND d.objoid = o.objid AND d.objsubid = o.objsubid
+        UNION ALL
+        -- 91: privileges as the source has them. The statements run as the target's role,
+        -- which owns what they create: the source's owner (and the source's role) is CURRENT_USER.
+        SELECT 91, o.sort_key, 'grant', o.name,
+               format('REVOKE ALL ON %s %s FROM PUBLIC, CURRENT_USER', o.kind, o.target_object)
+               || coalesce((SELECT string_agg(format('; GRANT %s%s ON %s %s TO %s%s', x.privilege_type,
+                                                     CASE WHEN o.column_name IS NOT NULL THEN format(' (%I)', o.column_name) ELSE '' END,
+                                                     o.kind, o.target_object,
+                                                     CASE WHEN x.grantee = 0 THEN 'PUBLIC'
+                                                          WHEN x.grantee IN (o.owner, source_role) THEN 'CURRENT_USER'
+                                                          ELSE quote_ident(pg_get_userbyid(x.grantee)) END,
+                                                     CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), '')
+                              FROM aclexplode(o.acl) x), '')
+          FROM (
+            SELECT r.oid::bigint AS sort_key, r.relname::text AS name, r.relowner AS owner, r.relacl AS acl, r.qualified AS target_object,
+                   CASE WHEN r.keyword IN ('SEQUENCE', 'TYPE') THEN r.keyword ELSE 'TABLE' END AS kind, NULL::name AS column_name
+              FROM rel r WHERE r.relacl IS NOT NULL
+            UNION ALL
+            SELECT t.oid::bigint, t.typname::text, t.typowner, t.typacl, t.qualified, t.keyword, NULL
+              FROM typ t WHERE t.typacl IS NOT NULL AND t.typtype <> 'c'
+            UNION ALL
+            SELECT f.oid::bigint, f.proname::text, f.proowner, f.proacl, f.qualified, f.keyword, NULL
+              FROM fn f WHERE f.proacl IS NOT NULL
+          ) o
+        UNION ALL
+        -- column privileges add to the table's: grants only
+        SELECT 91, r.oid::bigint, 'grant', r.relname || '.' || a.attname,
+               (SELECT string_agg(format('GRANT %s (%I) ON TABLE %s TO %s%s', x.privilege_type, a.attname, r.qualified,
+                                         CASE WHEN x.grantee = 0 THEN 'PUBLIC'
+                                              WHEN x.grantee IN (r.relowner, source_role) THEN 'CURRENT_USER'
+                                              ELSE quote_ident(pg_get_userbyid(x.grantee)) END,
+                                         CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), '; ')
+                  FROM aclexplode(a.attacl) x)
+          FROM rel r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+         WHERE a.attacl IS NOT NULL
+        UNION ALL
+        -- 92: function settings; a search_path naming the source names the target instead
+        SELECT 92, f.oid::bigint, lower(f.keyword), f.proname::text,
+               format('ALTER %s %s RESET ALL', f.keyword, f.qualified)
+               || (SELECT string_agg(format('; ALTER %s %s SET %I = %s', f.keyword,
+                                            f.qualified, split_part(setting, '=', 1),
+                                            CASE WHEN split_part(setting, '=', 1) = 'search_path'
+                                                 -- each entry unquoted ("public" is public; SET ... FROM CURRENT stores it so)
+                                                 THEN (SELECT string_agg(quote_literal(CASE WHEN e = source_schema THEN target_schema ELSE e END), ', ' ORDER BY i)
+                                                         FROM unnest(mt_internal.search_path_names(substr(setting, strpos(setting, '=') + 1)))
+                                                              WITH ORDINALITY AS p(e, i))
+                                                 ELSE quote_literal(substr(setting, strpos(setting, '=') + 1)) END), '')
+                     FROM unnest(f.proconfig) AS setting)
+          FROM fn f
+         WHERE EXISTS (SELECT FROM unnest(f.proconfig) AS setting WHERE setting LIKE 'search\_path=%')
+        UNION ALL
+        -- 95: materialized views that hold rows in the source
+        SELECT 95, v.depth * 4294967296 + r.oid::bigint, 'materialized view', r.relname::text,
+               format('REFRESH MATERIALIZED VIEW %s', r.qualified)
+          FROM rel r JOIN view_depth v ON v.view = r.oid
+         WHERE r.relkind = 'm' AND r.relispopulated
+    )
+    -- Deparsers always qualify some names (function headers, the table of an index or a
+    -- trigger) and bodies are text: mt.clone_statements makes whatever still names the
+    -- source name the target (multitenant_core::sql_text::requalify).
+    SELECT s.step, s.object_type, s.object_name, s.statement
+      FROM statements s
+     ORDER BY s.step, s.sort_key, s.statement;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION "clone_statements"(
+	"source_schema" TEXT, /* & str */
+	"target_schema" TEXT /* & str */
+) RETURNS TABLE (
+	"step" INT,  /* i32 */
+	"object_type" TEXT,  /* String */
+	"object_name" TEXT,  /* String */
+	"statement" TEXT  /* String */
+)
+STRICT VOLATILE SECURITY DEFINER 
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'multitenant-0.2.0', 'clone_statements_wrapper';
+
 -- Comments of what is new or changed.
 
 COMMENT ON FUNCTION mt.adopt_tenants(text, boolean, boolean) IS
@@ -2177,6 +2208,11 @@ COMMENT ON FUNCTION mt.row_copy_statements(text, text, boolean, jsonb, boolean) 
 COMMENT ON FUNCTION mt_internal.close_run(bigint, text) IS
     'multitenant (internal): close a running run as finished, cancelled or abandoned, with its counts';
 
+COMMENT ON FUNCTION mt_internal.clone_statements(text, text, text, oid) IS
+    'multitenant (internal): the DDL of a clone, computed as the source schema''s role (see mt.clone_statements)';
+COMMENT ON FUNCTION mt.clone_statements(text, text) IS
+    'multitenant: the DDL that clones one schema into another, step by step (rows are copied between steps 40 and 60), computed as the source schema''s role; what mt.clone_schema runs';
+
 -- Privileges, as sql/privileges.sql leaves them.
 
 REVOKE ALL ON SCHEMA mt FROM PUBLIC;
@@ -2200,6 +2236,15 @@ GRANT EXECUTE ON FUNCTION
     mt_internal.search_path_names(text),
     mt_internal.is_extension_member(regclass, oid)
    TO mt_admin, mt_monitor;
+
+-- mt.clone_statements computes a clone's DDL as the source schema's role (a tenant's or
+-- the template's, all members of mt_tenant), which needs these.
+GRANT USAGE ON SCHEMA mt_internal TO mt_tenant;
+GRANT EXECUTE ON FUNCTION
+    mt_internal.clone_statements(text, text, text, oid),
+    mt_internal.is_extension_member(regclass, oid),
+    mt_internal.search_path_names(text)
+   TO mt_tenant;
 
 GRANT SELECT ON mt.config, mt.config_options, mt.status, mt.sync_status, mt.health, mt.activity, mt.run_progress, mt.runs, mt.run_tenants,
                 mt.drift_report, mt.drift_summary, mt.applied_migrations, mt.tenants, mt.tenant_directory, mt.settings

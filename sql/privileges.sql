@@ -30,6 +30,15 @@ GRANT EXECUTE ON FUNCTION
     mt_internal.is_extension_member(regclass, oid)
    TO mt_admin, mt_monitor;
 
+-- mt.clone_statements computes a clone's DDL as the source schema's role (a tenant's or
+-- the template's, all members of mt_tenant), which needs these.
+GRANT USAGE ON SCHEMA mt_internal TO mt_tenant;
+GRANT EXECUTE ON FUNCTION
+    mt_internal.clone_statements(text, text, text, oid),
+    mt_internal.is_extension_member(regclass, oid),
+    mt_internal.search_path_names(text)
+   TO mt_tenant;
+
 GRANT SELECT ON mt.config, mt.config_options, mt.status, mt.sync_status, mt.health, mt.activity, mt.run_progress, mt.runs, mt.run_tenants,
                 mt.drift_report, mt.drift_summary, mt.applied_migrations, mt.tenants, mt.tenant_directory, mt.settings
    TO mt_monitor;

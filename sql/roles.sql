@@ -157,13 +157,21 @@ BEGIN
             'it has columns of types outside pg_catalog'
         WHEN EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = rel.oid OR i.inhparent = rel.oid) THEN
             'it takes part in inheritance'
+        -- only the indexes of its constraints (the primary key, name's uniqueness): an
+        -- expression or predicate would run on every insert and ANALYZE
+        WHEN EXISTS (SELECT FROM pg_index i WHERE i.indrelid = rel.oid
+                        AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL
+                             OR NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = rel.oid))) THEN
+            'it has indexes the engine did not create'
+        WHEN EXISTS (SELECT FROM pg_statistic_ext x WHERE x.stxrelid = rel.oid) THEN
+            'it has extended statistics'
     END;
     IF problem IS NOT NULL THEN
-        RAISE EXCEPTION 'tracking table % % is not trusted: %', table_name,
-                        CASE WHEN tenant_id IS NOT NULL THEN format('of tenant "%s"', tenant_id) ELSE '' END, problem
+        RAISE EXCEPTION '%', format('tracking table %s%s is not trusted: %s', table_name,
+                        CASE WHEN tenant_id IS NOT NULL THEN format(' of tenant "%s"', tenant_id) ELSE '' END, problem)
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'The migration engine reads and writes it as the extension owner, so only the extension may shape it.',
-                  HINT = 'Inspect the schema; drop the object and restore the records with the migration engine (mt.mark_missing) once it is safe.';
+                  HINT = 'Inspect the schema and drop the object; the next run creates the table again, and mt.repair_tracking restores its records from the ledger.';
     END IF;
 END
 $$;
@@ -288,6 +296,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     tenant    mt.tenants;
+    grantee   oid;
     -- A superuser may take over what other roles built; mt_admin only what trusted roles did.
     any_owner boolean := (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = session_user);
     tracking  regclass;
@@ -314,6 +323,15 @@ BEGIN
             PERFORM mt_internal.create_tenant_role(tenant.tenant_id);
             objects := mt_internal.hand_over_schema(tenant.schema_name, role_name, any_owner);
             PERFORM mt_internal.grant_schema(tenant.schema_name, role_name);
+            -- Whoever else could use or create in the schema (a squatter, PUBLIC) no longer can:
+            -- an object planted there would be found by the tenant's own code.
+            FOR grantee IN
+                SELECT DISTINCT a.grantee FROM pg_namespace n, aclexplode(n.nspacl) a
+                 WHERE n.nspname = tenant.schema_name AND a.grantee NOT IN (n.nspowner, role_name::regrole)
+            LOOP
+                EXECUTE format('REVOKE ALL ON SCHEMA %I FROM %s', tenant.schema_name,
+                               CASE WHEN grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(grantee)) END);
+            END LOOP;
             UPDATE mt.tenants t SET role_name = assign_tenant_roles.role_name WHERE t.tenant_id = tenant.tenant_id;
         END IF;
         RETURN NEXT;

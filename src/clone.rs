@@ -16,6 +16,50 @@ fn requalify(sql: &str, from_schema: &str, to_schema: &str) -> String {
     sql_text::requalify(sql, from_schema, to_schema)
 }
 
+/// `mt.clone_statements(source_schema, target_schema)`: the DDL that clones one schema into
+/// another, step by step. Computed by `mt_internal.clone_statements` as the source schema's
+/// role, not as the extension owner: the deparsers need the source schema on the search
+/// path, where its owner could have planted a better match for a built-in function or
+/// operator.
+#[pg_extern(security_definer, volatile, requires = ["clone"])]
+#[search_path(pg_catalog, pg_temp)]
+fn clone_statements(
+    source_schema: &str,
+    target_schema: &str,
+) -> TableIterator<
+    'static,
+    (name!(step, i32), name!(object_type, String), name!(object_name, String), name!(statement, String)),
+> {
+    let role = crate::roles::code_role(source_schema);
+    let tracking_table = Spi::get_one::<String>("SELECT mt.get_config('tracking_table')")
+        .unwrap_or_else(|e| error!("{e}"))
+        .unwrap_or_default();
+    let statements = crate::roles::run_as(role, crate::roles::BOOKKEEPING_PATH, || {
+        Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT step, object_type, object_name, statement FROM mt_internal.clone_statements($1, $2, $3, $4)",
+                    None,
+                    &[source_schema.into(), target_schema.into(), tracking_table.as_str().into(), role.into()],
+                )?
+                .map(|row| {
+                    let statement = row.get::<String>(4)?.unwrap_or_default();
+                    Ok((
+                        row.get::<i32>(1)?.unwrap_or_default(),
+                        row.get::<String>(2)?.unwrap_or_default(),
+                        row.get::<String>(3)?.unwrap_or_default(),
+                        // Deparsers qualify some names and bodies are text: whatever still
+                        // names the source now names the target.
+                        sql_text::requalify(&statement, source_schema, target_schema),
+                    ))
+                })
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        })
+        .unwrap_or_else(|e| error!("{e}"))
+    });
+    TableIterator::new(statements)
+}
+
 /// `mt_internal.copy_tracking(source_schema, target_schema, to_format)` (internal): gives a clone the
 /// tracking records of its source, in `to_format` (default: the source's), as the trusted
 /// owner: the source's table is checked like every tracking table before it is read, and

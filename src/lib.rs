@@ -67,6 +67,7 @@ extension_sql_file!(
         seed::seed_all,
         roles::execute_as,
         clone::copy_tracking,
+        clone::clone_statements,
         migrations::repair_tracking,
         "clone",
         "seeds",

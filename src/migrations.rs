@@ -258,7 +258,7 @@ fn run_in_process(function: &str, operation: Operation, scope: &str, target: Tar
     let plan = Plan::load(scope);
     let outcome =
         Job { tx: &Subtransactions, settings: &settings, plan: &plan, target: &target, operation, run_id }.run();
-    unsafe { pg_sys::AtEOXact_GUC(true, nest_level) };
+    unsafe { pg_sys::AtEOXact_GUC(false, nest_level) };
     crate::engine::finish_run(run_id, crate::engine::run_status::FINISHED);
     RunResult { tenant_id: target.tenant_id.clone().unwrap_or_default(), schema: target.schema, outcome }
 }

@@ -47,10 +47,12 @@ pub fn code_role(schema: &str) -> pg_sys::Oid {
         .unwrap_or_else(|| error!("multitenant: schema \"{schema}\" has no role to run as"))
 }
 
-/// Runs `body` as `role` with `search_path`, like a SECURITY DEFINER function with a SET
-/// clause: the code cannot `SET ROLE` its way back (SECURITY_LOCAL_USERID_CHANGE) and every
-/// setting it changes is undone afterwards. When `body` raises, the abort of the enclosing
-/// (sub)transaction restores both, as it does for SECURITY DEFINER functions.
+/// Runs `body` as `role` with `search_path`, the way PostgreSQL runs an index expression
+/// during a maintenance command: the code cannot `SET ROLE` its way back
+/// (SECURITY_LOCAL_USERID_CHANGE), cannot leave temporary objects behind for later code of
+/// the session to find (SECURITY_RESTRICTED_OPERATION), and every setting it changes, with
+/// `SET` or `SET LOCAL`, is undone afterwards. When `body` raises, the abort of the enclosing
+/// (sub)transaction restores all of it, as it does for SECURITY DEFINER functions.
 ///
 /// A superuser role is refused unless the caller is a superuser too: tenant code never runs
 /// with more privilege than whoever asked for it.
@@ -69,11 +71,13 @@ pub fn run_as<R>(role: pg_sys::Oid, search_path: &str, body: impl FnOnce() -> R)
     unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut context) };
     let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
     set_search_path(search_path);
-    unsafe { pg_sys::SetUserIdAndSecContext(role, context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32) };
+    let restricted = (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32;
+    unsafe { pg_sys::SetUserIdAndSecContext(role, context | restricted) };
     let result = body();
     unsafe {
         pg_sys::SetUserIdAndSecContext(user, context);
-        pg_sys::AtEOXact_GUC(true, nest_level);
+        // false: undo plain SETs too, not only SET LOCAL (as index builds do).
+        pg_sys::AtEOXact_GUC(false, nest_level);
     }
     result
 }

@@ -107,7 +107,7 @@ fn migrate_a_drizzle_folder_with_the_hashes_of_the_server_loader() {
     let url = fresh_database("cli_drizzle");
     let dir = scratch("drizzle");
     copy_dir(&examples(), &dir);
-    open_to_postgres(dir.parent().unwrap());
+    open_to_postgres(&dir);
     mt_exit(&url, &["tenant", "create", "acme", "globex"], 0);
 
     let first = mt_exit(&url, &["migrate", "--folder", dir.to_str().unwrap(), "--json"], 0).json();

@@ -232,6 +232,8 @@ fn wait_for_cluster() {
 }
 
 fn start_cluster(data_dir: &str) {
+    // PostgreSQL refuses to start on a data directory that others may read.
+    std::fs::set_permissions(data_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let log = format!("{data_dir}/server.log");
     let started = pg_ctl(data_dir, &["-l", &log, "-w", "-t", "60", "start"]);
     assert!(started.status.success(), "pg_ctl start: {}", String::from_utf8_lossy(&started.stderr));
