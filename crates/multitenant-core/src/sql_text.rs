@@ -191,6 +191,16 @@ pub fn created_names(sql: &str, schema: &str) -> BTreeSet<String> {
     let tokens = lex(sql);
     let mut names = BTreeSet::new();
     for (i, token) in tokens.iter().enumerate() {
+        // `ALTER TABLE "public"."a" RENAME TO "b"`: b is the tenant's too.
+        if token.is_word("rename") && tokens.get(i + 1).is_some_and(|t| t.is_word("to")) {
+            // (RENAME COLUMN, CONSTRAINT or a bare column name has another word before TO.)
+            let renames_an_object =
+                tokens[..i].iter().rev().take_while(|t| t.kind != Kind::Punct(';')).any(|t| t.is_word("alter"));
+            if let (true, Some(name)) = (renames_an_object, tokens.get(i + 2).and_then(Token::ident)) {
+                names.insert(name.to_string());
+            }
+            continue;
+        }
         if !token.is_word("create") {
             continue;
         }
@@ -324,6 +334,17 @@ mod tests {
 
     fn set(names: &[&str]) -> BTreeSet<String> {
         names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn renamed_objects_are_the_tenants_too() {
+        let sql = r#"ALTER TABLE "public"."teams" RENAME TO "workspaces";
+            ALTER TABLE "public"."workspaces" RENAME COLUMN "name" TO "title";
+            ALTER TYPE "public"."mood" RENAME TO "feeling";
+            ALTER TABLE "tasks" ADD CONSTRAINT "fk" FOREIGN KEY ("w") REFERENCES "public"."workspaces"("id");"#;
+        let names = created_names(sql, "public");
+        assert_eq!(names, set(&["feeling", "workspaces"]));
+        assert!(unqualify(sql, "public", &names).contains(r#"REFERENCES "workspaces"("id")"#));
     }
 
     #[test]
