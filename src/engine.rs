@@ -673,9 +673,15 @@ pub fn pending_and_orphans(schema: &str, scope: &str) -> Option<(usize, usize)> 
 }
 
 fn read_records(table: &str, format: TrackingFormat) -> Vec<Record> {
+    select_records(&format.select_records_sql(table), &[], table)
+}
+
+/// The records a query returns as `(id, name, hash, journal_when, applied_at_ms)`: a
+/// tracking table's (any format) or the ledger's. `what` names it in an error.
+fn select_records(sql: &str, args: &[DatumWithOid], what: &str) -> Vec<Record> {
     Spi::connect(|client| {
         client
-            .select(&format.select_records_sql(table), None, &[])?
+            .select(sql, None, args)?
             .map(|row| {
                 Ok(Record {
                     id: row.get::<i32>(1)?.unwrap_or_default(),
@@ -687,7 +693,7 @@ fn read_records(table: &str, format: TrackingFormat) -> Vec<Record> {
             })
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()
     })
-    .unwrap_or_else(|e| error!("multitenant: cannot read {table}: {e}"))
+    .unwrap_or_else(|e| error!("multitenant: cannot read {what}: {e}"))
 }
 
 /// Creates `schema`'s tracking table `table_name` in `format` holding `records` (ids kept),
@@ -797,27 +803,13 @@ fn ensure_ledger_trigger(schema: &str) {
 
 /// The ledger's records of one tenant, by id.
 pub fn ledger_records(tenant_id: &str) -> Vec<Record> {
-    Spi::connect(|client| {
-        client
-            .select(
-                "SELECT record_id, name, hash, journal_when, \
-                        (pg_catalog.date_part('epoch', applied_at) OPERATOR(pg_catalog.*) 1000)::bigint \
-                   FROM mt.tracking_records WHERE tenant_id = $1 ORDER BY record_id",
-                None,
-                &[tenant_id.into()],
-            )?
-            .map(|row| {
-                Ok(Record {
-                    id: row.get::<i32>(1)?.unwrap_or_default(),
-                    name: row.get::<String>(2)?,
-                    hash: row.get::<String>(3)?,
-                    journal_when: row.get::<i64>(4)?,
-                    applied_at_ms: row.get::<i64>(5)?,
-                })
-            })
-            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
-    })
-    .unwrap_or_else(|e| error!("multitenant: cannot read the ledger: {e}"))
+    select_records(
+        "SELECT record_id, name, hash, journal_when, \
+                (pg_catalog.date_part('epoch', applied_at) OPERATOR(pg_catalog.*) 1000)::bigint \
+           FROM mt.tracking_records WHERE tenant_id = $1 ORDER BY record_id",
+        &[tenant_id.into()],
+        "the ledger",
+    )
 }
 
 /// Refuses to go on with a tenant whose tracking table (`table`: its records, or None when
