@@ -17,7 +17,7 @@ use multitenant_client::{
     with_tenant, Config, Error, HealthCheckOptions, HealthStatus, RetryConfig, Statements, TenantCacheConfig,
     TenantManager, WarmupOptions,
 };
-use multitenant_integration::{connect, fresh_database, Client};
+use multitenant_integration::{base_url, connect, fresh_database, Client};
 use tower::ServiceExt;
 
 /// The database name at the end of a connection URL.
@@ -924,5 +924,114 @@ fn evicting_a_pool_never_fails_a_checkout_in_progress() {
         }
         assert!(manager.metrics().pools_evicted > 0, "pools were evicted meanwhile");
         assert!(manager.pool_count() <= 3);
+    });
+}
+
+async fn insert_email(TenantDb(db): TenantDb) -> Result<String, Error> {
+    db.execute_and_commit("INSERT INTO emails VALUES ('a@example.com')", &[]).await?;
+    Ok("created".into())
+}
+
+#[test]
+fn metrics_go_to_the_applications_registry_and_errors_keep_the_servers_cause() {
+    use multitenant_client::prometheus_client::{
+        encoding::text::encode, metrics::counter::Counter, registry::Registry,
+    };
+    let url = database_with_tenants("observe", 2);
+    as_tenant(&mut connect(&url), "t1", "CREATE TABLE tenant_t1.emails (email text PRIMARY KEY)");
+    run(async move {
+        let manager = TenantManager::new(config(&url, 2)).unwrap();
+        // The application's registry, with a metric of its own.
+        let mut registry = Registry::default();
+        let requests = Counter::<u64>::default();
+        registry.register("app_requests", "Requests", requests.clone());
+        manager.register_metrics(&mut registry);
+        requests.inc();
+        let scrape = |registry: &Registry| {
+            let mut text = String::new();
+            encode(&mut text, registry).unwrap();
+            text
+        };
+
+        for _ in 0..3 {
+            marker(&manager, "t1").await;
+        }
+        marker(&manager, "t2").await;
+        manager.db("t1").await.unwrap().execute_and_commit("INSERT INTO emails VALUES ('a@x')", &[]).await.unwrap();
+        let duplicate = manager
+            .db("t1")
+            .await
+            .unwrap()
+            .execute_and_commit("INSERT INTO emails VALUES ('a@x')", &[])
+            .await
+            .unwrap_err();
+        // The server's SQLSTATE and message, never tokio-postgres's bare "db error".
+        assert_eq!((duplicate.sqlstate(), duplicate.kind()), (Some("23505"), "database"));
+        let text = duplicate.to_string();
+        assert!(text.starts_with("23505: duplicate key value violates unique constraint \"emails_pkey\""), "{text}");
+        assert!(!text.contains("db error"), "{text}");
+        assert_eq!(multitenant_client::web::status_of(&duplicate), StatusCode::CONFLICT);
+        let missing = manager.db("t2").await.unwrap().query("SELECT * FROM nope", &[]).await.unwrap_err();
+        assert!(missing.to_string().starts_with("42P01: relation \"nope\" does not exist"), "{missing}");
+        assert!(matches!(manager.db("ghost").await, Err(Error::TenantNotFound(_))));
+
+        let text = scrape(&registry);
+        for expected in [
+            "app_requests_total 1",
+            "multitenant_client_checkouts_total 7",
+            "multitenant_client_query_duration_seconds_count{tenant=\"t1\"} 5",
+            "multitenant_client_query_duration_seconds_count{tenant=\"t2\"} 2",
+            "multitenant_client_errors_total{tenant=\"t1\",kind=\"database\",sqlstate=\"23505\"} 1",
+            "multitenant_client_errors_total{tenant=\"t2\",kind=\"database\",sqlstate=\"42P01\"} 1",
+            "multitenant_client_errors_total{tenant=\"_unregistered\",kind=\"tenant_not_found\",sqlstate=\"\"} 1",
+            "multitenant_client_connections{pool=\"_shared\",state=\"total\"}",
+            "# TYPE multitenant_client_checkout_duration_seconds histogram",
+        ] {
+            assert!(text.contains(expected), "{expected} missing from\n{text}");
+        }
+        assert!(!text.contains("ghost"), "a made-up id never becomes a label: {text}");
+        // Read at each scrape, from the same registry; prometheus() shows the same metrics.
+        marker(&manager, "t2").await;
+        assert!(scrape(&registry).contains("multitenant_client_query_duration_seconds_count{tenant=\"t2\"} 3"));
+        assert!(manager.prometheus().contains("multitenant_client_query_duration_seconds_count{tenant=\"t2\"} 3"));
+
+        // Snapshots and health serialize to JSON.
+        let metrics = serde_json::to_value(manager.metrics()).unwrap();
+        assert_eq!((metrics["checkouts"].as_u64(), metrics["errors"].as_u64()), (Some(8), Some(3)), "{metrics}");
+        let health = manager
+            .health_check(HealthCheckOptions {
+                tenant_ids: Some(vec!["t1".into(), "ghost".into()]),
+                ..Default::default()
+            })
+            .await;
+        let health = serde_json::to_value(&health).unwrap();
+        assert_eq!(health["healthy"], false, "{health}");
+        assert_eq!(health["pools"][0]["status"], "ok", "{health}");
+        assert_eq!(health["pools"][1]["status"], "unhealthy", "{health}");
+        assert!(health["pools"][1]["error"].as_str().unwrap().contains("not found"), "{health}");
+        assert_eq!(health["shared_db"]["status"], "ok", "{health}");
+
+        // Through axum: a handler returning the error answers 409 with the SQLSTATE.
+        let resolver = TenantResolver::new(manager.clone(), TenantSource::Header("x-tenant-id".into()));
+        let app = Router::new()
+            .route("/emails", axum::routing::post(insert_email))
+            .layer(axum::middleware::from_fn_with_state(resolver, resolve_tenant));
+        let post = || {
+            let request = Request::builder().method("POST").uri("/emails").header("x-tenant-id", "t1");
+            app.clone().oneshot(request.body(Body::empty()).unwrap())
+        };
+        assert_eq!(post().await.unwrap().status(), StatusCode::OK);
+        let conflict = post().await.unwrap();
+        assert_eq!(conflict.status(), StatusCode::CONFLICT);
+        let body: serde_json::Value =
+            serde_json::from_slice(&axum::body::to_bytes(conflict.into_body(), 4096).await.unwrap()).unwrap();
+        assert_eq!((body["sqlstate"].as_str(), body["kind"].as_str()), (Some("23505"), Some("database")), "{body}");
+
+        // A connection refused by the server keeps its cause too.
+        let nowhere = TenantManager::new(config(&format!("{}/no_such_database", base_url()), 1)).unwrap();
+        let error = nowhere.db("t1").await.err().expect("no such database");
+        assert_eq!(error.sqlstate(), Some("3D000"), "{error}");
+        let text = error.to_string();
+        assert!(text.contains("cannot connect: 3D000: database \"no_such_database\" does not exist"), "{text}");
     });
 }

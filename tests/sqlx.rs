@@ -181,3 +181,71 @@ fn the_axum_layer_resolves_tenants_with_sqlx() {
         assert_eq!(call(Some("t3")).await.unwrap().status(), StatusCode::FORBIDDEN);
     });
 }
+
+async fn insert_email(SqlxTenantDb(mut tx): SqlxTenantDb) -> Result<String, Error> {
+    sqlx::query("INSERT INTO emails VALUES ($1)").bind("a@example.com").execute(&mut tx).await?;
+    tx.commit().await?;
+    Ok("created".into())
+}
+
+async fn first_email(SqlxTenantDb(mut tx): SqlxTenantDb) -> Result<String, Error> {
+    let row = sqlx::query("SELECT email FROM emails WHERE email = 'nobody'").fetch_one(&mut tx).await?;
+    Ok(row.get(0))
+}
+
+#[test]
+fn sqlx_metrics_errors_and_statuses() {
+    use multitenant_client::prometheus_client::{encoding::text::encode, registry::Registry};
+    let (url, app_url, _) = setup("sqlx_observe", 2);
+    let mut admin = connect(&url);
+    for tenant in ["t1", "t2"] {
+        admin
+            .batch_execute(&format!(
+                "BEGIN; SELECT set_config('role', role_name, true) FROM mt.tenant_directory WHERE tenant_id = '{tenant}'; \
+                 CREATE TABLE tenant_{tenant}.emails (email text PRIMARY KEY); COMMIT"
+            ))
+            .unwrap();
+    }
+    run(async move {
+        let pool = SqlxTenantPool::connect(&app_url, 2, SqlxConfig::default()).await.unwrap();
+        let mut registry = Registry::default();
+        pool.register_metrics(&mut registry);
+        for _ in 0..2 {
+            count_markers(&pool, "t1").await;
+        }
+        count_markers(&pool, "t2").await;
+        assert!(matches!(pool.begin("ghost").await, Err(Error::TenantNotFound(_))));
+
+        let resolver = TenantResolver::new(pool.clone(), TenantSource::Header("x-tenant-id".into()));
+        let app = Router::new()
+            .route("/emails", get(first_email).post(insert_email))
+            .layer(axum::middleware::from_fn_with_state(resolver, resolve_tenant));
+        let call = |method: &str| {
+            let request = Request::builder().method(method).uri("/emails").header("x-tenant-id", "t2");
+            app.clone().oneshot(request.body(Body::empty()).unwrap())
+        };
+        assert_eq!(call("POST").await.unwrap().status(), StatusCode::OK);
+        let conflict = call("POST").await.unwrap();
+        assert_eq!(conflict.status(), StatusCode::CONFLICT, "a unique violation");
+        let body: serde_json::Value =
+            serde_json::from_slice(&axum::body::to_bytes(conflict.into_body(), 4096).await.unwrap()).unwrap();
+        assert_eq!(body["sqlstate"], "23505", "{body}");
+        assert!(body["error"].as_str().unwrap().starts_with("23505: duplicate key value"), "{body}");
+        assert_eq!(call("GET").await.unwrap().status(), StatusCode::NOT_FOUND, "fetch_one found nothing");
+
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        for expected in [
+            // count_markers: one statement per checkout; the handlers: 3 statements for t2.
+            "multitenant_client_query_duration_seconds_count{tenant=\"t1\"} 2",
+            "multitenant_client_query_duration_seconds_count{tenant=\"t2\"} 4",
+            "multitenant_client_checkouts_total 6",
+            "multitenant_client_errors_total{tenant=\"t2\",kind=\"sqlx\",sqlstate=\"23505\"} 1",
+            "multitenant_client_errors_total{tenant=\"_unregistered\",kind=\"tenant_not_found\",sqlstate=\"\"} 1",
+            "multitenant_client_connections{pool=\"_shared\",state=\"total\"}",
+        ] {
+            assert!(text.contains(expected), "{expected} missing from\n{text}");
+        }
+        assert!(!text.contains("ghost"), "{text}");
+    });
+}

@@ -1,27 +1,38 @@
-//! Queries per second through the client, against a plain deadpool pool in the same run.
+//! Queries per second through the client, against a plain pool of the same driver in the same
+//! run, for both drivers (tokio-postgres and sqlx), connected directly and through a real
+//! PgBouncer in transaction mode.
 //!
-//! 1,000 tenants, each with `users(id int primary key, email text)` of 100 rows. Every
-//! operation checks out a connection, runs `SELECT email FROM users WHERE id = $1` (a
-//! prepared statement) and gives the connection back:
+//! TENANTS tenants, each with `users(id int primary key, email text)` of 100 rows. Every
+//! operation checks out a connection, runs `SELECT email FROM users WHERE id = $1` and gives
+//! the connection back; 32 tasks share 16 connections (16 client connections to PgBouncer,
+//! whose pool has 16 server connections). Variants:
 //!
-//! - baseline: a plain deadpool pool, no tenancy, the same query on `public.users`;
-//! - shared pool: `TenantManager` in shared-pool mode, tenants in round robin (each
-//!   checkout a transaction that switches `search_path`), ended by dropping the checkout
-//!   (rolled back in the background), by an awaited `commit()`, or by `query_and_commit`
-//!   (the `COMMIT` pipelined behind the query);
-//! - pool per tenant: `max_pools` 50, tenants in round robin (the LRU churns, as it
-//!   does for the predecessor with more active tenants than pools).
+//! - tokio-postgres baseline: a plain deadpool-postgres pool, no tenancy, the query on
+//!   `public.users` (a cached named statement directly; unnamed, `query_typed`, through
+//!   PgBouncer, where named statements do not survive);
+//! - the same plain pool with the transaction a checkout costs (`BEGIN`, `set_config`, the
+//!   query, `COMMIT`), no tenancy: what the mandated transaction costs by itself;
+//! - `TenantManager` (shared pool; `behind_transaction_pooler()` through PgBouncer), tenants in
+//!   round robin, each checkout ended by `query_and_commit` (the `COMMIT` pipelined behind the
+//!   query) or by an awaited `commit()`; directly, also with unnamed statements
+//!   (`behind_transaction_pooler()`), which have no per-connection cache to miss;
+//! - sqlx baseline: a plain `PgPool`, `sqlx::query(…).fetch_one(&pool)` (cached statements),
+//!   directly; through PgBouncer (`statement_cache_capacity(0)`, `persistent(false)`) the
+//!   same in a transaction of its own (`begin`, query, `commit`), since sqlx's unnamed
+//!   statement outside a transaction is not safe there (it spans two Syncs: PgBouncer may
+//!   switch server connections in between, 26000); that form is measured directly too;
+//! - `SqlxTenantPool` over the same kind of pool (`behind_transaction_pooler()` through
+//!   PgBouncer): `begin(tenant)`, the query, `commit()`.
 //!
-//! - a second baseline: the plain pool with the same transaction per checkout (`BEGIN`,
-//!   `set_config`, query, `COMMIT`) and no tenancy, to separate what the mandated
-//!   transaction costs from what the client adds.
+//! Each variant runs SECONDS untimed (warm caches), then SECONDS timed. Ratios are against
+//! the same driver's plain pool on the same path.
 //!
-//! Each comparison runs twice: against the server on this host, where client and server
-//! share two cores and every extra message costs CPU, and through a proxy that delays each
-//! direction by 1 ms, where an application and its database sit on different machines and
-//! round trips, not CPU, bound the rate.
+//! Usage: client [TENANTS] [SECONDS] [--hop]      (default 1000 3)
 //!
-//! Usage: client [TENANTS] [SECONDS]      (default 1000 5; 32 tasks, 16 connections)
+//! `MT_BENCH_URL` is the server; `MT_BENCH_PGBOUNCER_URL` (the same server through PgBouncer
+//! in transaction mode, which `bench/run.sh client` starts) adds the PgBouncer path. `--hop`
+//! adds both paths again through a proxy that delays each direction by 1 ms (an application
+//! and its database on different machines).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,15 +40,31 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use multitenant_bench::{fresh_database, url};
+use multitenant_client::sqlx::{SqlxConfig, SqlxTenantPool};
 use multitenant_client::{Config, TenantManager};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::Row;
+use tokio_postgres::types::{ToSql, Type};
 
 const TASKS: usize = 32;
 const CONNECTIONS: usize = 16;
 const QUERY: &str = "SELECT email FROM users WHERE id = $1";
+const DATABASE: &str = "bench_client";
 
 fn setup(tenants: usize) -> String {
-    let database = "bench_client";
-    let mut client = fresh_database(database);
+    let mut client = fresh_database(DATABASE);
+    // Tenant roles are cluster-wide: this database's have names of their own, and those an
+    // earlier run left behind go first.
+    let stale: Vec<String> = client
+        .query("SELECT rolname::text FROM pg_roles WHERE starts_with(rolname, 'bench_client_')", &[])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for role in stale {
+        client.batch_execute(&format!("DROP ROLE \"{role}\"")).unwrap();
+    }
+    client.batch_execute("SELECT mt.set_config('tenant_role_template', 'bench_client_{schema}')").unwrap();
     client
         .batch_execute(
             "SELECT mt.add_migration('0000_users', 'CREATE TABLE users (id int PRIMARY KEY, email text NOT NULL);
@@ -53,11 +80,11 @@ fn setup(tenants: usize) -> String {
         )
         .unwrap();
     client.query("SELECT * FROM mt.migrate_all()", &[]).unwrap();
-    url(database)
+    url(DATABASE)
 }
 
-/// Runs `op` from TASKS tasks for `seconds` untimed (warm caches: every connection sees
-/// every tenant's statement), then for `seconds` timed; returns operations per second.
+/// Runs `op` from TASKS tasks for `seconds` untimed (warm caches), then for `seconds` timed;
+/// returns operations per second.
 async fn measure<F, Fut>(seconds: u64, op: F) -> f64
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
@@ -105,104 +132,220 @@ fn plain_pool(url: &str) -> Pool {
     Pool::builder(manager).max_size(CONNECTIONS).runtime(Runtime::Tokio1).build().unwrap()
 }
 
-/// How a checkout ends.
+fn id_of(n: u64) -> i32 {
+    (n % 100 + 1) as i32
+}
+
+fn tenant_of(n: u64, tenants: usize) -> String {
+    format!("t{}", n % tenants as u64 + 1)
+}
+
+/// How a tokio-postgres checkout ends.
 #[derive(Clone, Copy)]
 enum Ending {
-    /// Dropped: the `ROLLBACK` is queued, not waited for.
-    Dropped,
+    /// `query_and_commit`: the `COMMIT` pipelined behind the query.
+    QueryAndCommit,
     /// `commit()` awaited after the query.
     Committed,
-    /// `query_and_commit`: the `COMMIT` pipelined behind the query.
-    CommittedWithQuery,
 }
 
-/// The query for tenants in round robin through `manager`, each checkout ended as `ending`.
-async fn tenant_queries(seconds: u64, manager: &TenantManager, tenants: usize, ending: Ending) -> f64 {
-    let manager = manager.clone();
-    measure(seconds, move |n| {
-        let manager = manager.clone();
-        async move {
-            let mut db = manager.db(&format!("t{}", n % tenants as u64 + 1)).await.unwrap();
-            let id = (n % 100 + 1) as i32;
-            match ending {
-                Ending::Dropped => drop(db.query_one(QUERY, &[&id]).await.unwrap()),
-                Ending::Committed => {
-                    db.query_one(QUERY, &[&id]).await.unwrap();
-                    db.commit().await.unwrap();
-                }
-                Ending::CommittedWithQuery => assert_eq!(db.query_and_commit(QUERY, &[&id]).await.unwrap().len(), 1),
-            }
-        }
-    })
-    .await
+/// One path to the server: directly, or through PgBouncer in transaction mode.
+struct Path {
+    label: String,
+    url: String,
+    pooler: bool,
 }
 
-/// Every variant against one server address; prints a table of queries per second.
-async fn compare(label: &str, database_url: &str, tenants: usize, seconds: u64) {
-    let plain = plain_pool(database_url);
-    let baseline = measure(seconds, move |n| {
+/// A measured variant: its name, queries per second, and its baseline's index.
+struct Figure {
+    name: &'static str,
+    qps: f64,
+    baseline: usize,
+}
+
+async fn tokio_postgres_variants(path: &Path, tenants: usize, seconds: u64, figures: &mut Vec<Figure>) {
+    let pooler = path.pooler;
+    let plain = plain_pool(&path.url);
+    let baseline = figures.len();
+    let qps = measure(seconds, move |n| {
         let plain = plain.clone();
         async move {
             let client = plain.get().await.unwrap();
-            let statement = client.prepare_cached(QUERY).await.unwrap();
-            client.query_one(&statement, &[&((n % 100 + 1) as i32)]).await.unwrap();
+            let id = id_of(n);
+            if pooler {
+                client.query_typed_one(QUERY, &[(&id, Type::INT4)]).await.unwrap();
+            } else {
+                let statement = client.prepare_cached(QUERY).await.unwrap();
+                client.query_one(&statement, &[&id]).await.unwrap();
+            }
         }
     })
     .await;
+    figures.push(Figure { name: "tokio-postgres: plain deadpool pool, no tenancy (baseline)", qps, baseline });
 
-    // The same transaction shape as a shared-pool checkout, without tenancy: what a
-    // transaction per checkout costs by itself.
-    let plain_tx = plain_pool(database_url);
-    let baseline_tx = measure(seconds, move |n| {
+    let plain_tx = plain_pool(&path.url);
+    let qps = measure(seconds, move |n| {
         let plain = plain_tx.clone();
         async move {
             let client = plain.get().await.unwrap();
-            let statement = client.prepare_cached(QUERY).await.unwrap();
-            let id = (n % 100 + 1) as i32;
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
-            let (began, row) = tokio::join!(
-                client.batch_execute("BEGIN; SELECT pg_catalog.set_config('search_path', 'public', true)"),
-                client.query_one(&statement, &params)
-            );
-            began.and(row).unwrap();
+            let id = id_of(n);
+            let begin = client.batch_execute("BEGIN; SELECT pg_catalog.set_config('search_path', 'public', true)");
+            if pooler {
+                let params: [(&(dyn ToSql + Sync), Type); 1] = [(&id, Type::INT4)];
+                let (began, row) = tokio::join!(begin, client.query_typed_one(QUERY, &params));
+                began.and(row).unwrap();
+            } else {
+                let statement = client.prepare_cached(QUERY).await.unwrap();
+                let params: [&(dyn ToSql + Sync); 1] = [&id];
+                let (began, row) = tokio::join!(begin, client.query_one(&statement, &params));
+                began.and(row).unwrap();
+            }
             client.batch_execute("COMMIT").await.unwrap();
         }
     })
     .await;
+    figures.push(Figure { name: "tokio-postgres: plain pool, BEGIN + set_config + query + COMMIT", qps, baseline });
 
-    let mut config = Config::new(database_url.to_string());
+    let mut config = Config::new(path.url.clone());
     config.pool_size = CONNECTIONS;
-    let shared = TenantManager::new(config.clone()).unwrap();
-    let shared_drop = tenant_queries(seconds, &shared, tenants, Ending::Dropped).await;
-    let shared_commit = tenant_queries(seconds, &shared, tenants, Ending::Committed).await;
-    let shared_with_commit = tenant_queries(seconds, &shared, tenants, Ending::CommittedWithQuery).await;
+    if pooler {
+        config = config.behind_transaction_pooler();
+    }
+    let manager = TenantManager::new(config).unwrap();
+    for (name, ending) in [
+        ("tokio-postgres: TenantManager, query_and_commit", Ending::QueryAndCommit),
+        ("tokio-postgres: TenantManager, query + commit()", Ending::Committed),
+    ] {
+        let manager = manager.clone();
+        let qps = measure(seconds, move |n| {
+            let manager = manager.clone();
+            async move {
+                let mut db = manager.db(&tenant_of(n, tenants)).await.unwrap();
+                let id = id_of(n);
+                match ending {
+                    Ending::QueryAndCommit => assert_eq!(db.query_and_commit(QUERY, &[&id]).await.unwrap().len(), 1),
+                    Ending::Committed => {
+                        db.query_one(QUERY, &[&id]).await.unwrap();
+                        db.commit().await.unwrap();
+                    }
+                }
+            }
+        })
+        .await;
+        figures.push(Figure { name, qps, baseline });
+    }
+    assert_eq!(manager.metrics().errors, 0, "the client saw errors");
+    manager.dispose();
 
-    let mut per_tenant_config = config.pool_per_tenant(50, Duration::from_secs(600));
-    per_tenant_config.pool_size = 2;
-    let per_tenant = TenantManager::new(per_tenant_config).unwrap();
-    let per_tenant_qps = tenant_queries(seconds, &per_tenant, tenants, Ending::Dropped).await;
-    let evicted = per_tenant.metrics().pools_evicted;
+    if !pooler {
+        // Directly, unnamed statements too (what behind_transaction_pooler() sets): no
+        // per-connection statement cache to miss when tenants outnumber its 100 entries.
+        let mut config = Config::new(path.url.clone()).behind_transaction_pooler();
+        config.pool_size = CONNECTIONS;
+        let manager = TenantManager::new(config).unwrap();
+        let unnamed = manager.clone();
+        let qps = measure(seconds, move |n| {
+            let manager = unnamed.clone();
+            async move {
+                let db = manager.db(&tenant_of(n, tenants)).await.unwrap();
+                assert_eq!(db.query_and_commit(QUERY, &[&id_of(n)]).await.unwrap().len(), 1);
+            }
+        })
+        .await;
+        figures.push(Figure {
+            name: "tokio-postgres: TenantManager, unnamed statements, query_and_commit",
+            qps,
+            baseline,
+        });
+        assert_eq!(manager.metrics().errors, 0, "the client saw errors");
+        manager.dispose();
+    }
+}
 
-    println!("{label}: {tenants} tenants in round robin, {TASKS} tasks, {CONNECTIONS} connections, {seconds} s each");
-    println!("  plain deadpool pool (baseline):      {baseline:>8.0} queries/s");
-    println!("  shared pool, checkout dropped:       {shared_drop:>8.0} queries/s = {:.2}x", shared_drop / baseline);
+/// A sqlx pool of CONNECTIONS; behind a pooler without sqlx's statement cache.
+fn sqlx_pool(url: &str, pooler: bool) -> sqlx::PgPool {
+    let mut options: PgConnectOptions = url.parse().unwrap();
+    if pooler {
+        options = options.statement_cache_capacity(0);
+    }
+    PgPoolOptions::new().max_connections(CONNECTIONS as u32).connect_lazy_with(options)
+}
+
+async fn sqlx_variants(path: &Path, tenants: usize, seconds: u64, figures: &mut Vec<Figure>) {
+    let pooler = path.pooler;
+    let mut baseline = figures.len();
+    if !pooler {
+        // One statement, autocommit. Not through PgBouncer: sqlx sends an unnamed statement's
+        // Parse and its Bind after separate Syncs, and outside a transaction PgBouncer may
+        // hand the server connection to another client in between (26000 "unnamed prepared
+        // statement does not exist").
+        let plain = sqlx_pool(&path.url, pooler);
+        let qps = measure(seconds, move |n| {
+            let plain = plain.clone();
+            async move {
+                let row = sqlx::query(QUERY).bind(id_of(n)).fetch_one(&plain).await.unwrap();
+                let _: String = row.get(0);
+            }
+        })
+        .await;
+        figures.push(Figure { name: "sqlx: plain PgPool, one statement, no tenancy (baseline)", qps, baseline });
+    }
+
+    // The same in a transaction of its own, no tenancy: the baseline through PgBouncer.
+    let plain_tx = sqlx_pool(&path.url, pooler);
+    if pooler {
+        baseline = figures.len();
+    }
+    let qps = measure(seconds, move |n| {
+        let plain = plain_tx.clone();
+        async move {
+            let mut tx = plain.begin().await.unwrap();
+            let row = sqlx::query(QUERY).bind(id_of(n)).persistent(!pooler).fetch_one(&mut *tx).await.unwrap();
+            let _: String = row.get(0);
+            tx.commit().await.unwrap();
+        }
+    })
+    .await;
+    let name = if pooler {
+        "sqlx: plain PgPool, begin + query + commit, no tenancy (baseline)"
+    } else {
+        "sqlx: plain PgPool, begin + query + commit, no tenancy"
+    };
+    figures.push(Figure { name, qps, baseline });
+
+    let mut config = SqlxConfig::default();
+    if pooler {
+        config = config.behind_transaction_pooler();
+    }
+    let pool = SqlxTenantPool::new(sqlx_pool(&path.url, pooler), config).unwrap();
+    let tenant_pool = pool.clone();
+    let qps = measure(seconds, move |n| {
+        let pool = tenant_pool.clone();
+        async move {
+            let mut tx = pool.begin(&tenant_of(n, tenants)).await.unwrap();
+            let row = sqlx::query(QUERY).bind(id_of(n)).fetch_one(&mut tx).await.unwrap();
+            let _: String = row.get(0);
+            tx.commit().await.unwrap();
+        }
+    })
+    .await;
+    figures.push(Figure { name: "sqlx: SqlxTenantPool, begin + query + commit", qps, baseline });
+    assert!(!pool.prometheus().contains("kind=\"sqlx\""), "the sqlx pool saw errors");
+    pool.pool().close().await;
+}
+
+async fn compare(path: &Path, tenants: usize, seconds: u64) {
+    let mut figures = Vec::new();
+    tokio_postgres_variants(path, tenants, seconds, &mut figures).await;
+    sqlx_variants(path, tenants, seconds, &mut figures).await;
     println!(
-        "  shared pool, checkout committed:     {shared_commit:>8.0} queries/s = {:.2}x",
-        shared_commit / baseline
+        "{}: {tenants} tenants in round robin, {TASKS} tasks, {CONNECTIONS} connections, {seconds} s each",
+        path.label
     );
-    println!(
-        "  shared pool, query_and_commit:       {shared_with_commit:>8.0} queries/s = {:.2}x",
-        shared_with_commit / baseline
-    );
-    println!(
-        "  plain pool, same BEGIN/set_config/COMMIT per checkout, no tenancy: {baseline_tx:>8.0} queries/s = {:.2}x; shared pool committed = {:.2}x of it",
-        baseline_tx / baseline,
-        shared_commit / baseline_tx
-    );
-    println!(
-        "  pool per tenant, max_pools 50 (x2):  {per_tenant_qps:>8.0} queries/s = {:.2}x  ({evicted} pools evicted)",
-        per_tenant_qps / baseline
-    );
+    for figure in &figures {
+        let base = figures[figure.baseline].qps;
+        println!("  {:<70} {:>8.0} queries/s = {:.2}x", figure.name, figure.qps, figure.qps / base);
+    }
 }
 
 /// A TCP proxy to `upstream` that delays every chunk by `one_way` in each direction: the
@@ -245,22 +388,46 @@ async fn forward_later(
     }
 }
 
-#[tokio::main]
-async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let tenants: usize = args.first().map(|a| a.parse().expect("TENANTS")).unwrap_or(1000);
-    let seconds: u64 = args.get(1).map(|a| a.parse().expect("SECONDS")).unwrap_or(5);
-    let database_url = tokio::task::spawn_blocking(move || setup(tenants)).await.unwrap();
-    compare("Same host", &database_url, tenants, seconds).await;
-
-    let config: tokio_postgres::Config = database_url.parse().unwrap();
+/// `url` with its host and port replaced by a delaying proxy's.
+async fn through_hop(url: &str) -> String {
+    let config: tokio_postgres::Config = url.parse().unwrap();
     let (tokio_postgres::config::Host::Tcp(host), Some(port)) = (&config.get_hosts()[0], config.get_ports().first())
     else {
         panic!("the benchmark URL names a TCP host and port")
     };
     let upstream = tokio::net::lookup_host((host.as_str(), *port)).await.unwrap().next().unwrap();
     let proxy = delaying_proxy(upstream, Duration::from_millis(1)).await;
-    let proxied_url = database_url.replacen(&format!("{host}:{port}"), &proxy.to_string(), 1);
-    assert_ne!(proxied_url, database_url, "the URL goes through the proxy");
-    compare("Through a network hop of 1 ms each way", &proxied_url, tenants, seconds).await;
+    let proxied = url.replacen(&format!("{host}:{port}"), &proxy.to_string(), 1);
+    assert_ne!(proxied, url, "the URL goes through the proxy");
+    proxied
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let hop = args.iter().any(|a| a == "--hop");
+    let numbers: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    let tenants: usize = numbers.first().map(|a| a.parse().expect("TENANTS")).unwrap_or(1000);
+    let seconds: u64 = numbers.get(1).map(|a| a.parse().expect("SECONDS")).unwrap_or(3);
+    let database_url = tokio::task::spawn_blocking(move || setup(tenants)).await.unwrap();
+
+    let mut paths = vec![Path { label: "Direct (same host)".into(), url: database_url.clone(), pooler: false }];
+    match std::env::var("MT_BENCH_PGBOUNCER_URL") {
+        Ok(base) => paths.push(Path {
+            label: "Through PgBouncer, transaction mode (same host)".into(),
+            url: format!("{base}/{DATABASE}"),
+            pooler: true,
+        }),
+        Err(_) => println!("MT_BENCH_PGBOUNCER_URL is not set: the PgBouncer path is skipped"),
+    }
+    if hop {
+        for index in 0..paths.len() {
+            let url = through_hop(&paths[index].url).await;
+            let label = format!("{}, through a network hop of 1 ms each way", paths[index].label);
+            paths.push(Path { label, url, pooler: paths[index].pooler });
+        }
+    }
+    for path in &paths {
+        compare(path, tenants, seconds).await;
+    }
 }

@@ -6,6 +6,7 @@ use multitenant_core::naming::{DEFAULT_SHARED_SCHEMA, DEFAULT_TEMPLATE};
 
 use crate::directory::TenantCacheConfig;
 use crate::error::Error;
+use crate::metrics::MetricsConfig;
 use crate::retry::RetryConfig;
 
 /// How connections reach tenant schemas. In both modes a checkout is one transaction that
@@ -135,6 +136,8 @@ pub struct Config {
     pub tenant_cache: TenantCacheConfig,
     pub retry: RetryConfig,
     pub debug: DebugConfig,
+    /// Buckets of the duration histograms and the bound on per-tenant series.
+    pub metrics: MetricsConfig,
     pub hooks: Hooks,
 }
 
@@ -154,6 +157,7 @@ impl Config {
             tenant_cache: TenantCacheConfig::default(),
             retry: RetryConfig::default(),
             debug: DebugConfig::default(),
+            metrics: MetricsConfig::default(),
             hooks: Hooks::default(),
         }
     }

@@ -36,7 +36,7 @@ impl managed::Manager for PgManager {
         let (client, connection) = self.config.connect(self.tls.clone()).await?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
-                tracing::debug!(%error, "multitenant: connection closed");
+                tracing::debug!(error = crate::error::describe(&error), "multitenant: connection closed");
             }
         });
         let statements = NonZeroUsize::new(self.statements_per_connection).map(LruCache::new);

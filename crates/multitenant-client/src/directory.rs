@@ -56,7 +56,7 @@ pub trait TenantDirectory: Clone + Send + Sync + 'static {
 }
 
 /// A registered tenant, as `mt.tenant_directory` lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct TenantInfo {
     pub tenant_id: String,
     pub schema_name: String,

@@ -55,6 +55,30 @@ impl Error {
         };
         db.code().map(|c| c.code())
     }
+
+    /// A short, stable name of the variant, for metrics and logs: `invalid_tenant`,
+    /// `tenant_not_found`, `tenant_not_active`, `unknown_tenant`, `settings_mismatch`,
+    /// `no_tenant_context`, `pool` (no connection: timeout, connect failure), `database` (the
+    /// server answered with an error, or the connection broke), `parameters`, `sqlx`,
+    /// `config`, `timeout`, `disposed`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::InvalidTenant(_) => "invalid_tenant",
+            Error::TenantNotFound(_) => "tenant_not_found",
+            Error::TenantNotActive { .. } => "tenant_not_active",
+            Error::UnknownTenant(_) => "unknown_tenant",
+            Error::SettingsMismatch { .. } => "settings_mismatch",
+            Error::NoTenantContext => "no_tenant_context",
+            Error::Pool(_) => "pool",
+            Error::Db(_) => "database",
+            Error::Parameters { .. } => "parameters",
+            #[cfg(feature = "sqlx")]
+            Error::Sqlx(_) => "sqlx",
+            Error::Config(_) => "config",
+            Error::Timeout(_) => "timeout",
+            Error::Disposed => "disposed",
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -74,11 +98,11 @@ impl fmt::Display for Error {
                 None => write!(f, "the server has no {key} setting in mt.settings (is the multitenant extension installed?)"),
             },
             Error::NoTenantContext => write!(f, "no tenant in context: call inside with_tenant(...)"),
-            Error::Pool(PoolError::Backend(e)) => write!(f, "connection pool: cannot connect: {}", chain(e)),
+            Error::Pool(PoolError::Backend(e)) => write!(f, "connection pool: cannot connect: {}", describe(e)),
             Error::Pool(e) => write!(f, "connection pool: {e}"),
             Error::Db(e) => match e.as_db_error() {
-                Some(db) => write!(f, "{}: {}", db.code().code(), db.message()),
-                None => write!(f, "database: {}", chain(e)),
+                Some(_) => f.write_str(&describe(e)),
+                None => write!(f, "database: {}", describe(e)),
             },
             Error::Parameters { expected, given } => {
                 write!(f, "the statement has {expected} parameter(s), {given} given")
@@ -96,8 +120,9 @@ impl fmt::Display for Error {
 }
 
 /// A tokio-postgres error with its causes ("error performing TLS handshake: invalid peer
-/// certificate: …"), or the server's SQLSTATE and message.
-fn chain(error: &tokio_postgres::Error) -> String {
+/// certificate: …"), or the server's SQLSTATE and message (tokio-postgres itself says only
+/// `db error`).
+pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
     if let Some(db) = error.as_db_error() {
         return format!("{}: {}", db.code().code(), db.message());
     }

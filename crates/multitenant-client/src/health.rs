@@ -1,10 +1,14 @@
-//! Health checks shaped like the predecessor's, so a web handler can return them as they are.
+//! Health checks shaped like the predecessor's, so a web handler can return them as they are:
+//! [`HealthResult`] serializes to JSON with serde, and [`HealthResult::http_status`] is the status.
 
 use std::time::Duration;
 
+use serde::Serialize;
+
 /// ok: answers in time and nobody waits; degraded: answers, but checkouts are queueing or
 /// slow; unhealthy: no answer, an error, or the schema is gone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum HealthStatus {
     Ok,
     Degraded,
@@ -45,7 +49,7 @@ impl Default for HealthCheckOptions {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize)]
 pub struct PoolHealth {
     pub tenant_id: String,
     pub schema_name: String,
@@ -57,14 +61,14 @@ pub struct PoolHealth {
     pub error: Option<String>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize)]
 pub struct SharedHealth {
     pub status: HealthStatus,
     pub response_time_ms: Option<u64>,
     pub error: Option<String>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize)]
 pub struct HealthResult {
     /// No pool unhealthy and the shared database (when checked) not unhealthy.
     pub healthy: bool,
@@ -85,5 +89,41 @@ impl HealthResult {
         } else {
             503
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_serializes_to_json_with_lowercase_statuses() {
+        let health = HealthResult {
+            healthy: false,
+            pools: vec![PoolHealth {
+                tenant_id: "acme".into(),
+                schema_name: "tenant_acme".into(),
+                status: HealthStatus::Unhealthy,
+                total_connections: 2,
+                idle_connections: 1,
+                waiting_requests: 0,
+                response_time_ms: None,
+                error: Some("42P01: relation \"users\" does not exist".into()),
+            }],
+            shared_db: Some(SharedHealth { status: HealthStatus::Ok, response_time_ms: Some(1), error: None }),
+            total_pools: 1,
+            degraded_pools: 0,
+            unhealthy_pools: 1,
+            timestamp: "2026-01-01T00:00:00Z".into(),
+            duration_ms: 3,
+        };
+        let json = serde_json::to_value(&health).unwrap();
+        assert_eq!(json["healthy"], false);
+        assert_eq!(json["pools"][0]["status"], "unhealthy");
+        assert_eq!(json["pools"][0]["response_time_ms"], serde_json::Value::Null);
+        assert_eq!(json["pools"][0]["error"], "42P01: relation \"users\" does not exist");
+        assert_eq!(json["shared_db"]["status"], "ok");
+        assert_eq!(health.http_status(), 503);
+        assert_eq!(serde_json::to_string(&HealthStatus::Degraded).unwrap(), "\"degraded\"");
     }
 }

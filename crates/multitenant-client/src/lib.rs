@@ -24,6 +24,13 @@
 //! `sslmode` and `sslrootcert` read from the URL (see [`tls`]). The `sqlx` feature gives the
 //! same checkouts over a `sqlx::PgPool`. Schema names come from `multitenant-core`, the same
 //! rules as the extension's `mt.schema_name`.
+//!
+//! Observability: [`TenantManager::register_metrics`] puts the client's metrics (checkouts,
+//! pools, a per-tenant query duration histogram, errors by tenant, kind and SQLSTATE) into
+//! the application's own `prometheus-client` registry (see [`metrics`]); health checks and
+//! metric snapshots serialize to JSON with serde; an error's text is the server's SQLSTATE
+//! and message. With the `axum` feature, [`Error`] is a response with a fitting status (409
+//! for a unique violation; see `web::status_of`).
 
 mod config;
 mod conn;
@@ -32,7 +39,7 @@ mod directory;
 mod error;
 mod health;
 mod manager;
-mod metrics;
+pub mod metrics;
 mod retry;
 mod session;
 pub mod tls;
@@ -48,7 +55,10 @@ pub use directory::{TenantCacheConfig, TenantDirectory, TenantInfo};
 pub use error::{Error, PoolError, Result};
 pub use health::{HealthCheckOptions, HealthResult, HealthStatus, PoolHealth, SharedHealth};
 pub use manager::{TenantManager, TenantWarmup, WarmupOptions, WarmupResult};
-pub use metrics::{ConnectionMetrics, Metrics, PoolMetrics, TenantPoolMetrics};
+pub use metrics::{ConnectionMetrics, Metrics, MetricsConfig, PoolMetrics, TenantPoolMetrics};
+/// The `prometheus-client` this crate registers its metrics with (the same version is needed
+/// for [`TenantManager::register_metrics`]).
+pub use prometheus_client;
 pub use retry::{is_retryable, with_retry, RetryConfig, RetryEvent};
 pub use session::TenantClient;
 pub use tokio_postgres::{types::ToSql, Row};

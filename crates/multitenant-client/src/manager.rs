@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use deadpool::Runtime;
@@ -18,7 +18,10 @@ use crate::context::current_tenant;
 use crate::directory::{self, Lookup, TenantCache, TenantInfo, LOOKUP_SQL, SETTINGS_SQL};
 use crate::error::{Error, Result};
 use crate::health::{HealthCheckOptions, HealthResult, HealthStatus, PoolHealth, SharedHealth};
-use crate::metrics::{rfc3339_now, ConnectionMetrics, Counters, Metrics, PoolMetrics, TenantPoolMetrics};
+use crate::metrics::{
+    encode_pools, rfc3339_now, ConnectionMetrics, Instruments, Metrics, Owner, PoolMetrics, TenantPoolMetrics,
+    METRICS_PREFIX,
+};
 use crate::retry::{with_retry, RetryConfig};
 use crate::session::{StatementMode, Switch, TenantClient, TypeCache, NO_ROLE};
 use crate::tls::{self, MakeRustlsConnect};
@@ -46,7 +49,9 @@ struct Inner {
     directory: TenantCache,
     /// Set once the server's naming settings were found equal to the client's.
     settings_checked: OnceCell<()>,
-    counters: Arc<Counters>,
+    instruments: Arc<Instruments>,
+    /// The registry [`TenantManager::prometheus`] encodes, made at its first call.
+    own_registry: OnceLock<prometheus_client::registry::Registry>,
     disposed: AtomicBool,
 }
 
@@ -78,7 +83,7 @@ impl Default for WarmupOptions {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct TenantWarmup {
     pub tenant_id: String,
     pub success: bool,
@@ -87,7 +92,7 @@ pub struct TenantWarmup {
     pub error: Option<String>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct WarmupResult {
     pub total: usize,
     pub succeeded: usize,
@@ -137,6 +142,8 @@ impl TenantManager {
             inner: Arc::new(Inner {
                 directory: TenantCache::new(&config.tenant_cache),
                 settings_checked: OnceCell::new(),
+                instruments: Arc::new(Instruments::new(&config.metrics)),
+                own_registry: OnceLock::new(),
                 config,
                 naming,
                 pg_config,
@@ -144,7 +151,6 @@ impl TenantManager {
                 statements,
                 shared,
                 tenants: Mutex::new(HashMap::new()),
-                counters: Arc::new(Counters::default()),
                 disposed: AtomicBool::new(false),
             }),
         })
@@ -297,7 +303,7 @@ impl TenantManager {
                 Mode::SharedPool => None,
                 Mode::PoolPerTenant { .. } => {
                     let pool = build_pool(&inner.config, &inner.pg_config, &inner.tls)?;
-                    inner.counters.pools_created.fetch_add(1, Ordering::Relaxed);
+                    inner.instruments.pools_created.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(tenant = tenant_id, schema, "multitenant: pool created");
                     if let Some(hook) = &inner.config.hooks.on_pool_created {
                         hook(tenant_id);
@@ -327,7 +333,7 @@ impl TenantManager {
         let Some(entry) = tenants.remove(tenant_id) else { return };
         if let Some(pool) = entry.pool {
             pool.retain(|_, _| false);
-            self.inner.counters.pools_evicted.fetch_add(1, Ordering::Relaxed);
+            self.inner.instruments.pools_evicted.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(tenant = tenant_id, reason = why, "multitenant: pool evicted");
             if let Some(hook) = &self.inner.config.hooks.on_pool_evicted {
                 hook(tenant_id);
@@ -335,8 +341,10 @@ impl TenantManager {
         }
     }
 
-    fn report(&self, tenant_id: &str, error: Error) -> Error {
-        self.inner.counters.record_error(tenant_id, &error);
+    /// Counts the error (under the tenant's label only once the directory knows the tenant:
+    /// ids from requests never become label values) and calls the `on_error` hook.
+    fn report(&self, tenant_id: &str, owner: Owner<'_>, error: Error) -> Error {
+        self.inner.instruments.record_error(owner, &error);
         if let Some(hook) = &self.inner.config.hooks.on_error {
             hook(tenant_id, &error);
         }
@@ -349,13 +357,19 @@ impl TenantManager {
     /// through the cache) before any connection is switched to it.
     pub async fn db(&self, tenant_id: &str) -> Result<TenantClient> {
         self.ensure_alive()?;
+        let started = Instant::now();
         self.schema_name(tenant_id)?;
-        self.check_settings().await.map_err(|e| self.report(tenant_id, e))?;
-        let info = self.active_tenant(tenant_id).await.map_err(|e| self.report(tenant_id, e))?;
+        self.check_settings().await.map_err(|e| self.report(tenant_id, Owner::Unregistered, e))?;
+        let info = self.active_tenant(tenant_id).await.map_err(|e| {
+            // A suspended tenant is registered: its refusals are its own.
+            let owner =
+                if matches!(e, Error::TenantNotActive { .. }) { Owner::Tenant(tenant_id) } else { Owner::Unregistered };
+            self.report(tenant_id, owner, e)
+        })?;
         let (pool, switch) = self.pool_for(&info)?;
-        let object = pool.get().await.map_err(|e| self.report(tenant_id, e.into()))?;
+        let object = pool.get().await.map_err(|e| self.report(tenant_id, Owner::Tenant(tenant_id), e.into()))?;
         drop(pool);
-        self.inner.counters.checkouts.fetch_add(1, Ordering::Relaxed);
+        self.inner.instruments.checked_out(started.elapsed());
         Ok(TenantClient::new(
             object,
             tenant_id,
@@ -363,7 +377,7 @@ impl TenantManager {
             switch,
             self.inner.statements.clone(),
             self.inner.config.debug.clone(),
-            self.inner.counters.clone(),
+            self.inner.instruments.clone(),
         ))
     }
 
@@ -387,11 +401,12 @@ impl TenantManager {
     /// A connection to the shared schema, as the login role (no tenant's role).
     pub async fn shared_db(&self) -> Result<TenantClient> {
         self.ensure_alive()?;
-        self.check_settings().await.map_err(|e| self.report("", e))?;
+        let started = Instant::now();
+        self.check_settings().await.map_err(|e| self.report("", Owner::Shared, e))?;
         let shared = &self.inner.config.shared_schema;
         let switch = Switch { role: NO_ROLE.into(), search_path: directory::search_path(shared, None).into() };
-        let object = self.inner.shared.get().await.map_err(|e| self.report("", e.into()))?;
-        self.inner.counters.checkouts.fetch_add(1, Ordering::Relaxed);
+        let object = self.inner.shared.get().await.map_err(|e| self.report("", Owner::Shared, e.into()))?;
+        self.inner.instruments.checked_out(started.elapsed());
         Ok(TenantClient::new(
             object,
             "",
@@ -399,7 +414,7 @@ impl TenantManager {
             switch,
             self.inner.statements.clone(),
             self.inner.config.debug.clone(),
-            self.inner.counters.clone(),
+            self.inner.instruments.clone(),
         ))
     }
 
@@ -417,10 +432,10 @@ impl TenantManager {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
-        let counters = self.inner.counters.clone();
+        let instruments = self.inner.instruments.clone();
         with_retry(&self.inner.config.retry, |attempt| {
             if attempt > 1 {
-                counters.retries.fetch_add(1, Ordering::Relaxed);
+                instruments.retries.fetch_add(1, Ordering::Relaxed);
             }
             operation()
         })
@@ -601,9 +616,9 @@ impl TenantManager {
         }
     }
 
-    /// A snapshot of pools and counters.
+    /// A snapshot of pools and counters (serializes to JSON with serde).
     pub fn metrics(&self) -> Metrics {
-        let counters = &self.inner.counters;
+        let counters = &self.inner.instruments;
         let tenants = self.inner.tenants.lock().expect("tenant map lock");
         let mut tenant_metrics: Vec<TenantPoolMetrics> = tenants
             .iter()
@@ -635,9 +650,31 @@ impl TenantManager {
         }
     }
 
-    /// [`metrics`](Self::metrics) in Prometheus text format.
+    /// Registers the manager's metrics into the application's registry, under the prefix
+    /// `multitenant_client` (a sub-registry): counters, pool gauges, the per-tenant query
+    /// duration histogram and error counters (see [`crate::metrics`]). They are read at each
+    /// scrape; nothing is copied. Register each manager once per registry; a second manager
+    /// in the same registry needs a label of its own
+    /// (`registry.sub_registry_with_label(("manager".into(), "replica".into()))`). A
+    /// dropped manager's metrics disappear from the output.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry
+            .sub_registry_with_prefix(METRICS_PREFIX)
+            .register_collector(Box::new(ManagerCollector(Arc::downgrade(&self.inner))));
+    }
+
+    /// The manager's metrics in the Prometheus text format, for an application without a
+    /// registry of its own: a registry the manager makes once and encodes at each call.
+    /// With a registry, use [`register_metrics`](Self::register_metrics) instead.
     pub fn prometheus(&self) -> String {
-        self.metrics().to_prometheus()
+        let registry = self.inner.own_registry.get_or_init(|| {
+            let mut registry = prometheus_client::registry::Registry::default();
+            self.register_metrics(&mut registry);
+            registry
+        });
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).expect("writing to a String cannot fail");
+        text
     }
 
     /// Closes every pool; later checkouts fail with [`Error::Disposed`].
@@ -650,6 +687,34 @@ impl TenantManager {
             }
         }
         self.inner.shared.close();
+    }
+}
+
+/// Reads a manager's metrics at each scrape. Holds it weakly: the manager's own registry
+/// (for [`TenantManager::prometheus`]) holds one too.
+struct ManagerCollector(Weak<Inner>);
+
+impl std::fmt::Debug for ManagerCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ManagerCollector")
+    }
+}
+
+impl prometheus_client::collector::Collector for ManagerCollector {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        let Some(inner) = self.0.upgrade() else { return Ok(()) };
+        inner.instruments.encode(&mut encoder)?;
+        let shared = TenantManager::connections(&inner.shared);
+        let tenant_pools: Vec<(String, ConnectionMetrics)> = {
+            let tenants = inner.tenants.lock().expect("tenant map lock");
+            tenants
+                .iter()
+                .filter_map(|(id, e)| e.pool.as_ref().map(|p| (id.clone(), TenantManager::connections(p))))
+                .collect()
+        };
+        let pools = std::iter::once((crate::metrics::SHARED_LABEL, shared))
+            .chain(tenant_pools.iter().map(|(id, c)| (id.as_str(), c.clone())));
+        encode_pools(&mut encoder, 1 + tenant_pools.len(), pools)
     }
 }
 

@@ -10,7 +10,8 @@ use tokio_postgres::{Row, Statement};
 use crate::config::DebugConfig;
 use crate::conn::{Object, PgConn};
 use crate::error::{Error, Result};
-use crate::metrics::Counters;
+use crate::metrics::{Instruments, Owner};
+use prometheus_client::metrics::histogram::Histogram;
 
 const SWITCH_ROLE_AND_PATH: &str =
     "SELECT pg_catalog.set_config('role', $1, true), pg_catalog.set_config('search_path', $2, true)";
@@ -226,7 +227,9 @@ pub struct TenantClient {
     tainted: bool,
     mode: StatementMode,
     debug: DebugConfig,
-    counters: Arc<Counters>,
+    instruments: Arc<Instruments>,
+    /// The tenant's query duration histogram (looked up once, at checkout).
+    durations: Histogram,
 }
 
 impl TenantClient {
@@ -237,9 +240,11 @@ impl TenantClient {
         switch: Switch,
         mode: StatementMode,
         debug: DebugConfig,
-        counters: Arc<Counters>,
+        instruments: Arc<Instruments>,
     ) -> TenantClient {
+        let owner = if tenant_id.is_empty() { Owner::Shared } else { Owner::Tenant(tenant_id) };
         TenantClient {
+            durations: instruments.query_histogram(owner),
             object: Some(object),
             tenant_id: tenant_id.to_string(),
             schema: schema.to_string(),
@@ -249,7 +254,7 @@ impl TenantClient {
             tainted: false,
             mode,
             debug,
-            counters,
+            instruments,
         }
     }
 
@@ -291,7 +296,8 @@ impl TenantClient {
         self.finish(sql, &key, started, result)
     }
 
-    /// Logs, forgets a statement that may be out of date, counts the error.
+    /// Records the duration, logs, forgets a statement that may be out of date, counts the
+    /// error.
     fn finish<T>(&mut self, sql: &str, key: &str, started: Instant, result: Result<T>) -> Result<T> {
         self.log(sql, started);
         if let Err(error) = &result {
@@ -432,6 +438,7 @@ impl TenantClient {
 
     fn log(&self, sql: &str, started: Instant) {
         let elapsed = started.elapsed();
+        self.durations.observe(elapsed.as_secs_f64());
         if self.debug.log_queries {
             tracing::debug!(tenant = %self.tenant_id, duration_ms = elapsed.as_secs_f64() * 1e3, sql, "multitenant: query");
         }
@@ -441,7 +448,8 @@ impl TenantClient {
     }
 
     fn note_error(&self, error: &Error) {
-        self.counters.record_error(&self.tenant_id, error);
+        let owner = if self.tenant_id.is_empty() { Owner::Shared } else { Owner::Tenant(&self.tenant_id) };
+        self.instruments.record_error(owner, error);
     }
 }
 

@@ -26,17 +26,25 @@
 //! `PgConnectOptions::statement_cache_capacity(0)` then.
 
 use std::fmt;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock, Weak};
+use std::task::{Context, Poll};
+use std::time::Instant;
 
 use ::sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgQueryResult, PgRow, PgStatement, PgTypeInfo};
 use ::sqlx::{Either, Execute, Executor, PgConnection, PgPool, Postgres, Row};
 use futures_core::future::BoxFuture;
 use futures_core::stream::BoxStream;
+use futures_core::Stream;
 use multitenant_core::naming::{is_plain_identifier, Naming};
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::OnceCell;
 
 use crate::directory::{self, Lookup, TenantCache, TenantCacheConfig, TenantInfo, LOOKUP_SQL, SETTINGS_SQL};
 use crate::error::{Error, Result};
+use crate::metrics::{
+    encode_pools, ConnectionMetrics, Instruments, MetricsConfig, Owner, METRICS_PREFIX, SHARED_LABEL,
+};
 use crate::session::NO_ROLE;
 
 /// What a [`SqlxTenantPool`] needs beside the pool: the extension's naming settings (checked
@@ -51,6 +59,8 @@ pub struct SqlxConfig {
     /// Statements through a checkout are sent unnamed; [`SqlxTenantPool::connect`] turns the
     /// statement cache off.
     pub transaction_pooler: bool,
+    /// As [`crate::Config::metrics`].
+    pub metrics: MetricsConfig,
 }
 
 impl Default for SqlxConfig {
@@ -61,6 +71,7 @@ impl Default for SqlxConfig {
             search_path_includes_shared: false,
             tenant_cache: TenantCacheConfig::default(),
             transaction_pooler: false,
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -85,6 +96,8 @@ struct Inner {
     naming: Naming,
     directory: TenantCache,
     settings_checked: OnceCell<()>,
+    instruments: Arc<Instruments>,
+    own_registry: OnceLock<prometheus_client::registry::Registry>,
 }
 
 /// `value` as an SQL string literal (`E'…'` when it holds a backslash, so that it reads the
@@ -119,6 +132,8 @@ impl SqlxTenantPool {
         Ok(SqlxTenantPool {
             inner: Arc::new(Inner {
                 directory: TenantCache::new(&config.tenant_cache),
+                instruments: Arc::new(Instruments::new(&config.metrics)),
+                own_registry: OnceLock::new(),
                 pool,
                 config,
                 naming,
@@ -141,8 +156,11 @@ impl SqlxTenantPool {
         Ok(tenants)
     }
 
-    /// The underlying pool (for work outside any tenant; behind a transaction pooler, use
-    /// `persistent(false)` there).
+    /// The underlying pool, for work outside any tenant. Behind a transaction pooler, run it
+    /// in a transaction (`pool.begin()`) with `persistent(false)`, or as `sqlx::raw_sql`: a
+    /// parameterized statement in autocommit is not safe there (sqlx sends its Parse and its
+    /// Bind after separate Syncs; PgBouncer may switch server connections in between, and the
+    /// statement fails with 26000 `unnamed prepared statement does not exist`).
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool
     }
@@ -220,37 +238,111 @@ impl SqlxTenantPool {
     /// A transaction switched to `tenant_id`'s role and schema (one round trip), after the
     /// same checks as [`crate::TenantManager::db`].
     pub async fn begin(&self, tenant_id: &str) -> Result<SqlxTenantTx> {
-        let info = self.active_tenant(tenant_id).await?;
+        let started = Instant::now();
+        let info = self.active_tenant(tenant_id).await.inspect_err(|e| {
+            if !matches!(e, Error::InvalidTenant(_)) {
+                // A suspended tenant is registered: its refusals are its own.
+                let owner = if matches!(e, Error::TenantNotActive { .. }) {
+                    Owner::Tenant(tenant_id)
+                } else {
+                    Owner::Unregistered
+                };
+                self.inner.instruments.record_error(owner, e);
+            }
+        })?;
         let config = &self.inner.config;
         let path = directory::search_path(
             &info.schema_name,
             config.search_path_includes_shared.then_some(config.shared_schema.as_str()),
         );
         let role = info.role_name.as_deref().unwrap_or(NO_ROLE);
-        self.begin_switched(tenant_id, &info.schema_name, role, &path).await
+        self.begin_switched(tenant_id, &info.schema_name, role, &path, started).await
     }
 
     /// A transaction on the shared schema, as the login role.
     pub async fn begin_shared(&self) -> Result<SqlxTenantTx> {
-        self.check_settings().await?;
+        let started = Instant::now();
+        self.check_settings().await.inspect_err(|e| self.inner.instruments.record_error(Owner::Shared, e))?;
         let shared = &self.inner.config.shared_schema;
-        self.begin_switched("", shared, NO_ROLE, &directory::search_path(shared, None)).await
+        self.begin_switched("", shared, NO_ROLE, &directory::search_path(shared, None), started).await
     }
 
-    async fn begin_switched(&self, tenant_id: &str, schema: &str, role: &str, path: &str) -> Result<SqlxTenantTx> {
-        let tx = self.inner.pool.begin_with(switch_and_begin(role, path)).await?;
+    async fn begin_switched(
+        &self,
+        tenant_id: &str,
+        schema: &str,
+        role: &str,
+        path: &str,
+        started: Instant,
+    ) -> Result<SqlxTenantTx> {
+        let instruments = &self.inner.instruments;
+        let owner = if tenant_id.is_empty() { Owner::Shared } else { Owner::Tenant(tenant_id) };
+        let tx = self
+            .inner
+            .pool
+            .begin_with(switch_and_begin(role, path))
+            .await
+            .map_err(Error::from)
+            .inspect_err(|e| instruments.record_error(owner, e))?;
+        instruments.checked_out(started.elapsed());
         Ok(SqlxTenantTx {
             tx,
             tenant_id: tenant_id.to_string(),
             schema: schema.to_string(),
             unnamed: self.inner.config.transaction_pooler,
+            durations: instruments.query_histogram(owner),
+            instruments: instruments.clone(),
         })
+    }
+
+    /// Registers the pool's metrics into the application's registry, under the prefix
+    /// `multitenant_client`: as [`crate::TenantManager::register_metrics`] (the same names),
+    /// with the sqlx pool's connections as `pool="_shared"`.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry
+            .sub_registry_with_prefix(METRICS_PREFIX)
+            .register_collector(Box::new(SqlxCollector(Arc::downgrade(&self.inner))));
+    }
+
+    /// The pool's metrics in the Prometheus text format, for an application without a
+    /// registry of its own (see [`crate::TenantManager::prometheus`]).
+    pub fn prometheus(&self) -> String {
+        let registry = self.inner.own_registry.get_or_init(|| {
+            let mut registry = prometheus_client::registry::Registry::default();
+            self.register_metrics(&mut registry);
+            registry
+        });
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).expect("writing to a String cannot fail");
+        text
     }
 
     /// The tenant of the current task (see [`crate::with_tenant`]).
     pub async fn begin_current(&self) -> Result<SqlxTenantTx> {
         let tenant_id = crate::current_tenant().ok_or(Error::NoTenantContext)?;
         self.begin(&tenant_id).await
+    }
+}
+
+/// Reads a sqlx pool's metrics at each scrape.
+struct SqlxCollector(Weak<Inner>);
+
+impl fmt::Debug for SqlxCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SqlxCollector")
+    }
+}
+
+impl prometheus_client::collector::Collector for SqlxCollector {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> fmt::Result {
+        let Some(inner) = self.0.upgrade() else { return Ok(()) };
+        inner.instruments.encode(&mut encoder)?;
+        let connections = ConnectionMetrics {
+            total: inner.pool.size() as usize,
+            idle: inner.pool.num_idle(),
+            waiting: 0, // sqlx does not tell
+        };
+        encode_pools(&mut encoder, 1, std::iter::once((SHARED_LABEL, connections)))
     }
 }
 
@@ -268,6 +360,9 @@ pub struct SqlxTenantTx {
     tenant_id: String,
     schema: String,
     unnamed: bool,
+    /// The tenant's query duration histogram (looked up once, at checkout).
+    durations: Histogram,
+    instruments: Arc<Instruments>,
 }
 
 impl fmt::Debug for SqlxTenantTx {
@@ -297,11 +392,74 @@ impl SqlxTenantTx {
         Ok(self.tx.rollback().await?)
     }
 
+    fn probe(&self) -> Probe {
+        Probe {
+            started: Instant::now(),
+            durations: self.durations.clone(),
+            instruments: self.instruments.clone(),
+            tenant_id: self.tenant_id.clone(),
+            done: false,
+        }
+    }
+
     /// sqlx's transaction itself, for what `&mut SqlxTenantTx` does not do. Statements run on
     /// it directly are not made unnamed: behind a transaction pooler, give them
     /// `persistent(false)`.
     pub fn transaction(&mut self) -> &mut sqlx::Transaction<'static, Postgres> {
         &mut self.tx
+    }
+}
+
+/// Times one statement run through a checkout, and counts its error.
+struct Probe {
+    started: Instant,
+    durations: Histogram,
+    instruments: Arc<Instruments>,
+    tenant_id: String,
+    done: bool,
+}
+
+impl Probe {
+    fn finish(&mut self, error: Option<&sqlx::Error>) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        self.durations.observe(self.started.elapsed().as_secs_f64());
+        if let Some(error) = error {
+            let owner = if self.tenant_id.is_empty() { Owner::Shared } else { Owner::Tenant(&self.tenant_id) };
+            self.instruments.record(owner, "sqlx", sqlstate(error), error);
+        }
+    }
+}
+
+impl Drop for Probe {
+    /// A stream dropped before its end (`fetch_one` after the first row) still counts.
+    fn drop(&mut self) {
+        self.finish(None);
+    }
+}
+
+/// A statement's stream of results, timed until its end (or until it is dropped).
+struct Timed<'e, T> {
+    inner: BoxStream<'e, std::result::Result<T, sqlx::Error>>,
+    probe: Probe,
+}
+
+impl<T> Stream for Timed<'_, T> {
+    type Item = std::result::Result<T, sqlx::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = self.inner.as_mut().poll_next(cx);
+        match &polled {
+            Poll::Ready(None) => self.probe.finish(None),
+            Poll::Ready(Some(Err(error))) => self.probe.finish(Some(error)),
+            _ => {}
+        }
+        polled
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
     }
 }
 
@@ -344,13 +502,10 @@ impl<'c> Executor<'c> for &'c mut SqlxTenantTx {
         'c: 'e,
         E: 'q + Execute<'q, Postgres>,
     {
-        let unnamed = self.unnamed;
+        let (unnamed, probe) = (self.unnamed, self.probe());
         let conn: &'c mut PgConnection = &mut self.tx;
-        if unnamed {
-            conn.fetch_many(Unnamed(query))
-        } else {
-            conn.fetch_many(query)
-        }
+        let inner = if unnamed { conn.fetch_many(Unnamed(query)) } else { conn.fetch_many(query) };
+        Box::pin(Timed { inner, probe })
     }
 
     fn fetch_optional<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, std::result::Result<Option<PgRow>, sqlx::Error>>
@@ -358,13 +513,14 @@ impl<'c> Executor<'c> for &'c mut SqlxTenantTx {
         'c: 'e,
         E: 'q + Execute<'q, Postgres>,
     {
-        let unnamed = self.unnamed;
+        let (unnamed, mut probe) = (self.unnamed, self.probe());
         let conn: &'c mut PgConnection = &mut self.tx;
-        if unnamed {
-            conn.fetch_optional(Unnamed(query))
-        } else {
-            conn.fetch_optional(query)
-        }
+        let inner = if unnamed { conn.fetch_optional(Unnamed(query)) } else { conn.fetch_optional(query) };
+        Box::pin(async move {
+            let result = inner.await;
+            probe.finish(result.as_ref().err());
+            result
+        })
     }
 
     fn prepare_with<'e, 'q: 'e>(

@@ -1,0 +1,410 @@
+//! A realistic migration history against the no-tracking psql floor, in one run.
+//!
+//! The corpus is `bench/corpus/saas/` (42 drizzle-kit migrations: 36 tables, 14 enums, 62
+//! foreign keys, trigram, partial and unique indexes, row level security, ALTER steps and
+//! backfills; `bench/corpus/generate_saas.py` writes it) or, with `--small`,
+//! `bench/corpus/small/` (5 numbered migrations, 5 tables) for runs over many tenants. For
+//! each N, on fresh databases of one cluster, in this order:
+//!
+//! 1. the floor: the SQL as the engine runs it (drizzle-kit's `"public".` qualifiers of tenant
+//!    objects removed, `CREATE EXTENSION` run once beforehand in `public`), each migration
+//!    file run with `psql -f` semantics (`\i`, one statement at a time in autocommit; with
+//!    `--floor-per-migration`, one transaction per file) into N empty schemas with
+//!    `search_path = <schema>, public`, no tracking at all, from as many psql sessions as
+//!    the machine has cores, then again from 10 sessions;
+//! 2. `mt.migrate_all(concurrency => W)` on N fresh tenants (W = cores unless `--workers`),
+//!    the folder registered with `mt.load_migrations`;
+//! 3. `mt.migrate_all()` again with nothing pending, `mt.status`, and (unless `--no-drift`)
+//!    `mt.drift_summary` over all tenants, cold.
+//!
+//! Every schema of the floor and every tenant is then checked against
+//! `bench/corpus/<corpus>.expected.json` (tables, columns, enums, foreign keys, indexes,
+//! policies, ...), and no tenant may show drift. The cluster's durability settings and the
+//! file system of its data directory are printed with the figures: `bench/run.sh corpus`
+//! runs on a cluster with fsync, synchronous_commit and full_page_writes on.
+//!
+//! Usage: corpus [--small] [--workers W] [--floor-per-migration] [--no-drift] [N ...]
+//!        (default N: 100)
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::Duration;
+
+use multitenant_bench::{connect, fresh_database, ratio, secs, timed, url};
+use multitenant_core::migrations::{parse_folder, read_folder};
+use multitenant_core::sql_text;
+
+/// Tenant roles are cluster-wide: this database's get their own names, and go with it.
+const ROLE_TEMPLATE: &str = "bcorpus_{schema}";
+const FLOOR_DB: &str = "bench_corpus_floor";
+const MT_DB: &str = "bench_corpus";
+
+struct Options {
+    corpus: &'static str,
+    workers: usize,
+    floor_per_migration: bool,
+    drift: bool,
+    sizes: Vec<usize>,
+}
+
+fn options(cores: usize) -> Options {
+    let mut o = Options { corpus: "saas", workers: cores, floor_per_migration: false, drift: true, sizes: Vec::new() };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--small" => o.corpus = "small",
+            "--workers" => o.workers = args.next().and_then(|w| w.parse().ok()).expect("--workers W"),
+            "--floor-per-migration" => o.floor_per_migration = true,
+            "--no-drift" => o.drift = false,
+            n => o.sizes.push(n.parse().unwrap_or_else(|_| panic!("not a number of tenants: {n}"))),
+        }
+    }
+    if o.sizes.is_empty() {
+        o.sizes.push(100);
+    }
+    o
+}
+
+/// The corpus folder, its migrations as the engine runs them, the extensions they create
+/// and what one tenant schema holds afterwards.
+struct Corpus {
+    folder: PathBuf,
+    migrations: Vec<String>,
+    extensions: BTreeSet<String>,
+    expected: BTreeMap<String, i64>,
+}
+
+fn load(corpus: &str) -> Corpus {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let folder = root.join(corpus).canonicalize().unwrap();
+    let parsed = parse_folder(&read_folder(&folder).unwrap()).unwrap();
+    // What `Plan::load` in src/engine.rs does to tenant migrations.
+    let (mut created, mut extensions) = (BTreeSet::new(), BTreeSet::new());
+    let migrations = parsed
+        .migrations
+        .iter()
+        .map(|m| {
+            created.extend(sql_text::created_names(&m.sql, "public"));
+            let sql = sql_text::unqualify(&m.sql, "public", &created);
+            let found = sql_text::extension_statements(&sql);
+            extensions.extend(found.iter().map(|e| e.name.clone()));
+            sql_text::without(&sql, &found)
+        })
+        .collect::<Vec<_>>();
+    let text = std::fs::read_to_string(root.join(format!("{corpus}.expected.json"))).unwrap();
+    let expected: BTreeMap<String, i64> = serde_json::from_str(&text).unwrap();
+    assert_eq!(expected["migrations"], migrations.len() as i64, "{corpus}.expected.json is out of date");
+    Corpus { folder, migrations, extensions, expected }
+}
+
+/// A scratch directory under /tmp the server (running as postgres) can read.
+fn scratch() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mt_bench_corpus_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+fn psql() -> PathBuf {
+    Path::new(&std::env::var("PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into())).join("psql")
+}
+
+/// Runs `sql` in batches of statements, one transaction per batch (creating thousands of
+/// schemas or roles in one transaction would run out of lock slots).
+fn in_batches(client: &mut postgres::Client, statements: impl IntoIterator<Item = String>) {
+    let statements: Vec<String> = statements.into_iter().collect();
+    for chunk in statements.chunks(500) {
+        client.batch_execute(&format!("BEGIN; {}; COMMIT", chunk.join("; "))).unwrap();
+    }
+}
+
+/// The floor: N empty schemas, the migrations run into each by `sessions` psql processes.
+fn floor(corpus: &Corpus, dir: &Path, n: usize, sessions: usize, per_migration: bool) -> Duration {
+    let mut client = fresh_database(FLOOR_DB);
+    for extension in &corpus.extensions {
+        client.batch_execute(&format!("CREATE EXTENSION IF NOT EXISTS \"{extension}\" SCHEMA public")).unwrap();
+    }
+    in_batches(&mut client, (0..n).map(|t| format!("CREATE SCHEMA floor_{t}")));
+    let files: Vec<PathBuf> = corpus
+        .migrations
+        .iter()
+        .enumerate()
+        .map(|(i, sql)| {
+            let file = dir.join(format!("floor_{i:04}.sql"));
+            std::fs::write(&file, sql).unwrap();
+            file
+        })
+        .collect();
+    let scripts: Vec<PathBuf> = (0..sessions)
+        .map(|s| {
+            let mut script = String::from("SET client_min_messages = warning;\n");
+            for t in (s..n).step_by(sessions) {
+                writeln!(script, "SET search_path = floor_{t}, public;").unwrap();
+                for file in &files {
+                    let include = format!("\\i {}", file.display());
+                    if per_migration {
+                        writeln!(script, "BEGIN;\n{include}\nCOMMIT;").unwrap();
+                    } else {
+                        writeln!(script, "{include}").unwrap();
+                    }
+                }
+            }
+            let path = dir.join(format!("session_{s}.sql"));
+            std::fs::write(&path, script).unwrap();
+            path
+        })
+        .collect();
+    client.batch_execute("CHECKPOINT").unwrap();
+    // Errors go to a file per session: a pipe nobody reads yet could fill and stall psql.
+    let errors: Vec<PathBuf> = (0..sessions).map(|s| dir.join(format!("session_{s}.err"))).collect();
+    let (_, elapsed) = timed(|| {
+        let children: Vec<_> = scripts
+            .iter()
+            .zip(&errors)
+            .map(|(script, errors)| {
+                Command::new(psql())
+                    .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &url(FLOOR_DB), "-f"])
+                    .arg(script)
+                    .stdout(Stdio::null())
+                    .stderr(std::fs::File::create(errors).unwrap())
+                    .spawn()
+                    .expect("psql")
+            })
+            .collect();
+        for (mut child, errors) in children.into_iter().zip(&errors) {
+            let status = child.wait().unwrap();
+            assert!(status.success(), "psql failed: {}", std::fs::read_to_string(errors).unwrap_or_default());
+        }
+    });
+    check_shapes(
+        &mut client,
+        "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'floor\\_%'",
+        "floor_0",
+        corpus,
+        n,
+        "floor",
+    );
+    drop(client);
+    connect("postgres").batch_execute(&format!("DROP DATABASE {FLOOR_DB} WITH (FORCE)")).unwrap();
+    elapsed
+}
+
+/// Per schema, the count of each kind of object the corpus makes, as `name=count` pairs:
+/// how many schemas of `schemas` (a query of schema names) have each shape.
+fn shapes(client: &mut postgres::Client, schemas: &str) -> Vec<(String, i64)> {
+    // Grouped joins only: correlated subqueries per schema grow quadratically with tenants.
+    let sql = format!(
+        "WITH s AS (
+             SELECT n.oid FROM pg_namespace n JOIN ({schemas}) x(name) ON x.name = n.nspname
+         ), tracking AS (
+             SELECT c.oid FROM pg_class c JOIN s ON s.oid = c.relnamespace WHERE c.relname = mt.get_config('tracking_table')
+         ), rel AS (
+             SELECT c.oid, c.relnamespace AS ns, c.relkind, c.relrowsecurity FROM pg_class c JOIN s ON s.oid = c.relnamespace
+              WHERE c.oid NOT IN (SELECT oid FROM tracking)
+                AND c.oid NOT IN (SELECT d.objid FROM pg_depend d JOIN tracking t ON t.oid = d.refobjid
+                                   WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass)
+         ), tab AS (
+             SELECT * FROM rel WHERE relkind IN ('r', 'p')
+         ), metric (ns, name, n) AS (
+             SELECT ns, 'tables', count(*) FROM tab GROUP BY 1
+             UNION ALL SELECT tab.ns, 'columns', count(*) FROM tab
+                JOIN pg_attribute a ON a.attrelid = tab.oid AND a.attnum > 0 AND NOT a.attisdropped GROUP BY 1
+             UNION ALL SELECT ty.typnamespace, 'enums', count(*) FROM pg_type ty JOIN s ON s.oid = ty.typnamespace
+              WHERE ty.typtype = 'e' GROUP BY 1
+             UNION ALL SELECT ty.typnamespace, 'enum_labels', count(*) FROM pg_type ty JOIN s ON s.oid = ty.typnamespace
+                JOIN pg_enum e ON e.enumtypid = ty.oid GROUP BY 1
+             UNION ALL SELECT tab.ns, CASE k.contype WHEN 'f' THEN 'foreign_keys' WHEN 'u' THEN 'unique_constraints'
+                                                     ELSE 'check_constraints' END, count(*)
+                FROM tab JOIN pg_constraint k ON k.conrelid = tab.oid AND k.contype IN ('f', 'u', 'c') GROUP BY 1, 2
+             UNION ALL SELECT tab.ns, 'indexes', count(*) FROM tab JOIN pg_index i ON i.indrelid = tab.oid GROUP BY 1
+             UNION ALL SELECT ns, 'sequences', count(*) FROM rel WHERE relkind = 'S' GROUP BY 1
+             UNION ALL SELECT ns, 'rls_tables', count(*) FROM tab WHERE relrowsecurity GROUP BY 1
+             UNION ALL SELECT tab.ns, 'policies', count(*) FROM tab JOIN pg_policy p ON p.polrelid = tab.oid GROUP BY 1
+             UNION ALL SELECT ns, 'views', count(*) FROM rel WHERE relkind IN ('v', 'm') GROUP BY 1
+             UNION ALL SELECT p.pronamespace, 'functions', count(*) FROM pg_proc p JOIN s ON s.oid = p.pronamespace GROUP BY 1
+             UNION ALL SELECT tab.ns, 'triggers', count(*) FROM tab
+                JOIN pg_trigger tg ON tg.tgrelid = tab.oid AND NOT tg.tgisinternal GROUP BY 1
+         ), per_schema AS (
+             SELECT ns, string_agg(name || '=' || n, ' ' ORDER BY name) AS shape FROM metric GROUP BY ns
+         )
+         SELECT coalesce(p.shape, ''), count(*) FROM s LEFT JOIN per_schema p ON p.ns = s.oid GROUP BY 1 ORDER BY 2 DESC"
+    );
+    client.query(&sql, &[]).unwrap().iter().map(|row| (row.get(0), row.get(1))).collect()
+}
+
+/// The shape `expected.json` describes, written as [`shapes`] writes them.
+fn expected_shape(expected: &BTreeMap<String, i64>) -> String {
+    let mut pairs: Vec<_> =
+        expected.iter().filter(|(k, v)| !["migrations", "rows"].contains(&k.as_str()) && **v > 0).collect();
+    pairs.sort_by(|a, b| a.0.cmp(b.0));
+    pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+}
+
+/// Every schema has the intended shape, and `sample` the rows the migrations insert.
+fn check_shapes(client: &mut postgres::Client, schemas: &str, sample: &str, corpus: &Corpus, n: usize, what: &str) {
+    let want = expected_shape(&corpus.expected);
+    let found = shapes(client, schemas);
+    assert!(found == [(want.clone(), n as i64)], "{what}: expected {n} schemas with {want}, found {found:?}");
+    let tables: Vec<String> = client
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = $1 AND c.relkind = 'r' AND c.relname <> mt.get_config('tracking_table')",
+            &[&sample],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let rows: i64 = tables
+        .iter()
+        .map(|t| client.query_one(&format!("SELECT count(*) FROM {t}"), &[]).unwrap().get::<_, i64>(0))
+        .sum();
+    assert_eq!(rows, corpus.expected["rows"], "{what}: rows the migrations insert, in {sample}");
+}
+
+/// Drops the tenant roles the benchmark database created (they outlive the database).
+fn drop_roles(admin: &mut postgres::Client) {
+    let roles: Vec<String> = admin
+        .query(
+            "SELECT format('DROP ROLE %I', a.rolname) FROM pg_authid a
+               JOIN pg_shdescription d ON d.objoid = a.oid AND d.classoid = 'pg_authid'::regclass
+              WHERE d.description LIKE 'multitenant: role of tenant % in database ' || $1",
+            &[&MT_DB],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    in_batches(admin, roles);
+}
+
+fn drop_mt_database() {
+    let mut admin = connect("postgres");
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {MT_DB} WITH (FORCE)")).unwrap();
+    drop_roles(&mut admin);
+}
+
+struct Ours {
+    setup: Duration,
+    fresh: Duration,
+    noop: Duration,
+    status: Duration,
+    drift: Option<Duration>,
+}
+
+fn migrate_all(client: &mut postgres::Client, workers: usize, n: usize) -> Duration {
+    let (row, elapsed) = timed(|| {
+        client
+            .query_one(
+                "SELECT count(*), count(*) FILTER (WHERE status = 'failed'), min(error)
+                   FROM mt.migrate_all(concurrency => $1)",
+                &[&(workers as i32)],
+            )
+            .unwrap()
+    });
+    let (rows, failed, error): (i64, i64, Option<String>) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!((rows, failed), (n as i64, 0), "mt.migrate_all: {failed} failed, first error {error:?}");
+    elapsed
+}
+
+fn ours(corpus: &Corpus, dir: &Path, n: usize, options: &Options) -> Ours {
+    drop_mt_database();
+    let mut client = fresh_database(MT_DB);
+    // The server reads the folder itself: give it a copy it can read.
+    let copy = dir.join(options.corpus);
+    let status = Command::new("cp").arg("-r").arg(&corpus.folder).arg(&copy).status().unwrap();
+    assert!(status.success());
+    Command::new("chmod").arg("-R").arg("a+rX").arg(&copy).status().unwrap();
+    client.execute("SELECT mt.set_config('tenant_role_template', $1)", &[&ROLE_TEMPLATE]).unwrap();
+    client.execute("SELECT count(*) FROM mt.load_migrations($1)", &[&copy.to_str().unwrap()]).unwrap();
+    let (_, setup) = timed(|| {
+        for start in (0..n).step_by(1000) {
+            let end = (start + 1000).min(n) as i32;
+            client
+                .execute(
+                    "SELECT count(*) FROM (SELECT mt.create_tenant('t' || g, migrate => false)
+                       FROM generate_series($1::int, $2::int) g) s",
+                    &[&(start as i32 + 1), &end],
+                )
+                .unwrap();
+        }
+    });
+    client.batch_execute("CHECKPOINT").unwrap();
+    let fresh = migrate_all(&mut client, options.workers, n);
+    let noop = migrate_all(&mut client, options.workers, n);
+    let (pending, status) =
+        timed(|| client.query_one("SELECT count(*), coalesce(sum(pending), 0) FROM mt.status", &[]).unwrap());
+    assert_eq!((pending.get::<_, i64>(0), pending.get::<_, i64>(1)), (n as i64, 0), "mt.status");
+    let drift = options.drift.then(|| {
+        let (drifted, elapsed) = timed(|| {
+            client
+                .query_one("SELECT count(*) FILTER (WHERE has_drift) FROM mt.drift_summary", &[])
+                .unwrap()
+                .get::<_, i64>(0)
+        });
+        assert_eq!(drifted, 0, "tenants with drift");
+        elapsed
+    });
+    check_shapes(&mut client, "SELECT schema_name FROM mt.tenants", "tenant_t1", corpus, n, "mt");
+    drop(client);
+    drop_mt_database();
+    Ours { setup, fresh, noop, status, drift }
+}
+
+/// The durability settings and where the data directory lives, printed with the figures.
+fn describe_cluster() -> String {
+    let mut client = connect("postgres");
+    let show = |client: &mut postgres::Client, name: &str| -> String {
+        client.query_one(&format!("SHOW {name}"), &[]).unwrap().get(0)
+    };
+    let settings =
+        ["fsync", "synchronous_commit", "full_page_writes"].map(|s| format!("{s}={}", show(&mut client, s))).join(" ");
+    let data = show(&mut client, "data_directory");
+    let fs = Command::new("stat").args(["-f", "-c", "%T", &data]).output().ok();
+    let fs = fs.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    format!("{settings}, data directory on {fs} ({data})")
+}
+
+fn main() {
+    let cores = thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let options = options(cores);
+    let corpus = load(options.corpus);
+    let dir = scratch();
+    let floor_mode = if options.floor_per_migration { "one transaction per file" } else { "autocommit, as psql -f" };
+    for &n in &options.sizes {
+        println!(
+            "corpus {} ({} migrations), N = {n} tenants, {cores} cores; {}",
+            options.corpus,
+            corpus.migrations.len(),
+            describe_cluster()
+        );
+        let per_core = floor(&corpus, &dir, n, cores, options.floor_per_migration);
+        let ten = floor(&corpus, &dir, n, 10, options.floor_per_migration);
+        let ours = ours(&corpus, &dir, n, &options);
+        let w = options.workers;
+        let line = |label: String, value: String| println!("  {label:<52} {value}");
+        line(format!("floor, psql, {cores} sessions ({floor_mode}):"), secs(per_core));
+        line(format!("floor, psql, 10 sessions ({floor_mode}):"), secs(ten));
+        line(
+            format!("mt.migrate_all, {w} workers, fresh tenants:"),
+            format!(
+                "{}  = {} of the {cores}-session floor, {} of the 10-session floor",
+                secs(ours.fresh),
+                ratio(ours.fresh, per_core),
+                ratio(ours.fresh, ten)
+            ),
+        );
+        line("mt.migrate_all, nothing pending:".into(), secs(ours.noop));
+        line("mt.status:".into(), secs(ours.status));
+        if let Some(drift) = ours.drift {
+            line("mt.drift_summary, every tenant (cold):".into(), secs(drift));
+        }
+        println!("  (setup, not timed: mt.create_tenant(migrate => false) x {n} in {})", secs(ours.setup));
+        println!("  (every schema, floor and mt alike: {})", expected_shape(&corpus.expected));
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
