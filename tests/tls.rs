@@ -3,7 +3,8 @@
 //! `sslmode`, root certificates from the URL and from `Config`, and the refusals: a wrong CA,
 //! a host name the certificate does not name, `require` against a server without TLS.
 //!
-//! The cluster listens on 127.0.0.1:54368 (`MT_TLS_PORT`) and is stopped at the end.
+//! The cluster listens on 127.0.0.1:54368, or the next free port up to 54375 (`MT_TLS_PORT`
+//! chooses one), and is stopped at the end.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -115,6 +116,15 @@ fn server_certificate(dir: &Path, ca: &str) {
 
 /// Starts the cluster with `ssl = on` and the generated certificate; returns its base URL
 /// with `localhost` as the host, and one with `127.0.0.1`.
+/// The first port of `range` nothing listens on or holds: our test ports lie in Linux's
+/// ephemeral range, so after the PgBouncer test's many connections one may still be taken.
+fn free_port(range: std::ops::RangeInclusive<u16>) -> u16 {
+    range
+        .clone()
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .unwrap_or_else(|| panic!("no free port in {range:?}"))
+}
+
 fn tls_cluster(certs: &Path, port: &str) -> (String, String) {
     let data = PathBuf::from(cluster(&["dir", CLUSTER]));
     if data.join("PG_VERSION").exists() {
@@ -157,7 +167,7 @@ fn run<F: std::future::Future>(future: F) -> F::Output {
 
 #[test]
 fn sslmodes_root_certificates_and_refusals() {
-    let port = std::env::var("MT_TLS_PORT").unwrap_or_else(|_| "54368".into());
+    let port = std::env::var("MT_TLS_PORT").unwrap_or_else(|_| free_port(54368..=54375).to_string());
     let certs = std::env::temp_dir().join(format!("mt-tls-{}", std::process::id()));
     std::fs::create_dir_all(&certs).unwrap();
     let _cleanup = Cleanup(certs.clone());
