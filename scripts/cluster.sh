@@ -59,8 +59,17 @@ CONF
   fi
   # PostgreSQL refuses a data directory others may read; keep it so whatever touched it.
   chmod 700 "$dir"
-  as_postgres "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null ||
-    { tail -n 30 "$dir/server.log"; exit 1; }
+  # Our ports lie in Linux's ephemeral range: a client connection may hold one for a moment.
+  local attempt
+  for attempt in 1 2 3 4 5; do
+    if as_postgres "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null; then
+      return 0
+    fi
+    tail -n 8 "$dir/server.log" | grep -q "Address already in use" || break
+    sleep 2
+  done
+  tail -n 30 "$dir/server.log"
+  exit 1
 }
 
 stop() {
