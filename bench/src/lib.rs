@@ -17,6 +17,17 @@ pub fn connect(database: &str) -> Client {
 pub fn fresh_database(name: &str) -> Client {
     let mut admin = connect("postgres");
     admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
+    // Tenant roles outlive their database (roles are cluster-wide): the last round's go too.
+    admin
+        .batch_execute(&format!(
+            "DO $$ DECLARE r record; BEGIN \
+               FOR r IN SELECT a.rolname FROM pg_authid a \
+                          JOIN pg_shdescription d ON d.objoid = a.oid AND d.classoid = 'pg_authid'::regclass \
+                         WHERE d.description LIKE 'multitenant: role of tenant % in database {name}' LOOP \
+                   EXECUTE format('DROP ROLE %I', r.rolname); \
+               END LOOP; END $$"
+        ))
+        .unwrap();
     admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
     let mut client = connect(name);
     client.batch_execute("SET client_min_messages = warning; CREATE EXTENSION multitenant").unwrap();
