@@ -395,8 +395,10 @@ impl<T: Transactions> Job<'_, T> {
         let role = crate::roles::code_role(schema);
         let tenant_id = self.target.tenant_id.as_deref();
         let found = read_tracking(schema, &self.settings.tracking_table, tenant_id);
+        // One read of the ledger: what the table must still hold, and what to bring up to date.
+        let ledger = tenant_id.map(ledger_records).unwrap_or_default();
         if let Some(tenant_id) = tenant_id {
-            ensure_nothing_lost(tenant_id, schema, found.as_ref().map(|(_, records)| records.as_slice()));
+            ensure_nothing_lost(tenant_id, schema, &ledger, found.as_ref().map(|(_, records)| records.as_slice()));
         }
         let (format, records) = match found {
             Some(found) => {
@@ -414,7 +416,7 @@ impl<T: Transactions> Job<'_, T> {
             }
         };
         if let (true, Some(tenant_id)) = (may_write, tenant_id) {
-            sync_ledger(tenant_id, format, &records);
+            sync_ledger(tenant_id, format, &records, &ledger);
         }
         Inspected { format, records, role }
     }
@@ -491,7 +493,7 @@ impl<T: Transactions> Job<'_, T> {
         Spi::run(&format!("DROP TABLE {table}")).unwrap_or_else(|e| error!("{e}"));
         write_tracking(&self.target.schema, &self.settings.tracking_table, to, &converted);
         if let Some(tenant_id) = &self.target.tenant_id {
-            sync_ledger(tenant_id, to, &converted);
+            sync_ledger(tenant_id, to, &converted, &ledger_records(tenant_id));
         }
         converted.len() as i32
     }
@@ -504,7 +506,7 @@ impl<T: Transactions> Job<'_, T> {
             .unwrap_or_else(|e| error!("{e}"));
         if let Some(tenant_id) = &self.target.tenant_id {
             let kept: Vec<Record> = inspected.records.iter().filter(|r| !orphans.contains(&r.id)).cloned().collect();
-            sync_ledger(tenant_id, inspected.format, &kept);
+            sync_ledger(tenant_id, inspected.format, &kept, &ledger_records(tenant_id));
         }
         orphans.len() as i32
     }
@@ -781,7 +783,7 @@ pub fn repair(
         }
         (RepairSource::Tracking, Some((format, records))) => {
             ensure_ledger_trigger(schema);
-            sync_ledger(tenant_id, format, &records);
+            sync_ledger(tenant_id, format, &records, &ledger_records(tenant_id));
             records.len() as i32
         }
         (RepairSource::Tracking, None) => {
@@ -815,9 +817,8 @@ pub fn ledger_records(tenant_id: &str) -> Vec<Record> {
 /// Refuses to go on with a tenant whose tracking table (`table`: its records, or None when
 /// it is missing) lost records the ledger holds: applying their migrations again would
 /// duplicate what they did. `mt.repair_tracking` puts the table right.
-fn ensure_nothing_lost(tenant_id: &str, schema: &str, table: Option<&[Record]>) {
-    let ledger = ledger_records(tenant_id);
-    let lost = tracking::lost(&ledger, table.unwrap_or_default());
+fn ensure_nothing_lost(tenant_id: &str, schema: &str, ledger: &[Record], table: Option<&[Record]>) {
+    let lost = tracking::lost(ledger, table.unwrap_or_default());
     if lost.is_empty() {
         return;
     }
@@ -861,8 +862,9 @@ fn insert_record(table: &str, format: TrackingFormat, record: &Record, id: Optio
         .unwrap_or_default()
 }
 
-/// Makes the ledger rows of one tenant equal to its tracking table, writing only on change.
-fn sync_ledger(tenant_id: &str, format: TrackingFormat, records: &[Record]) {
+/// Makes the ledger rows of one tenant (`ledger`, as read) equal to its tracking table,
+/// writing only on change.
+fn sync_ledger(tenant_id: &str, format: TrackingFormat, records: &[Record], ledger: &[Record]) {
     let ids: Vec<i32> = records.iter().map(|r| r.id).collect();
     let names: Vec<Option<String>> = records.iter().map(|r| r.name.clone()).collect();
     let hashes: Vec<Option<String>> = records.iter().map(|r| r.hash.clone()).collect();
@@ -873,17 +875,7 @@ fn sync_ledger(tenant_id: &str, format: TrackingFormat, records: &[Record]) {
     const WANTED: &str = "SELECT w.* FROM ROWS FROM (pg_catalog.unnest($2::int[]), pg_catalog.unnest($3::text[]), \
                           pg_catalog.unnest($4::text[]), pg_catalog.unnest($5::bigint[]), pg_catalog.unnest($6::bigint[])) \
                           AS w(record_id, name, hash, journal_when, applied_ms)";
-    let differs = Spi::get_one_with_args::<bool>(
-        &format!(
-            "WITH wanted AS ({WANTED}), current AS ( \
-                 SELECT record_id, name, hash, journal_when FROM mt.tracking_records WHERE tenant_id = $1) \
-             SELECT EXISTS (SELECT record_id, name, hash, journal_when FROM wanted EXCEPT SELECT * FROM current) \
-                 OR EXISTS (SELECT * FROM current EXCEPT SELECT record_id, name, hash, journal_when FROM wanted)"
-        ),
-        &args,
-    )
-    .unwrap_or_else(|e| error!("multitenant: cannot read the ledger: {e}"));
-    if differs == Some(true) {
+    if !tracking::same_records(records, ledger) {
         Spi::run_with_args("DELETE FROM mt.tracking_records WHERE tenant_id = $1", &args[..1])
             .unwrap_or_else(|e| error!("multitenant: cannot update the ledger: {e}"));
         Spi::run_with_args(

@@ -197,6 +197,11 @@ pub fn lost<'a>(ledger: &'a [Record], table: &[Record]) -> Vec<&'a Record> {
     ledger.iter().filter(|l| !table.iter().any(|t| same(l, t))).collect()
 }
 
+/// Whether two lists hold the same records, in the sense of [`lost`] (applied_at aside).
+pub fn same_records(a: &[Record], b: &[Record]) -> bool {
+    a.len() == b.len() && lost(a, b).is_empty() && lost(b, a).is_empty()
+}
+
 /// Quotes an identifier the way `quote_ident` does when quoting is needed; always quoting
 /// is always correct.
 pub fn quote_identifier(ident: &str) -> String {
@@ -231,6 +236,7 @@ mod tests {
         // Another tool added a record: nothing is lost.
         let more = vec![record(1, "0000_users"), record(2, "0001_posts"), record(3, "0002_tags")];
         assert!(lost(&ledger, &more).is_empty());
+        assert!(!same_records(&ledger, &more) && same_records(&more[..2], &ledger));
         // Emptied, a row deleted by hand, or a row rewritten under the same id: lost.
         assert_eq!(lost(&ledger, &[]).len(), 2);
         assert_eq!(lost(&ledger, &ledger[..1]).iter().map(|r| r.id).collect::<Vec<_>>(), [2]);
