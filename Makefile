@@ -5,7 +5,7 @@
 # Debian bookworm machine as root.
 
 PG_CONFIG   ?= /usr/lib/postgresql/15/bin/pg_config
-DEMO_PORT   ?= 54350
+DEMO_PORT   ?= 25350
 DEMO_DB     ?= multitenant_demo
 PSQL        := $(dir $(PG_CONFIG))psql
 

@@ -9,10 +9,10 @@
 # The client benchmark measures the client library, not the extension: it always uses the
 # extension as installed (`make install` first), and starts a PgBouncer in transaction mode in
 # front of the cluster (Debian's `pgbouncer`, as the postgres user, on 127.0.0.1:
-# $BENCH_PGBOUNCER_PORT, default 54363).
+# $BENCH_PGBOUNCER_PORT, default 25363).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-PORT="${BENCH_PORT:-54353}"
+PORT="${BENCH_PORT:-25353}"
 cd "$ROOT"
 bench="$1"; shift
 scripts/prereqs.sh >/dev/null
@@ -52,7 +52,7 @@ esac
 if [ "$bench" = client ]; then
   # PgBouncer in transaction mode, 16 server connections (the benchmark's pool size), trust
   # authentication for the postgres user; sqlx sends extra_float_digits at startup.
-  BOUNCER_PORT="${BENCH_PGBOUNCER_PORT:-54363}"
+  BOUNCER_PORT="${BENCH_PGBOUNCER_PORT:-25363}"
   BOUNCER_DIR="$(mktemp -d /tmp/mt-bench-pgbouncer.XXXXXX)"
   chmod 755 "$BOUNCER_DIR"
   echo '"postgres" ""' >"$BOUNCER_DIR/userlist.txt"

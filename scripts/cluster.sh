@@ -59,10 +59,12 @@ CONF
   fi
   # PostgreSQL refuses a data directory others may read; keep it so whatever touched it.
   chmod 700 "$dir"
-  # Our ports lie in Linux's ephemeral range: a client connection may hold one for a moment.
+  # The port is given at every start (a cluster made by an earlier run may have had another).
+  # Our ports lie below Linux's ephemeral range (32768-60999), so no client connection holds
+  # one; the retries cover a listener of a run that is just shutting down.
   local attempt
   for attempt in 1 2 3 4 5; do
-    if as_postgres "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null; then
+    if as_postgres "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -o "-p $port" -w -t 60 start >/dev/null; then
       return 0
     fi
     tail -n 8 "$dir/server.log" | grep -q "Address already in use" || break

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-PORT="${INTEGRATION_PORT:-54352}"
+PORT="${INTEGRATION_PORT:-25352}"
 cd "$ROOT"
 
 scripts/cluster.sh start integration "$PORT"

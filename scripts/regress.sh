@@ -8,7 +8,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 PG_REGRESS="$("$PG_BIN/pg_config" --pkglibdir)/pgxs/src/test/regress/pg_regress"
-PORT="${REGRESS_PORT:-54351}"
+PORT="${REGRESS_PORT:-25351}"
 OUT="$ROOT/target/regress"
 
 cd "$ROOT"

@@ -20,13 +20,13 @@
 #
 #   scripts/restore-test.sh      expects the current tree installed (`make install`)
 #
-# Environment: RESTORE_PORT (54366), RESTORE_KEEP=1 leaves the cluster running for a look
+# Environment: RESTORE_PORT (25366), RESTORE_KEEP=1 leaves the cluster running for a look
 # (scripts/cluster.sh stop restore). Files: target/restore/.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
-PORT="${RESTORE_PORT:-54366}"
+PORT="${RESTORE_PORT:-25366}"
 EXTNAME=multitenant
 # Every table of the extension that a backup must keep (issue 13).
 REQUIRED_TABLES="mt.tenants mt.migrations mt.tracking_records mt.runs mt.run_tenants mt.seeds mt.seed_history mt.config"

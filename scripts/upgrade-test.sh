@@ -21,14 +21,14 @@
 # (multitenant_v0_1_0) so that its build does not overwrite target/debug/libmultitenant.so,
 # the current build's artifact (a cdylib's file name carries no hash).
 #
-# Environment: UPGRADE_PORT (54355), UPGRADE_SKIP_REGRESS=1 skips (c),
+# Environment: UPGRADE_PORT (25355), UPGRADE_SKIP_REGRESS=1 skips (c),
 # UPGRADE_KEEP=1 leaves the cluster running for a look (scripts/cluster.sh stop upgrade).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 PG_CONFIG="$PG_BIN/pg_config"
-PORT="${UPGRADE_PORT:-54355}"
+PORT="${UPGRADE_PORT:-25355}"
 OLD_VERSION=0.1.0
 OLD_COMMIT=0cc5e7ffd0a718e2219c8e19748fb72f604ac35e   # v0.1.0 (a fresh clone may lack the tag)
 OLD_CRATE=multitenant_v0_1_0

@@ -570,11 +570,11 @@ fn strip_ansi(text: &str) -> String {
 
 /// A deploy over TCP as a real pipeline does it: a password (scram-sha-256), TLS checked
 /// against a CA the test makes with openssl, on a cluster of its own (`cli-tls`, port
-/// `MT_CLI_TLS_PORT`, default 54361) that is stopped at the end. The role is an `mt_admin`
+/// `MT_CLI_TLS_PORT`, default 25361) that is stopped at the end. The role is an `mt_admin`
 /// member, not a superuser.
 #[test]
 fn a_remote_deploy_with_a_password_over_verified_tls() {
-    let port = std::env::var("MT_CLI_TLS_PORT").unwrap_or_else(|_| "54361".to_string());
+    let port = std::env::var("MT_CLI_TLS_PORT").unwrap_or_else(|_| "25361".to_string());
     let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cluster.sh");
     let cluster = |args: &[&str]| {
         let output = Command::new(&scripts).args(args).output().unwrap();

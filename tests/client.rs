@@ -300,7 +300,7 @@ fn health_and_metrics_of_a_live_server() {
 #[test]
 fn retry_waits_for_a_late_server_and_health_sees_it_stop() {
     let scripts = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/cluster.sh");
-    let port = "54354";
+    let port = "25354";
     let cluster = move |action: &str| {
         let mut command = Command::new(scripts);
         command.arg(action).arg("late");

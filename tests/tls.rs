@@ -3,7 +3,7 @@
 //! `sslmode`, root certificates from the URL and from `Config`, and the refusals: a wrong CA,
 //! a host name the certificate does not name, `require` against a server without TLS.
 //!
-//! The cluster listens on 127.0.0.1:54368, or the next free port up to 54375 (`MT_TLS_PORT`
+//! The cluster listens on 127.0.0.1:25368, or the next free port up to 25375 (`MT_TLS_PORT`
 //! chooses one), and is stopped at the end.
 
 use std::path::{Path, PathBuf};
@@ -114,10 +114,7 @@ fn server_certificate(dir: &Path, ca: &str) {
     );
 }
 
-/// Starts the cluster with `ssl = on` and the generated certificate; returns its base URL
-/// with `localhost` as the host, and one with `127.0.0.1`.
-/// The first port of `range` nothing listens on or holds: our test ports lie in Linux's
-/// ephemeral range, so after the PgBouncer test's many connections one may still be taken.
+/// The first port of `range` nothing listens on (a leftover cluster of an interrupted run).
 fn free_port(range: std::ops::RangeInclusive<u16>) -> u16 {
     range
         .clone()
@@ -125,14 +122,10 @@ fn free_port(range: std::ops::RangeInclusive<u16>) -> u16 {
         .unwrap_or_else(|| panic!("no free port in {range:?}"))
 }
 
+/// Starts the cluster with `ssl = on` and the generated certificate; returns its base URL
+/// with `localhost` as the host, and one with `127.0.0.1`.
 fn tls_cluster(certs: &Path, port: &str) -> (String, String) {
     let data = PathBuf::from(cluster(&["dir", CLUSTER]));
-    if data.join("PG_VERSION").exists() {
-        // Made by an earlier run, maybe on another port: the last setting wins.
-        let conf = data.join("postgresql.conf");
-        let text = std::fs::read_to_string(&conf).unwrap();
-        std::fs::write(&conf, format!("{text}\nport = {port}\n")).unwrap();
-    }
     cluster(&["start", CLUSTER, port]);
     for file in ["server.crt", "server.key"] {
         std::fs::copy(certs.join(file), data.join(file)).unwrap();
@@ -167,7 +160,7 @@ fn run<F: std::future::Future>(future: F) -> F::Output {
 
 #[test]
 fn sslmodes_root_certificates_and_refusals() {
-    let port = std::env::var("MT_TLS_PORT").unwrap_or_else(|_| free_port(54368..=54375).to_string());
+    let port = std::env::var("MT_TLS_PORT").unwrap_or_else(|_| free_port(25368..=25375).to_string());
     let certs = std::env::temp_dir().join(format!("mt-tls-{}", std::process::id()));
     std::fs::create_dir_all(&certs).unwrap();
     let _cleanup = Cleanup(certs.clone());

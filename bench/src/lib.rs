@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 pub use postgres::{Client, NoTls};
 
 pub fn url(database: &str) -> String {
-    let base = std::env::var("MT_BENCH_URL").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:54353".into());
+    let base = std::env::var("MT_BENCH_URL").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:25353".into());
     format!("{base}/{database}")
 }
 

@@ -9,7 +9,7 @@ pub use postgres::{Client, NoTls};
 
 /// The cluster's base URL, without a database name.
 pub fn base_url() -> String {
-    std::env::var("MT_TEST_URL").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:54352".to_string())
+    std::env::var("MT_TEST_URL").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:25352".to_string())
 }
 
 /// A new empty database with `CREATE EXTENSION multitenant`; returns its connection URL.

@@ -1,5 +1,5 @@
 //! A real PgBouncer (Debian's `pgbouncer`) in transaction mode in front of the test cluster,
-//! run as the postgres user on a loopback port in 54361-54364, stopped when dropped.
+//! run as the postgres user on a loopback port in 25361-25364, stopped when dropped.
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -35,7 +35,7 @@ fn running_as_root() -> bool {
 
 impl PgBouncer {
     /// Starts PgBouncer for `users` (trust authentication; the user list is generated), in
-    /// transaction mode, on the first free port of 54361-54364 (or `MT_PGBOUNCER_PORT`).
+    /// transaction mode, on the first free port of 25361-25364 (or `MT_PGBOUNCER_PORT`).
     pub fn start(users: &[&str]) -> PgBouncer {
         let (host, cluster_port) = cluster_address();
         let dir = std::env::temp_dir().join(format!("mt-pgbouncer-{}", std::process::id()));
@@ -46,12 +46,12 @@ impl PgBouncer {
         }
         let candidates: Vec<u16> = match std::env::var("MT_PGBOUNCER_PORT") {
             Ok(port) => vec![port.parse().expect("MT_PGBOUNCER_PORT")],
-            Err(_) => (54361..=54364).collect(),
+            Err(_) => (25361..=25364).collect(),
         };
         let port = candidates
             .into_iter()
             .find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
-            .expect("a free port for PgBouncer in 54361-54364");
+            .expect("a free port for PgBouncer in 25361-25364");
         let ini = dir.join("pgbouncer.ini");
         // Started as root, PgBouncer must be told the user to change to (it refuses to run as
         // root); it does once it has read its files and bound its port.

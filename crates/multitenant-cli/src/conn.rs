@@ -470,7 +470,7 @@ mod tests {
             None,
             &env(&[
                 ("PGHOST", "127.0.0.1"),
-                ("PGPORT", "54360"),
+                ("PGPORT", "25360"),
                 ("PGUSER", "postgres"),
                 ("PGDATABASE", "app"),
                 ("PGSSLMODE", "disable"),
@@ -478,7 +478,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.ssl_mode, SslMode::Disable);
-        assert_eq!(s.config.get_ports(), &[54360]);
+        assert_eq!(s.config.get_ports(), &[25360]);
         assert_eq!(s.config.get_user(), Some("postgres"));
         assert_eq!(s.config.get_dbname(), Some("app"));
         assert_eq!(s.config.get_application_name(), Some("mt"));

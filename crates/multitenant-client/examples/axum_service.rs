@@ -1,7 +1,7 @@
 //! A small multi-tenant HTTP service on the tokio-postgres client (feature `axum`), against
 //! `make demo`'s database (tenants `acme`, `globex-eu`, …; table `users` with a unique email).
 //!
-//!   DATABASE_URL=postgresql://tour_app@127.0.0.1:54350/multitenant_demo PORT=3000 \
+//!   DATABASE_URL=postgresql://tour_app@127.0.0.1:25350/multitenant_demo PORT=3000 \
 //!     cargo run -p multitenant-client --features axum --example axum_service
 //!
 //!   curl -i -H 'x-tenant-id: acme' localhost:3000/users                        200, JSON list
@@ -102,7 +102,7 @@ struct App {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt::init();
     let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:54350/multitenant_demo".into());
+        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:25350/multitenant_demo".into());
     let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
     let port: u16 = std::env::var("PORT").unwrap_or_else(|_| "3000".into()).parse()?;
     let mut config = Config::new(url);

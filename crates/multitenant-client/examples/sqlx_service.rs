@@ -1,7 +1,7 @@
 //! A small multi-tenant HTTP service on sqlx (features `axum` and `sqlx`), against
 //! `make demo`'s database (tenants `acme`, `globex-eu`, …; table `users` with a unique email).
 //!
-//!   DATABASE_URL=postgresql://tour_app@127.0.0.1:54350/multitenant_demo PORT=3001 \
+//!   DATABASE_URL=postgresql://tour_app@127.0.0.1:25350/multitenant_demo PORT=3001 \
 //!     cargo run -p multitenant-client --features axum,sqlx --example sqlx_service
 //!
 //!   curl -i -H 'x-tenant-id: acme' localhost:3001/users                        200, JSON list
@@ -96,7 +96,7 @@ async fn metrics(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt::init();
     let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:54350/multitenant_demo".into());
+        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:25350/multitenant_demo".into());
     let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
     let port: u16 = std::env::var("PORT").unwrap_or_else(|_| "3001".into()).parse()?;
     let mut config = SqlxConfig::default();
