@@ -822,3 +822,35 @@ END
 $$;
 COMMENT ON FUNCTION mt_internal.copy_template(text) IS
     'multitenant: copy mt_template (objects, tracking records and the rows migrations wrote) into a new empty schema, from cached statements';
+
+-- Called by mt.migrate_all's workers for a tenant schema with nothing recorded: a copy of
+-- the template when the schema holds nothing (but its empty tracking table) and the
+-- template is current; NULL, and nothing done, otherwise. Returns the records copied.
+CREATE FUNCTION mt_internal.provision_from_template(target_schema text)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tracking text := mt.get_config('tracking_table');
+    records  integer;
+BEGIN
+    IF mt.schema_object_count(target_schema) > 0 OR NOT mt.template_is_current() THEN
+        RETURN NULL;
+    END IF;
+    IF to_regclass(format('%I.%I', target_schema, tracking)) IS NOT NULL THEN
+        PERFORM mt_internal.check_tracking_table(target_schema);
+        EXECUTE format('SELECT count(*) FROM %I.%I', target_schema, tracking) INTO records;
+        IF records > 0 THEN
+            RETURN NULL;
+        END IF;
+        -- copy_template writes the tracking table with the template's records.
+        EXECUTE format('DROP TABLE %I.%I', target_schema, tracking);
+    END IF;
+    PERFORM mt_internal.copy_template(target_schema);
+    EXECUTE format('SELECT count(*) FROM %I.%I', target_schema, tracking) INTO records;
+    RETURN records;
+END
+$$;
+COMMENT ON FUNCTION mt_internal.provision_from_template(text) IS
+    'multitenant (internal): give an empty tenant schema a copy of the current mt_template (what migrate_all does instead of replaying every migration); NULL when the schema holds something or the template is not current';

@@ -44,3 +44,5 @@ COMMENT ON FUNCTION mt.repair_tracking(text[], text) IS
     'multitenant: put tracking tables and the ledger back in step after a table was dropped, emptied or edited by hand: source ledger writes back lost records, source tracking makes the ledger forget them; one row per tenant';
 COMMENT ON FUNCTION mt.clone_statements(text, text) IS
     'multitenant: the DDL that clones one schema into another, step by step (rows are copied between steps 40 and 60), computed as the source schema''s role; what mt.clone_schema runs';
+COMMENT ON FUNCTION mt_internal.strip_schema(text, text) IS
+    'multitenant (internal): a deparsed definition with the given schema''s qualifier removed (what drift compares)';

@@ -11,18 +11,8 @@
 --     mt.drift_column_order is on;
 --   * OIDs never appear.
 
-CREATE FUNCTION mt_internal.strip_schema(definition text, schema_name text)
-RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    -- Schema names are plain identifiers (naming rules), so the qualifier is `name.` or "name".
-    SELECT regexp_replace(
-               regexp_replace(definition, '(^|[^a-z0-9_$"])' || schema_name || '\.', '\1', 'g'),
-               '"' || schema_name || '"\.', '', 'g')
-$$;
-COMMENT ON FUNCTION mt_internal.strip_schema(text, text) IS
-    'multitenant: a deparsed definition with the given schema''s qualifier removed';
+-- mt_internal.strip_schema(definition, schema_name) is Rust (src/drift.rs): a regular
+-- expression built per schema would be compiled again for nearly every row.
 
 -- Function settings with the schema's own name in search_path written as "$schema", so a
 -- function pinned to its tenant's schema reads the same in every tenant.
@@ -65,7 +55,7 @@ WITH nsp AS (
 ), tracking AS (
     SELECT mt.get_config('tracking_table') AS name
 ), rel AS (
-    SELECT c.oid, c.relname, c.relkind, c.relrowsecurity, c.relforcerowsecurity, c.relpersistence, n.nspname
+    SELECT c.oid, c.relname, c.relkind, c.relrowsecurity, c.relforcerowsecurity, c.relpersistence, c.relowner, c.relacl, n.nspname
       FROM pg_class c JOIN nsp n ON n.oid = c.relnamespace, tracking t
      WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND c.relname <> t.name
        AND NOT EXISTS (SELECT FROM pg_depend d              -- owned by the tracking table
@@ -176,6 +166,21 @@ SELECT r.nspname, 'policy', r.relname || '.' || pol.polname,
                           'using', mt_internal.strip_schema(pg_get_expr(pol.polqual, pol.polrelid), r.nspname),
                           'with_check', mt_internal.strip_schema(pg_get_expr(pol.polwithcheck, pol.polrelid), r.nspname))
   FROM rel r JOIN pg_policy pol ON pol.polrelid = r.oid
+UNION ALL
+-- privileges on tables, views and sequences granted beyond the owner's defaults; the owner
+-- (the tenant's role, or mt_template_role) reads "$owner" in every schema
+SELECT r.nspname, 'privileges', r.relname,
+       jsonb_agg(g.grants ORDER BY g.grants)
+  FROM rel r
+  CROSS JOIN LATERAL (
+      SELECT CASE a.grantee WHEN r.relowner THEN '$owner' WHEN 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END
+             || ': ' || string_agg(a.privilege_type || CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END, ', '
+                                   ORDER BY a.privilege_type) AS grants
+        FROM aclexplode(r.relacl) a
+       GROUP BY a.grantee) g
+ WHERE r.relacl IS NOT NULL
+   AND r.relacl <> acldefault(CASE WHEN r.relkind = 'S' THEN 's' ELSE 'r' END::"char", r.relowner)
+ GROUP BY r.nspname, r.relname
 UNION ALL
 -- comments on relations and columns
 SELECT r.nspname, 'comment', r.relname || CASE WHEN d.objsubid > 0 THEN '.' || a.attname ELSE '' END,
@@ -294,21 +299,283 @@ $$;
 COMMENT ON FUNCTION mt.tenant_drift(text, text) IS
     'multitenant: every difference between a tenant''s schema and the template (or a reference tenant''s schema): missing, extra or changed objects with both definitions';
 
+
+-- Incremental drift. Each schema's fingerprint and differences from the template are kept in
+-- mt_internal.drift_state and mt_internal.drift_differences, and recomputed only for schemas
+-- whose DDL changed since: an event trigger notes the schema of every DDL command in
+-- mt_internal.schema_changes (its row rewritten once per schema and transaction), and a
+-- refresh recomputes the schemas whose row differs from the one it saw last time
+-- (mt_internal.schema_changes_seen; a refresh writes no row a DDL command writes, so the two
+-- never wait for each other). GRANT and REVOKE name no schema to event triggers: a digest of
+-- each schema's relation privileges, compared at every refresh, catches them. A change that
+-- cannot be placed in one tenant's schema ('*', or a change in the shared schema or any other
+-- schema that tenant objects may refer to) makes the next refresh a full one.
+-- These tables are caches: not dumped, so a restored database starts with a full refresh.
+
+CREATE TABLE mt_internal.schema_changes (
+    schema_name text PRIMARY KEY,
+    -- The last transaction that changed it.
+    changed_by  xid8 NOT NULL
+);
+COMMENT ON TABLE mt_internal.schema_changes IS
+    'multitenant (internal): per schema, the last transaction whose DDL changed it (* for changes in no one schema); written by the mt_note_schema_changes event triggers';
+
+CREATE TABLE mt_internal.schema_changes_seen (
+    schema_name text PRIMARY KEY,
+    changed_by  xid8 NOT NULL
+);
+COMMENT ON TABLE mt_internal.schema_changes_seen IS
+    'multitenant (internal): the rows of mt_internal.schema_changes as the last drift refresh saw them';
+
+CREATE TABLE mt_internal.drift_state (
+    schema_name           text PRIMARY KEY,
+    fingerprint           text NOT NULL,
+    -- The template's fingerprint the differences were computed against.
+    reference_fingerprint text NOT NULL,
+    differences           integer NOT NULL,
+    -- mt.drift_column_order as it was: the model depends on it.
+    column_order          boolean NOT NULL,
+    -- mt_internal.acl_digests as it was.
+    acl_digest            text NOT NULL,
+    refreshed_at          timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE mt_internal.drift_state IS
+    'multitenant (internal): per tenant schema (and mt_template), its fingerprint and how many differences from the template it had when last refreshed';
+
+CREATE TABLE mt_internal.drift_differences (
+    schema_name text NOT NULL,
+    object_type text NOT NULL,
+    object_name text NOT NULL,
+    change      text NOT NULL,
+    expected    jsonb,
+    actual      jsonb
+);
+CREATE INDEX drift_differences_schema_name_idx ON mt_internal.drift_differences (schema_name);
+COMMENT ON TABLE mt_internal.drift_differences IS
+    'multitenant (internal): the differences from the template of each drifted tenant schema, as of its last refresh';
+
+CREATE FUNCTION mt_internal.note_schema_changes()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    changed text[];
+BEGIN
+    IF TG_EVENT = 'sql_drop' THEN
+        -- Triggers, policies and rules have no schema of their own: their table's comes first
+        -- in their address.
+        changed := ARRAY(SELECT DISTINCT CASE WHEN o.object_type = 'schema' THEN o.object_name
+                                              ELSE coalesce(o.schema_name,
+                                                            CASE WHEN o.object_type IN ('trigger', 'policy', 'rule') THEN o.address_names[1] END,
+                                                            '*') END
+                           FROM pg_event_trigger_dropped_objects() o
+                          WHERE NOT o.is_temporary);
+    ELSE
+        changed := ARRAY(SELECT DISTINCT CASE WHEN d.object_type = 'schema' THEN (SELECT n.nspname::text FROM pg_namespace n WHERE n.oid = d.objid)
+                                              WHEN d.schema_name IS NOT NULL THEN d.schema_name
+                                              -- Triggers, policies and rules: their table's schema.
+                                              WHEN d.classid IN ('pg_trigger'::regclass, 'pg_policy'::regclass, 'pg_rewrite'::regclass) THEN
+                                                  (SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                                                    WHERE c.oid = CASE d.classid WHEN 'pg_trigger'::regclass THEN (SELECT g.tgrelid FROM pg_trigger g WHERE g.oid = d.objid)
+                                                                                 WHEN 'pg_policy'::regclass THEN (SELECT p.polrelid FROM pg_policy p WHERE p.oid = d.objid)
+                                                                                 ELSE (SELECT r.ev_class FROM pg_rewrite r WHERE r.oid = d.objid) END)
+                                              -- GRANT and REVOKE name no schema here: privileges
+                                              -- are compared by mt_internal.acl_digests instead.
+                                              WHEN d.command_tag IN ('GRANT', 'REVOKE') THEN NULL
+                                              ELSE '*' END
+                           FROM pg_event_trigger_ddl_commands() d
+                          WHERE NOT d.in_extension);
+    END IF;
+    INSERT INTO mt_internal.schema_changes AS c (schema_name, changed_by)
+    SELECT s, pg_current_xact_id() FROM unnest(changed) AS s
+     WHERE s IS NOT NULL AND s !~ '^pg_(temp|toast)'
+        ON CONFLICT (schema_name) DO UPDATE SET changed_by = excluded.changed_by
+     WHERE c.changed_by <> excluded.changed_by;
+END
+$$;
+COMMENT ON FUNCTION mt_internal.note_schema_changes() IS
+    'multitenant (internal): event trigger function: notes in mt_internal.schema_changes the schemas a DDL command changed';
+
+CREATE EVENT TRIGGER mt_note_schema_changes ON ddl_command_end
+    EXECUTE FUNCTION mt_internal.note_schema_changes();
+COMMENT ON EVENT TRIGGER mt_note_schema_changes IS
+    'multitenant: notes which schemas DDL changes, so that drift is recomputed only for them';
+CREATE EVENT TRIGGER mt_note_schema_drops ON sql_drop
+    EXECUTE FUNCTION mt_internal.note_schema_changes();
+COMMENT ON EVENT TRIGGER mt_note_schema_drops IS
+    'multitenant: notes which schemas DROP commands change, so that drift is recomputed only for them';
+
+-- Per schema, a digest of the privileges granted on its relations (the part of the model a
+-- GRANT or REVOKE changes): one pass over pg_class.
+CREATE FUNCTION mt_internal.acl_digests(schema_names text[])
+RETURNS TABLE (schema_name text, acl_digest text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.name, md5(coalesce(string_agg(c.relname || '=' || c.relacl::text, ',' ORDER BY c.relname), ''))
+      FROM unnest(acl_digests.schema_names) AS s(name)
+      LEFT JOIN pg_namespace n ON n.nspname = s.name
+      LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relacl IS NOT NULL
+     GROUP BY s.name
+$$;
+COMMENT ON FUNCTION mt_internal.acl_digests(text[]) IS
+    'multitenant (internal): per schema, a digest of the privileges on its relations; a drift refresh recomputes the schemas whose digest changed';
+
+CREATE FUNCTION mt.refresh_drift(full_refresh boolean DEFAULT false)
+RETURNS TABLE (schemas_checked integer, tenants_drifted integer, was_full boolean)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    reference  constant text := 'mt_template';
+    marks      mt_internal.schema_changes[];
+    marked     text[];
+    digests    jsonb;
+    everything boolean;
+    template_fingerprint text;
+    stale      text[];
+    with_column_order constant boolean := coalesce(current_setting('mt.drift_column_order', true), '') IN ('on', 'true');
+BEGIN
+    -- One refresh at a time: a second one waits, then finds little left to do.
+    PERFORM mt_internal.lock_schema('mt_internal.drift_state');
+    -- Schemas changed since the last refresh, with the change as seen now.
+    marks := ARRAY(SELECT c FROM mt_internal.schema_changes c
+                     LEFT JOIN mt_internal.schema_changes_seen s ON s.schema_name = c.schema_name
+                    WHERE s.changed_by IS DISTINCT FROM c.changed_by);
+    marked := ARRAY(SELECT m.schema_name FROM unnest(marks) m);
+    -- A change in a schema that is neither a tenant's nor the template's may change how
+    -- tenant objects read (a type or function they use), unless that schema is gone (what a
+    -- DROP ... CASCADE took from tenants is noted under the tenants' own schemas).
+    everything := full_refresh
+        OR EXISTS (SELECT FROM mt_internal.drift_state s WHERE s.column_order <> with_column_order)
+        OR EXISTS (
+        SELECT FROM unnest(marked) m(name)
+         WHERE m.name NOT IN (reference, 'mt', 'mt_internal')
+           AND (m.name = '*' OR EXISTS (SELECT FROM pg_namespace n WHERE n.nspname = m.name))
+           AND NOT EXISTS (SELECT FROM mt.tenants t WHERE t.schema_name = m.name));
+
+    DELETE FROM mt_internal.drift_state s
+     WHERE s.schema_name <> reference AND NOT EXISTS (SELECT FROM mt.tenants t WHERE t.schema_name = s.schema_name);
+    DELETE FROM mt_internal.drift_differences d
+     WHERE NOT EXISTS (SELECT FROM mt.tenants t WHERE t.schema_name = d.schema_name);
+
+    -- Privileges changed since (GRANT and REVOKE leave no mark).
+    digests := (SELECT jsonb_object_agg(a.schema_name, a.acl_digest)
+                  FROM mt_internal.acl_digests(array_append(ARRAY(SELECT t.schema_name FROM mt.tenants t), reference)) a);
+    marked := marked || ARRAY(SELECT d.key FROM jsonb_each_text(digests) d
+                                LEFT JOIN mt_internal.drift_state s ON s.schema_name = d.key
+                               WHERE s.acl_digest IS DISTINCT FROM d.value);
+
+    SELECT s.fingerprint INTO template_fingerprint FROM mt_internal.drift_state s WHERE s.schema_name = reference;
+    IF everything OR reference = ANY (marked) OR template_fingerprint IS NULL THEN
+        SELECT d.fingerprint INTO template_fingerprint FROM mt.drift(reference, ARRAY[reference]) d;
+        INSERT INTO mt_internal.drift_state AS s (schema_name, fingerprint, reference_fingerprint, differences, column_order, acl_digest)
+        VALUES (reference, template_fingerprint, template_fingerprint, 0, with_column_order, digests ->> reference)
+            ON CONFLICT (schema_name) DO UPDATE
+           SET fingerprint = excluded.fingerprint, reference_fingerprint = excluded.reference_fingerprint,
+               column_order = excluded.column_order, acl_digest = excluded.acl_digest, refreshed_at = excluded.refreshed_at;
+    END IF;
+
+    -- Unchanged schemas that equal a changed template need no comparison.
+    WITH same AS (
+        UPDATE mt_internal.drift_state s SET reference_fingerprint = template_fingerprint, differences = 0
+         WHERE s.reference_fingerprint <> template_fingerprint AND s.fingerprint = template_fingerprint
+           AND NOT everything AND s.schema_name <> ALL (marked)
+        RETURNING s.schema_name)
+    DELETE FROM mt_internal.drift_differences d USING same WHERE d.schema_name = same.schema_name;
+
+    stale := ARRAY(SELECT t.schema_name FROM mt.tenants t
+                     LEFT JOIN mt_internal.drift_state s ON s.schema_name = t.schema_name
+                    WHERE everything OR s.schema_name IS NULL OR t.schema_name = ANY (marked)
+                       OR s.reference_fingerprint <> template_fingerprint);
+    IF cardinality(stale) > 0 THEN
+        -- One statement: the old differences go, the new ones and the fingerprints are kept.
+        WITH computed AS MATERIALIZED (
+            SELECT * FROM mt.drift(reference, stale)
+        ), cleared AS (
+            DELETE FROM mt_internal.drift_differences d WHERE d.schema_name = ANY (stale)
+        ), added AS (
+            INSERT INTO mt_internal.drift_differences (schema_name, object_type, object_name, change, expected, actual)
+            SELECT c.schema_name, c.object_type, c.object_name, c.change, c.expected, c.actual
+              FROM computed c WHERE c.change IS NOT NULL
+        )
+        INSERT INTO mt_internal.drift_state AS s (schema_name, fingerprint, reference_fingerprint, differences, column_order, acl_digest)
+        SELECT c.schema_name, max(c.fingerprint), template_fingerprint, count(c.change), with_column_order, digests ->> c.schema_name
+          FROM computed c GROUP BY c.schema_name
+            ON CONFLICT (schema_name) DO UPDATE
+           SET fingerprint = excluded.fingerprint, reference_fingerprint = excluded.reference_fingerprint,
+               differences = excluded.differences, column_order = excluded.column_order,
+               acl_digest = excluded.acl_digest, refreshed_at = excluded.refreshed_at;
+    END IF;
+
+    INSERT INTO mt_internal.schema_changes_seen AS s (schema_name, changed_by)
+    SELECT m.schema_name, m.changed_by FROM unnest(marks) m
+        ON CONFLICT (schema_name) DO UPDATE SET changed_by = excluded.changed_by;
+    -- Schemas that are gone for good (not tenants: a dropped tenant's is gone with it).
+    WITH gone AS (
+        SELECT s.schema_name FROM mt_internal.schema_changes_seen s
+         WHERE s.schema_name <> '*' AND NOT EXISTS (SELECT FROM pg_namespace n WHERE n.nspname = s.schema_name)
+    ), forgotten AS (
+        DELETE FROM mt_internal.schema_changes_seen s USING gone WHERE s.schema_name = gone.schema_name
+    )
+    DELETE FROM mt_internal.schema_changes c USING gone WHERE c.schema_name = gone.schema_name;
+    RETURN QUERY SELECT cardinality(stale),
+                        (SELECT count(*)::integer FROM mt_internal.drift_state s
+                          WHERE s.schema_name <> reference AND s.differences > 0),
+                        everything;
+END
+$$;
+COMMENT ON FUNCTION mt.refresh_drift(boolean) IS
+    'multitenant: bring the kept drift state up to date: recompute the schemas whose DDL changed since the last refresh (all of them with full_refresh => true, or after a change outside any tenant schema); the drift views do it first';
+
+-- What the drift views read: the kept state, refreshed first; in a read-only transaction (a
+-- standby) computed afresh instead, since nothing can be kept there.
+CREATE FUNCTION mt_internal.current_drift()
+RETURNS TABLE (schema_name text, fingerprint text, differences integer, object_type text, object_name text,
+               change text, expected jsonb, actual jsonb)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF current_setting('transaction_read_only') = 'on' THEN
+        RETURN QUERY
+        WITH d AS MATERIALIZED (SELECT * FROM mt.drift('mt_template', ARRAY(SELECT t.schema_name FROM mt.tenants t)))
+        SELECT f.schema_name, f.fingerprint, (SELECT count(*)::integer FROM d x WHERE x.schema_name = f.schema_name AND x.change IS NOT NULL),
+               x.object_type, x.object_name, x.change, x.expected, x.actual
+          FROM d f LEFT JOIN d x ON x.schema_name = f.schema_name AND x.change IS NOT NULL
+         WHERE f.change IS NULL;
+        RETURN;
+    END IF;
+    PERFORM mt.refresh_drift();
+    RETURN QUERY
+    SELECT s.schema_name, s.fingerprint, s.differences, d.object_type, d.object_name, d.change, d.expected, d.actual
+      FROM mt_internal.drift_state s
+      LEFT JOIN mt_internal.drift_differences d ON d.schema_name = s.schema_name
+     WHERE s.schema_name <> 'mt_template';
+END
+$$;
+COMMENT ON FUNCTION mt_internal.current_drift() IS
+    'multitenant (internal): per tenant schema its fingerprint and its differences from mt_template (one row with NULL differences when none), from the kept state after a refresh';
+
 CREATE VIEW mt.drift_report AS
 SELECT t.tenant_id, d.schema_name, d.object_type, d.object_name, d.change, d.expected, d.actual
-  FROM mt.drift('mt_template', ARRAY(SELECT schema_name FROM mt.tenants)) d
+  FROM mt_internal.current_drift() d
   JOIN mt.tenants t ON t.schema_name = d.schema_name
  WHERE d.change IS NOT NULL;
 COMMENT ON VIEW mt.drift_report IS
-    'multitenant: every difference between each tenant''s schema and mt_template, the schema the registered migrations produce';
+    'multitenant: every difference between each tenant''s schema and mt_template, the schema the registered migrations produce (kept per schema, recomputed for schemas changed since)';
 
 CREATE VIEW mt.drift_summary AS
 SELECT t.tenant_id, d.schema_name,
-       count(d.change) > 0 AS has_drift,
-       count(d.change) AS differences,
+       max(d.differences) > 0 AS has_drift,
+       max(d.differences)::bigint AS differences,
        max(d.fingerprint) AS fingerprint
-  FROM mt.drift('mt_template', ARRAY(SELECT schema_name FROM mt.tenants)) d
+  FROM mt_internal.current_drift() d
   JOIN mt.tenants t ON t.schema_name = d.schema_name
  GROUP BY t.tenant_id, d.schema_name;
 COMMENT ON VIEW mt.drift_summary IS
-    'multitenant: per tenant, whether and how much its schema differs from mt_template, and its schema fingerprint';
+    'multitenant: per tenant, whether and how much its schema differs from mt_template, and its schema fingerprint (kept per schema, recomputed for schemas changed since)';

@@ -571,7 +571,8 @@ BEGIN
               FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
              WHERE n.nspname = hand_over_schema.schema_name
         )
-        SELECT * FROM objects o WHERE o.owner <> target_role
+        -- In a fixed order: the first untrusted object is the one reported.
+        SELECT * FROM objects o WHERE o.owner <> target_role ORDER BY o.object
     LOOP
         IF NOT (any_owner OR mt_internal.is_trusted(item.owner)) THEN
             RAISE EXCEPTION '% in schema "%" belongs to role %, not to a trusted role or %', item.object, schema_name,
@@ -984,16 +985,6 @@ CREATE VIEW mt.tenant_directory AS
 SELECT t.tenant_id, t.schema_name, t.role_name, t.status
   FROM mt.tenants t;
 
-CREATE OR REPLACE FUNCTION mt_internal.strip_schema(definition text, schema_name text)
-RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    -- Schema names are plain identifiers (naming rules), so the qualifier is `name.` or "name".
-    SELECT regexp_replace(
-               regexp_replace(definition, '(^|[^a-z0-9_$"])' || schema_name || '\.', '\1', 'g'),
-               '"' || schema_name || '"\.', '', 'g')
-$$;
 
 CREATE OR REPLACE FUNCTION mt_internal.strip_schema_setting(settings text[], schema_name text)
 RETURNS text[]
@@ -1280,7 +1271,7 @@ WITH nsp AS (
 ), tracking AS (
     SELECT mt.get_config('tracking_table') AS name
 ), rel AS (
-    SELECT c.oid, c.relname, c.relkind, c.relrowsecurity, c.relforcerowsecurity, c.relpersistence, n.nspname
+    SELECT c.oid, c.relname, c.relkind, c.relrowsecurity, c.relforcerowsecurity, c.relpersistence, c.relowner, c.relacl, n.nspname
       FROM pg_class c JOIN nsp n ON n.oid = c.relnamespace, tracking t
      WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND c.relname <> t.name
        AND NOT EXISTS (SELECT FROM pg_depend d              -- owned by the tracking table
@@ -1391,6 +1382,21 @@ SELECT r.nspname, 'policy', r.relname || '.' || pol.polname,
                           'using', mt_internal.strip_schema(pg_get_expr(pol.polqual, pol.polrelid), r.nspname),
                           'with_check', mt_internal.strip_schema(pg_get_expr(pol.polwithcheck, pol.polrelid), r.nspname))
   FROM rel r JOIN pg_policy pol ON pol.polrelid = r.oid
+UNION ALL
+-- privileges on tables, views and sequences granted beyond the owner's defaults; the owner
+-- (the tenant's role, or mt_template_role) reads "$owner" in every schema
+SELECT r.nspname, 'privileges', r.relname,
+       jsonb_agg(g.grants ORDER BY g.grants)
+  FROM rel r
+  CROSS JOIN LATERAL (
+      SELECT CASE a.grantee WHEN r.relowner THEN '$owner' WHEN 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END
+             || ': ' || string_agg(a.privilege_type || CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END, ', '
+                                   ORDER BY a.privilege_type) AS grants
+        FROM aclexplode(r.relacl) a
+       GROUP BY a.grantee) g
+ WHERE r.relacl IS NOT NULL
+   AND r.relacl <> acldefault(CASE WHEN r.relkind = 'S' THEN 's' ELSE 'r' END::"char", r.relowner)
+ GROUP BY r.nspname, r.relname
 UNION ALL
 -- comments on relations and columns
 SELECT r.nspname, 'comment', r.relname || CASE WHEN d.objsubid > 0 THEN '.' || a.attname ELSE '' END,
@@ -2104,6 +2110,294 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'multitenant-0.2.0', 'clone_statements_wrapper';
 
+-- mt_internal.strip_schema is Rust now: the drift views call it for most definitions.
+CREATE OR REPLACE FUNCTION mt_internal."strip_schema"(
+	"definition" TEXT, /* & str */
+	"schema_name" TEXT /* & str */
+) RETURNS TEXT /* String */
+IMMUTABLE STRICT PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'multitenant-0.2.0', 'strip_schema_wrapper';
+COMMENT ON FUNCTION mt_internal.strip_schema(text, text) IS
+    'multitenant (internal): a deparsed definition with the given schema''s qualifier removed (what drift compares)';
+
+-- Incremental drift (sql/drift.sql).
+CREATE TABLE mt_internal.schema_changes (
+    schema_name text PRIMARY KEY,
+    -- The last transaction that changed it.
+    changed_by  xid8 NOT NULL
+);
+COMMENT ON TABLE mt_internal.schema_changes IS
+    'multitenant (internal): per schema, the last transaction whose DDL changed it (* for changes in no one schema); written by the mt_note_schema_changes event triggers';
+
+CREATE TABLE mt_internal.schema_changes_seen (
+    schema_name text PRIMARY KEY,
+    changed_by  xid8 NOT NULL
+);
+COMMENT ON TABLE mt_internal.schema_changes_seen IS
+    'multitenant (internal): the rows of mt_internal.schema_changes as the last drift refresh saw them';
+
+CREATE TABLE mt_internal.drift_state (
+    schema_name           text PRIMARY KEY,
+    fingerprint           text NOT NULL,
+    -- The template's fingerprint the differences were computed against.
+    reference_fingerprint text NOT NULL,
+    differences           integer NOT NULL,
+    -- mt.drift_column_order as it was: the model depends on it.
+    column_order          boolean NOT NULL,
+    -- mt_internal.acl_digests as it was.
+    acl_digest            text NOT NULL,
+    refreshed_at          timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE mt_internal.drift_state IS
+    'multitenant (internal): per tenant schema (and mt_template), its fingerprint and how many differences from the template it had when last refreshed';
+
+CREATE TABLE mt_internal.drift_differences (
+    schema_name text NOT NULL,
+    object_type text NOT NULL,
+    object_name text NOT NULL,
+    change      text NOT NULL,
+    expected    jsonb,
+    actual      jsonb
+);
+CREATE INDEX drift_differences_schema_name_idx ON mt_internal.drift_differences (schema_name);
+COMMENT ON TABLE mt_internal.drift_differences IS
+    'multitenant (internal): the differences from the template of each drifted tenant schema, as of its last refresh';
+
+CREATE FUNCTION mt_internal.note_schema_changes()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    changed text[];
+BEGIN
+    IF TG_EVENT = 'sql_drop' THEN
+        -- Triggers, policies and rules have no schema of their own: their table's comes first
+        -- in their address.
+        changed := ARRAY(SELECT DISTINCT CASE WHEN o.object_type = 'schema' THEN o.object_name
+                                              ELSE coalesce(o.schema_name,
+                                                            CASE WHEN o.object_type IN ('trigger', 'policy', 'rule') THEN o.address_names[1] END,
+                                                            '*') END
+                           FROM pg_event_trigger_dropped_objects() o
+                          WHERE NOT o.is_temporary);
+    ELSE
+        changed := ARRAY(SELECT DISTINCT CASE WHEN d.object_type = 'schema' THEN (SELECT n.nspname::text FROM pg_namespace n WHERE n.oid = d.objid)
+                                              WHEN d.schema_name IS NOT NULL THEN d.schema_name
+                                              -- Triggers, policies and rules: their table's schema.
+                                              WHEN d.classid IN ('pg_trigger'::regclass, 'pg_policy'::regclass, 'pg_rewrite'::regclass) THEN
+                                                  (SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                                                    WHERE c.oid = CASE d.classid WHEN 'pg_trigger'::regclass THEN (SELECT g.tgrelid FROM pg_trigger g WHERE g.oid = d.objid)
+                                                                                 WHEN 'pg_policy'::regclass THEN (SELECT p.polrelid FROM pg_policy p WHERE p.oid = d.objid)
+                                                                                 ELSE (SELECT r.ev_class FROM pg_rewrite r WHERE r.oid = d.objid) END)
+                                              -- GRANT and REVOKE name no schema here: privileges
+                                              -- are compared by mt_internal.acl_digests instead.
+                                              WHEN d.command_tag IN ('GRANT', 'REVOKE') THEN NULL
+                                              ELSE '*' END
+                           FROM pg_event_trigger_ddl_commands() d
+                          WHERE NOT d.in_extension);
+    END IF;
+    INSERT INTO mt_internal.schema_changes AS c (schema_name, changed_by)
+    SELECT s, pg_current_xact_id() FROM unnest(changed) AS s
+     WHERE s IS NOT NULL AND s !~ '^pg_(temp|toast)'
+        ON CONFLICT (schema_name) DO UPDATE SET changed_by = excluded.changed_by
+     WHERE c.changed_by <> excluded.changed_by;
+END
+$$;
+
+CREATE EVENT TRIGGER mt_note_schema_changes ON ddl_command_end
+    EXECUTE FUNCTION mt_internal.note_schema_changes();
+CREATE EVENT TRIGGER mt_note_schema_drops ON sql_drop
+    EXECUTE FUNCTION mt_internal.note_schema_changes();
+
+
+CREATE FUNCTION mt_internal.acl_digests(schema_names text[])
+RETURNS TABLE (schema_name text, acl_digest text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.name, md5(coalesce(string_agg(c.relname || '=' || c.relacl::text, ',' ORDER BY c.relname), ''))
+      FROM unnest(acl_digests.schema_names) AS s(name)
+      LEFT JOIN pg_namespace n ON n.nspname = s.name
+      LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relacl IS NOT NULL
+     GROUP BY s.name
+$$;
+
+CREATE FUNCTION mt.refresh_drift(full_refresh boolean DEFAULT false)
+RETURNS TABLE (schemas_checked integer, tenants_drifted integer, was_full boolean)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    reference  constant text := 'mt_template';
+    marks      mt_internal.schema_changes[];
+    marked     text[];
+    digests    jsonb;
+    everything boolean;
+    template_fingerprint text;
+    stale      text[];
+    with_column_order constant boolean := coalesce(current_setting('mt.drift_column_order', true), '') IN ('on', 'true');
+BEGIN
+    -- One refresh at a time: a second one waits, then finds little left to do.
+    PERFORM mt_internal.lock_schema('mt_internal.drift_state');
+    -- Schemas changed since the last refresh, with the change as seen now.
+    marks := ARRAY(SELECT c FROM mt_internal.schema_changes c
+                     LEFT JOIN mt_internal.schema_changes_seen s ON s.schema_name = c.schema_name
+                    WHERE s.changed_by IS DISTINCT FROM c.changed_by);
+    marked := ARRAY(SELECT m.schema_name FROM unnest(marks) m);
+    -- A change in a schema that is neither a tenant's nor the template's may change how
+    -- tenant objects read (a type or function they use), unless that schema is gone (what a
+    -- DROP ... CASCADE took from tenants is noted under the tenants' own schemas).
+    everything := full_refresh
+        OR EXISTS (SELECT FROM mt_internal.drift_state s WHERE s.column_order <> with_column_order)
+        OR EXISTS (
+        SELECT FROM unnest(marked) m(name)
+         WHERE m.name NOT IN (reference, 'mt', 'mt_internal')
+           AND (m.name = '*' OR EXISTS (SELECT FROM pg_namespace n WHERE n.nspname = m.name))
+           AND NOT EXISTS (SELECT FROM mt.tenants t WHERE t.schema_name = m.name));
+
+    DELETE FROM mt_internal.drift_state s
+     WHERE s.schema_name <> reference AND NOT EXISTS (SELECT FROM mt.tenants t WHERE t.schema_name = s.schema_name);
+    DELETE FROM mt_internal.drift_differences d
+     WHERE NOT EXISTS (SELECT FROM mt.tenants t WHERE t.schema_name = d.schema_name);
+
+    -- Privileges changed since (GRANT and REVOKE leave no mark).
+    digests := (SELECT jsonb_object_agg(a.schema_name, a.acl_digest)
+                  FROM mt_internal.acl_digests(array_append(ARRAY(SELECT t.schema_name FROM mt.tenants t), reference)) a);
+    marked := marked || ARRAY(SELECT d.key FROM jsonb_each_text(digests) d
+                                LEFT JOIN mt_internal.drift_state s ON s.schema_name = d.key
+                               WHERE s.acl_digest IS DISTINCT FROM d.value);
+
+    SELECT s.fingerprint INTO template_fingerprint FROM mt_internal.drift_state s WHERE s.schema_name = reference;
+    IF everything OR reference = ANY (marked) OR template_fingerprint IS NULL THEN
+        SELECT d.fingerprint INTO template_fingerprint FROM mt.drift(reference, ARRAY[reference]) d;
+        INSERT INTO mt_internal.drift_state AS s (schema_name, fingerprint, reference_fingerprint, differences, column_order, acl_digest)
+        VALUES (reference, template_fingerprint, template_fingerprint, 0, with_column_order, digests ->> reference)
+            ON CONFLICT (schema_name) DO UPDATE
+           SET fingerprint = excluded.fingerprint, reference_fingerprint = excluded.reference_fingerprint,
+               column_order = excluded.column_order, acl_digest = excluded.acl_digest, refreshed_at = excluded.refreshed_at;
+    END IF;
+
+    -- Unchanged schemas that equal a changed template need no comparison.
+    WITH same AS (
+        UPDATE mt_internal.drift_state s SET reference_fingerprint = template_fingerprint, differences = 0
+         WHERE s.reference_fingerprint <> template_fingerprint AND s.fingerprint = template_fingerprint
+           AND NOT everything AND s.schema_name <> ALL (marked)
+        RETURNING s.schema_name)
+    DELETE FROM mt_internal.drift_differences d USING same WHERE d.schema_name = same.schema_name;
+
+    stale := ARRAY(SELECT t.schema_name FROM mt.tenants t
+                     LEFT JOIN mt_internal.drift_state s ON s.schema_name = t.schema_name
+                    WHERE everything OR s.schema_name IS NULL OR t.schema_name = ANY (marked)
+                       OR s.reference_fingerprint <> template_fingerprint);
+    IF cardinality(stale) > 0 THEN
+        -- One statement: the old differences go, the new ones and the fingerprints are kept.
+        WITH computed AS MATERIALIZED (
+            SELECT * FROM mt.drift(reference, stale)
+        ), cleared AS (
+            DELETE FROM mt_internal.drift_differences d WHERE d.schema_name = ANY (stale)
+        ), added AS (
+            INSERT INTO mt_internal.drift_differences (schema_name, object_type, object_name, change, expected, actual)
+            SELECT c.schema_name, c.object_type, c.object_name, c.change, c.expected, c.actual
+              FROM computed c WHERE c.change IS NOT NULL
+        )
+        INSERT INTO mt_internal.drift_state AS s (schema_name, fingerprint, reference_fingerprint, differences, column_order, acl_digest)
+        SELECT c.schema_name, max(c.fingerprint), template_fingerprint, count(c.change), with_column_order, digests ->> c.schema_name
+          FROM computed c GROUP BY c.schema_name
+            ON CONFLICT (schema_name) DO UPDATE
+           SET fingerprint = excluded.fingerprint, reference_fingerprint = excluded.reference_fingerprint,
+               differences = excluded.differences, column_order = excluded.column_order,
+               acl_digest = excluded.acl_digest, refreshed_at = excluded.refreshed_at;
+    END IF;
+
+    INSERT INTO mt_internal.schema_changes_seen AS s (schema_name, changed_by)
+    SELECT m.schema_name, m.changed_by FROM unnest(marks) m
+        ON CONFLICT (schema_name) DO UPDATE SET changed_by = excluded.changed_by;
+    -- Schemas that are gone for good (not tenants: a dropped tenant's is gone with it).
+    WITH gone AS (
+        SELECT s.schema_name FROM mt_internal.schema_changes_seen s
+         WHERE s.schema_name <> '*' AND NOT EXISTS (SELECT FROM pg_namespace n WHERE n.nspname = s.schema_name)
+    ), forgotten AS (
+        DELETE FROM mt_internal.schema_changes_seen s USING gone WHERE s.schema_name = gone.schema_name
+    )
+    DELETE FROM mt_internal.schema_changes c USING gone WHERE c.schema_name = gone.schema_name;
+    RETURN QUERY SELECT cardinality(stale),
+                        (SELECT count(*)::integer FROM mt_internal.drift_state s
+                          WHERE s.schema_name <> reference AND s.differences > 0),
+                        everything;
+END
+$$;
+
+CREATE FUNCTION mt_internal.current_drift()
+RETURNS TABLE (schema_name text, fingerprint text, differences integer, object_type text, object_name text,
+               change text, expected jsonb, actual jsonb)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF current_setting('transaction_read_only') = 'on' THEN
+        RETURN QUERY
+        WITH d AS MATERIALIZED (SELECT * FROM mt.drift('mt_template', ARRAY(SELECT t.schema_name FROM mt.tenants t)))
+        SELECT f.schema_name, f.fingerprint, (SELECT count(*)::integer FROM d x WHERE x.schema_name = f.schema_name AND x.change IS NOT NULL),
+               x.object_type, x.object_name, x.change, x.expected, x.actual
+          FROM d f LEFT JOIN d x ON x.schema_name = f.schema_name AND x.change IS NOT NULL
+         WHERE f.change IS NULL;
+        RETURN;
+    END IF;
+    PERFORM mt.refresh_drift();
+    RETURN QUERY
+    SELECT s.schema_name, s.fingerprint, s.differences, d.object_type, d.object_name, d.change, d.expected, d.actual
+      FROM mt_internal.drift_state s
+      LEFT JOIN mt_internal.drift_differences d ON d.schema_name = s.schema_name
+     WHERE s.schema_name <> 'mt_template';
+END
+$$;
+
+CREATE OR REPLACE VIEW mt.drift_report AS
+SELECT t.tenant_id, d.schema_name, d.object_type, d.object_name, d.change, d.expected, d.actual
+  FROM mt_internal.current_drift() d
+  JOIN mt.tenants t ON t.schema_name = d.schema_name
+ WHERE d.change IS NOT NULL;
+
+CREATE OR REPLACE VIEW mt.drift_summary AS
+SELECT t.tenant_id, d.schema_name,
+       max(d.differences) > 0 AS has_drift,
+       max(d.differences)::bigint AS differences,
+       max(d.fingerprint) AS fingerprint
+  FROM mt_internal.current_drift() d
+  JOIN mt.tenants t ON t.schema_name = d.schema_name
+ GROUP BY t.tenant_id, d.schema_name;
+
+CREATE FUNCTION mt_internal.provision_from_template(target_schema text)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tracking text := mt.get_config('tracking_table');
+    records  integer;
+BEGIN
+    IF mt.schema_object_count(target_schema) > 0 OR NOT mt.template_is_current() THEN
+        RETURN NULL;
+    END IF;
+    IF to_regclass(format('%I.%I', target_schema, tracking)) IS NOT NULL THEN
+        PERFORM mt_internal.check_tracking_table(target_schema);
+        EXECUTE format('SELECT count(*) FROM %I.%I', target_schema, tracking) INTO records;
+        IF records > 0 THEN
+            RETURN NULL;
+        END IF;
+        -- copy_template writes the tracking table with the template's records.
+        EXECUTE format('DROP TABLE %I.%I', target_schema, tracking);
+    END IF;
+    PERFORM mt_internal.copy_template(target_schema);
+    EXECUTE format('SELECT count(*) FROM %I.%I', target_schema, tracking) INTO records;
+    RETURN records;
+END
+$$;
+
 -- Comments of what is new or changed.
 
 COMMENT ON FUNCTION mt.adopt_tenants(text, boolean, boolean) IS
@@ -2133,8 +2427,6 @@ COMMENT ON FUNCTION mt.close_abandoned_runs() IS
 COMMENT ON FUNCTION mt.repair_tracking(text[], text) IS
     'multitenant: put tracking tables and the ledger back in step after a table was dropped, emptied or edited by hand: source ledger writes back lost records, source tracking makes the ledger forget them; one row per tenant';
 
-COMMENT ON FUNCTION mt_internal.strip_schema(text, text) IS
-    'multitenant: a deparsed definition with the given schema''s qualifier removed';
 COMMENT ON FUNCTION mt_internal.strip_schema_setting(text[], text) IS
     'multitenant: function settings with the given schema''s name in search_path replaced by $schema';
 COMMENT ON FUNCTION mt_internal.validate_config() IS
@@ -2213,6 +2505,34 @@ COMMENT ON FUNCTION mt_internal.clone_statements(text, text, text, oid) IS
 COMMENT ON FUNCTION mt.clone_statements(text, text) IS
     'multitenant: the DDL that clones one schema into another, step by step (rows are copied between steps 40 and 60), computed as the source schema''s role; what mt.clone_schema runs';
 
+COMMENT ON TABLE mt_internal.schema_changes IS
+    'multitenant (internal): per schema, the last transaction whose DDL changed it (* for changes in no one schema); written by the mt_note_schema_changes event triggers';
+COMMENT ON TABLE mt_internal.schema_changes_seen IS
+    'multitenant (internal): the rows of mt_internal.schema_changes as the last drift refresh saw them';
+COMMENT ON TABLE mt_internal.drift_state IS
+    'multitenant (internal): per tenant schema (and mt_template), its fingerprint and how many differences from the template it had when last refreshed';
+COMMENT ON TABLE mt_internal.drift_differences IS
+    'multitenant (internal): the differences from the template of each drifted tenant schema, as of its last refresh';
+COMMENT ON FUNCTION mt_internal.note_schema_changes() IS
+    'multitenant (internal): event trigger function: notes in mt_internal.schema_changes the schemas a DDL command changed';
+COMMENT ON EVENT TRIGGER mt_note_schema_changes IS
+    'multitenant: notes which schemas DDL changes, so that drift is recomputed only for them';
+COMMENT ON EVENT TRIGGER mt_note_schema_drops IS
+    'multitenant: notes which schemas DROP commands change, so that drift is recomputed only for them';
+COMMENT ON FUNCTION mt_internal.acl_digests(text[]) IS
+    'multitenant (internal): per schema, a digest of the privileges on its relations; a drift refresh recomputes the schemas whose digest changed';
+COMMENT ON FUNCTION mt.refresh_drift(boolean) IS
+    'multitenant: bring the kept drift state up to date: recompute the schemas whose DDL changed since the last refresh (all of them with full_refresh => true, or after a change outside any tenant schema); the drift views do it first';
+COMMENT ON FUNCTION mt_internal.current_drift() IS
+    'multitenant (internal): per tenant schema its fingerprint and its differences from mt_template (one row with NULL differences when none), from the kept state after a refresh';
+COMMENT ON VIEW mt.drift_report IS
+    'multitenant: every difference between each tenant''s schema and mt_template, the schema the registered migrations produce (kept per schema, recomputed for schemas changed since)';
+COMMENT ON VIEW mt.drift_summary IS
+    'multitenant: per tenant, whether and how much its schema differs from mt_template, and its schema fingerprint (kept per schema, recomputed for schemas changed since)';
+
+COMMENT ON FUNCTION mt_internal.provision_from_template(text) IS
+    'multitenant (internal): give an empty tenant schema a copy of the current mt_template (what migrate_all does instead of replaying every migration); NULL when the schema holds something or the template is not current';
+
 -- Privileges, as sql/privileges.sql leaves them.
 
 REVOKE ALL ON SCHEMA mt FROM PUBLIC;
@@ -2234,7 +2554,8 @@ GRANT EXECUTE ON FUNCTION
     mt_internal.strip_schema(text, text),
     mt_internal.strip_schema_setting(text[], text),
     mt_internal.search_path_names(text),
-    mt_internal.is_extension_member(regclass, oid)
+    mt_internal.is_extension_member(regclass, oid),
+    mt_internal.current_drift()
    TO mt_admin, mt_monitor;
 
 -- mt.clone_statements computes a clone's DDL as the source schema's role (a tenant's or

@@ -27,7 +27,8 @@ GRANT EXECUTE ON FUNCTION
     mt_internal.strip_schema(text, text),
     mt_internal.strip_schema_setting(text[], text),
     mt_internal.search_path_names(text),
-    mt_internal.is_extension_member(regclass, oid)
+    mt_internal.is_extension_member(regclass, oid),
+    mt_internal.current_drift()
    TO mt_admin, mt_monitor;
 
 -- mt.clone_statements computes a clone's DDL as the source schema's role (a tenant's or

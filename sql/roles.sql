@@ -214,7 +214,8 @@ BEGIN
               FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
              WHERE n.nspname = hand_over_schema.schema_name
         )
-        SELECT * FROM objects o WHERE o.owner <> target_role
+        -- In a fixed order: the first untrusted object is the one reported.
+        SELECT * FROM objects o WHERE o.owner <> target_role ORDER BY o.object
     LOOP
         IF NOT (any_owner OR mt_internal.is_trusted(item.owner)) THEN
             RAISE EXCEPTION '% in schema "%" belongs to role %, not to a trusted role or %', item.object, schema_name,

@@ -1,6 +1,6 @@
 //! SQL wrappers over `multitenant_core::schema`; the catalog side of drift is `sql/drift.sql`.
 
-use multitenant_core::schema::SchemaModel;
+use multitenant_core::schema::{strip_qualifier, SchemaModel};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
@@ -12,6 +12,16 @@ fn model(json: JsonB) -> SchemaModel {
             format!("not a schema model ({{object_type: {{object_name: definition}}}}): {e}")
         );
     })
+}
+
+/// `mt_internal.strip_schema(definition, schema_name)`: `definition` with the schema's own
+/// qualifier removed, so that an object reads the same in every tenant
+/// (`multitenant_core::schema::strip_qualifier`). Called for most definitions of every schema
+/// the drift views read; pure, so it needs no pinned `search_path` (whose save and restore
+/// would cost more than the work).
+#[pg_extern(immutable, parallel_safe, strict, schema = "mt_internal")]
+fn strip_schema(definition: &str, schema_name: &str) -> String {
+    strip_qualifier(definition, schema_name).into_owned()
 }
 
 /// `mt.fingerprint(model)`: the fingerprint of a model from `mt.introspect`, equal to the one

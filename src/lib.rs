@@ -34,7 +34,7 @@ extension_sql_file!("../sql/tenants.sql", name = "tenants", requires = ["bootstr
 extension_sql_file!("../sql/config.sql", name = "config", requires = ["tenants"]);
 extension_sql_file!("../sql/roles.sql", name = "roles", requires = ["config"]);
 extension_sql_file!("../sql/migrations.sql", name = "migrations", requires = ["roles"]);
-extension_sql_file!("../sql/drift.sql", name = "drift", requires = ["tenants"]);
+extension_sql_file!("../sql/drift.sql", name = "drift", requires = ["tenants", drift::strip_schema]);
 extension_sql_file!("../sql/clone.sql", name = "clone", requires = ["drift", "migrations", roles::execute_as]);
 extension_sql_file!("../sql/seeds.sql", name = "seeds", requires = ["roles", roles::execute_as]);
 extension_sql_file!(
@@ -61,6 +61,7 @@ extension_sql_file!(
         migrations::shared_pending,
         drift::fingerprint,
         drift::diff_models,
+        drift::strip_schema,
         clone::requalify,
         clone::template_is_current,
         clone::create_tenants,

@@ -222,8 +222,9 @@ fn run_in_workers(
     workers::ensure_nothing_uncommitted(function);
     let mut targets = resolve_targets(tenant_ids);
     if with_template {
-        // An item without a tenant id: no ledger, no tenant row.
-        targets.push((String::new(), TEMPLATE_SCHEMA.to_string()));
+        // An item without a tenant id: no ledger, no tenant row. First, so that the workers
+        // can give empty tenant schemas a copy of it (they wait for it; see workers::run).
+        targets.insert(0, (String::new(), TEMPLATE_SCHEMA.to_string()));
     }
     fan_out(operation, "", &targets, concurrency)
 }
@@ -256,8 +257,16 @@ fn run_in_process(function: &str, operation: Operation, scope: &str, target: Tar
     let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
     let settings = Settings::load(crate::guc::LOCK_TIMEOUT_MS.get(), crate::guc::STATEMENT_TIMEOUT_MS.get());
     let plan = Plan::load(scope);
-    let outcome =
-        Job { tx: &Subtransactions, settings: &settings, plan: &plan, target: &target, operation, run_id }.run();
+    let outcome = Job {
+        tx: &Subtransactions,
+        settings: &settings,
+        plan: &plan,
+        target: &target,
+        operation,
+        run_id,
+        from_template: false,
+    }
+    .run();
     unsafe { pg_sys::AtEOXact_GUC(false, nest_level) };
     crate::engine::finish_run(run_id, crate::engine::run_status::FINISHED);
     RunResult { tenant_id: target.tenant_id.clone().unwrap_or_default(), schema: target.schema, outcome }

@@ -68,6 +68,8 @@ struct Header {
 #[repr(C)]
 struct Item {
     state: AtomicU32,
+    /// The worker that claimed it (the template's waiters stop waiting when it is gone).
+    worker_pid: AtomicU32,
     tenant_id: FixedText<NAME_BYTES>,
     schema: FixedText<NAME_BYTES>,
     status: u8,
@@ -260,6 +262,9 @@ pub fn run(operation: Operation, argument: &str, targets: &[(String, String)], c
         })
         .execute();
 
+    // The workers commit without waiting for the disk: one flush makes all of it durable
+    // before anything is reported.
+    unsafe { pg_sys::XLogFlush(pg_sys::GetXLogInsertRecPtr()) };
     let mut results: Vec<RunResult> = targets
         .iter()
         .enumerate()
@@ -398,9 +403,13 @@ pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
     let operation = decode(header.operation);
 
     let context = tx.atomic(|| {
-        // For the whole session: the bookkeeping never looks names up where tenants create.
+        // For the whole session: the bookkeeping never looks names up where tenants create;
+        // and commits do not wait for the disk. Each transaction is still atomic, so a crash
+        // can only lose whole migrations with their tracking rows (the next run applies them
+        // again); the launcher flushes the WAL once before it reports (see `run`).
         Spi::run_with_args(
-            "SELECT pg_catalog.set_config('search_path', $1, false)",
+            "SELECT pg_catalog.set_config('search_path', $1, false), \
+                    pg_catalog.set_config('synchronous_commit', 'off', false)",
             &[crate::roles::BOOKKEEPING_PATH.into()],
         )
         .unwrap_or_else(|e| error!("{e}"));
@@ -415,6 +424,12 @@ pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
         (Settings::load(header.lock_timeout_ms, header.statement_timeout_ms), Plan::load("tenant"))
     });
 
+    // migrate_all puts the template first: the other schemas wait for it, so that empty
+    // tenant schemas get a copy of it rather than every migration replayed.
+    let template_first = matches!(operation, Operation::Migrate { dry_run: false, mark_applied: false })
+        && run.count() > 1
+        && run.item(0).tenant_id.get().is_empty()
+        && run.item(0).schema.get() == engine::TEMPLATE_SCHEMA;
     loop {
         if tx.cancelled() {
             break;
@@ -423,7 +438,11 @@ pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
         if index >= run.count() {
             break;
         }
+        if index > 0 && template_first {
+            wait_for_template(&run, &tx);
+        }
         let item = run.item_mut(index);
+        item.worker_pid.store(unsafe { pg_sys::MyProcPid } as u32, Ordering::Release);
         item.state.store(ITEM_CLAIMED, Ordering::Release);
         let tenant_id = item.tenant_id.get();
         let target = Target { tenant_id: (!tenant_id.is_empty()).then_some(tenant_id), schema: item.schema.get() };
@@ -434,7 +453,8 @@ pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
                 outcome
             }
             (Ok((settings, plan)), _) => {
-                Job { tx: &tx, settings, plan, target: &target, operation, run_id: header.run_id }.run()
+                Job { tx: &tx, settings, plan, target: &target, operation, run_id: header.run_id, from_template: true }
+                    .run()
             }
             (Err(failure), _) => Outcome {
                 status: Status::Failed,
@@ -461,6 +481,19 @@ pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
     }
     if tx.cancelled() {
         close_run(&tx, header.run_id, engine::run_status::CANCELLED);
+    }
+}
+
+/// Waits until the template (item 0) is done, its worker has gone, or the run is cancelled.
+fn wait_for_template(run: &Run, tx: &OwnTransactions) {
+    let template = run.item(0);
+    loop {
+        let state = template.state.load(Ordering::Acquire);
+        let pid = template.worker_pid.load(Ordering::Acquire) as i32;
+        let worker_gone = state == ITEM_CLAIMED && unsafe { libc::kill(pid, 0) != 0 };
+        if state == ITEM_DONE || worker_gone || !tx.pause() {
+            return;
+        }
     }
 }
 

@@ -27,9 +27,11 @@ SELECT count(*) AS beta_left_behind FROM pg_namespace WHERE nspname = 'tenant_be
 SELECT count(*) AS beta_registered FROM mt.tenants WHERE tenant_id = 'beta';
 
 -- migrate_all: one failing tenant among twenty stops at its last good migration; the
--- others are migrated; rerunning resumes.
+-- others are migrated; rerunning resumes. (The empty t1..t19 get a copy of the template;
+-- beta holds a table of its own, so its migrations are applied one by one.)
 SELECT count(*) FROM (SELECT mt.create_tenant(format('t%s', g), migrate => false) FROM generate_series(1, 19) g) s;
 SELECT tenant_id FROM mt.create_tenant('beta', migrate => false);
+CREATE TABLE tenant_beta.imported (id int);
 SELECT status, count(*), sum(applied) AS applied, min(sqlstate) AS sqlstate, min(error) AS error
   FROM mt.migrate_all(concurrency => 3) GROUP BY status ORDER BY status;
 SELECT tenant_id, applied, pending, pending_names FROM mt.status WHERE pending > 0;

@@ -9,6 +9,7 @@
 //! [`SchemaModel::fingerprint`] is byte-for-byte the fingerprint the views compute, which a
 //! regression test checks.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -153,8 +154,62 @@ fn write_jsonb_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// `definition` with the schema's own qualifier removed, so that the same object reads the
+/// same in every tenant: `schema.` where it starts a name (at the start, or after a character
+/// that cannot end an identifier) and `"schema".` anywhere. What `mt_internal.strip_schema`
+/// runs for each of the hundreds of definitions of each schema the drift views read; a
+/// regular expression built per schema would be compiled again for nearly every row.
+pub fn strip_qualifier<'a>(definition: &'a str, schema: &str) -> Cow<'a, str> {
+    if schema.is_empty() || !definition.contains(schema) {
+        return Cow::Borrowed(definition);
+    }
+    let quoted = format!("\"{schema}\".");
+    let plain = format!("{schema}.");
+    let bytes = definition.as_bytes();
+    let ends_identifier = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'$' || b == b'"';
+    let mut out = String::with_capacity(definition.len());
+    let (mut i, mut copied) = (0, 0);
+    while i < bytes.len() {
+        // Byte-wise: a match starts with an ASCII byte, so every cut is on a char boundary.
+        let rest = &bytes[i..];
+        let skip = if rest.starts_with(quoted.as_bytes()) {
+            quoted.len()
+        } else if rest.starts_with(plain.as_bytes()) && (i == 0 || !ends_identifier(bytes[i - 1])) {
+            plain.len()
+        } else {
+            0
+        };
+        if skip > 0 {
+            out.push_str(&definition[copied..i]);
+            i += skip;
+            copied = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push_str(&definition[copied..]);
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn strip_qualifier_removes_only_the_schemas_own_qualifier() {
+        let strip = |d: &str| strip_qualifier(d, "tenant_a").into_owned();
+        assert_eq!(strip("tenant_a.status"), "status");
+        assert_eq!(strip("nextval('tenant_a.users_id_seq'::regclass)"), "nextval('users_id_seq'::regclass)");
+        assert_eq!(strip("\"tenant_a\".users"), "users");
+        assert_eq!(strip("x::tenant_a.kind, (tenant_a.f(1))"), "x::kind, (f(1))");
+        // Another schema whose name ends the same way, and names that merely contain it.
+        assert_eq!(strip("old_tenant_a.users"), "old_tenant_a.users");
+        assert_eq!(strip("tenant_ab.users"), "tenant_ab.users");
+        assert_eq!(strip("tenant_a"), "tenant_a");
+        assert_eq!(strip("public.users, shared.t"), "public.users, shared.t");
+        // Not a character boundary problem: multibyte text before and after.
+        assert_eq!(strip("'é' || tenant_a.f('ü')"), "'é' || f('ü')");
+        assert!(matches!(strip_qualifier("integer", "tenant_a"), Cow::Borrowed(_)));
+    }
+
     use super::*;
     use serde_json::json;
 
