@@ -44,6 +44,19 @@ pub fn create_tenants(client: &mut Client, prefix: &str, count: i32) {
         .unwrap();
 }
 
+/// Gives tenants `prefix1..prefixN` a table of their own, so that `mt.migrate_all` applies
+/// their migrations one by one instead of copying the template into them (it copies only
+/// into schemas that hold nothing): the path the fault and worker tests are about.
+pub fn hold_a_table(client: &mut Client, prefix: &str, count: i32) {
+    client
+        .batch_execute(&format!(
+            "DO $$ BEGIN FOR g IN 1..{count} LOOP
+                 EXECUTE pg_catalog.format('CREATE TABLE %I.imported (id int)', 'tenant_{prefix}' || g);
+             END LOOP; END $$"
+        ))
+        .unwrap();
+}
+
 /// Runs `f` on `count` threads at once, each with its own connection, and collects what
 /// they return.
 pub fn concurrently<T: Send>(url: &str, count: usize, f: impl Fn(&mut Client) -> T + Sync) -> Vec<T> {

@@ -14,8 +14,11 @@
 //!    the machine has cores, then again from 10 sessions;
 //! 2. `mt.migrate_all(concurrency => W)` on N fresh tenants (W = cores unless `--workers`),
 //!    the folder registered with `mt.load_migrations`;
+//!    (they are empty: each gets a copy of the template);
 //! 3. `mt.migrate_all()` again with nothing pending, `mt.status`, and (unless `--no-drift`)
-//!    `mt.drift_summary` over all tenants, cold.
+//!    `mt.drift_summary` over all tenants, cold, then again after one tenant changed;
+//! 4. `mt.migrate_all` on N more tenants that each hold a table of their own, so that every
+//!    migration is replayed (the path of tenants that are not empty).
 //!
 //! Every schema of the floor and every tenant is then checked against
 //! `bench/corpus/<corpus>.expected.json` (tables, columns, enums, foreign keys, indexes,
@@ -293,7 +296,10 @@ struct Ours {
     fresh: Duration,
     noop: Duration,
     status: Duration,
-    drift: Option<Duration>,
+    /// Cold (nothing kept), then with one tenant changed since the last read.
+    drift: Option<(Duration, Duration)>,
+    /// N more tenants that each hold a table of their own, so every migration is replayed.
+    replay: Duration,
 }
 
 fn migrate_all(client: &mut postgres::Client, workers: usize, n: usize) -> Duration {
@@ -340,19 +346,51 @@ fn ours(corpus: &Corpus, dir: &Path, n: usize, options: &Options) -> Ours {
         timed(|| client.query_one("SELECT count(*), coalesce(sum(pending), 0) FROM mt.status", &[]).unwrap());
     assert_eq!((pending.get::<_, i64>(0), pending.get::<_, i64>(1)), (n as i64, 0), "mt.status");
     let drift = options.drift.then(|| {
-        let (drifted, elapsed) = timed(|| {
-            client
-                .query_one("SELECT count(*) FILTER (WHERE has_drift) FROM mt.drift_summary", &[])
-                .unwrap()
-                .get::<_, i64>(0)
-        });
-        assert_eq!(drifted, 0, "tenants with drift");
-        elapsed
+        let drifted = |client: &mut postgres::Client, expected: i64| {
+            let (drifted, elapsed) = timed(|| {
+                client
+                    .query_one("SELECT count(*) FILTER (WHERE has_drift) FROM mt.drift_summary", &[])
+                    .unwrap()
+                    .get::<_, i64>(0)
+            });
+            assert_eq!(drifted, expected, "tenants with drift");
+            elapsed
+        };
+        let cold = drifted(&mut client, 0);
+        client.batch_execute("CREATE TABLE tenant_t1.bench_hotfix (id int)").unwrap();
+        let steady = drifted(&mut client, 1);
+        client.batch_execute("DROP TABLE tenant_t1.bench_hotfix").unwrap();
+        drifted(&mut client, 0);
+        (cold, steady)
     });
-    check_shapes(&mut client, "SELECT schema_name FROM mt.tenants", "tenant_t1", corpus, n, "mt");
+    // The replay path: tenants that are not empty are never copied into.
+    client
+        .batch_execute(&format!(
+            "SELECT count(*) FROM (SELECT mt.create_tenant('r' || g, migrate => false) FROM generate_series(1, {n}) g) s;
+             DO $$ BEGIN FOR g IN 1..{n} LOOP EXECUTE format('CREATE TABLE %I.imported (id int)', 'tenant_r' || g); END LOOP; END $$;
+             CHECKPOINT"
+        ))
+        .unwrap();
+    let (row, replay) = timed(|| {
+        client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE status = 'migrated'), min(error)
+                   FROM mt.migrate_all(concurrency => $1, tenant_ids => ARRAY(SELECT 'r' || g FROM generate_series(1, $2) g))",
+                &[&(options.workers as i32), &(n as i32)],
+            )
+            .unwrap()
+    });
+    let (migrated, error): (i64, Option<String>) = (row.get(0), row.get(1));
+    assert_eq!(migrated, n as i64, "replayed tenants, first error {error:?}");
+    client
+        .batch_execute(&format!(
+            "DO $$ BEGIN FOR g IN 1..{n} LOOP EXECUTE format('DROP TABLE %I.imported', 'tenant_r' || g); END LOOP; END $$"
+        ))
+        .unwrap();
+    check_shapes(&mut client, "SELECT schema_name FROM mt.tenants", "tenant_t1", corpus, 2 * n, "mt");
     drop(client);
     drop_mt_database();
-    Ours { setup, fresh, noop, status, drift }
+    Ours { setup, fresh, noop, status, drift, replay }
 }
 
 /// The durability settings and where the data directory lives, printed with the figures.
@@ -398,10 +436,20 @@ fn main() {
                 ratio(ours.fresh, ten)
             ),
         );
+        line(
+            format!("mt.migrate_all, {w} workers, tenants replaying:"),
+            format!(
+                "{}  = {} of the {cores}-session floor, {} of the 10-session floor",
+                secs(ours.replay),
+                ratio(ours.replay, per_core),
+                ratio(ours.replay, ten)
+            ),
+        );
         line("mt.migrate_all, nothing pending:".into(), secs(ours.noop));
         line("mt.status:".into(), secs(ours.status));
-        if let Some(drift) = ours.drift {
-            line("mt.drift_summary, every tenant (cold):".into(), secs(drift));
+        if let Some((cold, steady)) = ours.drift {
+            line("mt.drift_summary, every tenant (cold):".into(), secs(cold));
+            line("mt.drift_summary, one tenant changed since:".into(), secs(steady));
         }
         println!("  (setup, not timed: mt.create_tenant(migrate => false) x {n} in {})", secs(ours.setup));
         println!("  (every schema, floor and mt alike: {})", expected_shape(&corpus.expected));
