@@ -54,14 +54,19 @@ WITH nsp AS (
     SELECT n.oid, n.nspname FROM pg_namespace n JOIN unnest(schema_objects.schema_names) AS s(name) ON s.name = n.nspname
 ), tracking AS (
     SELECT mt.get_config('tracking_table') AS name
+), tracking_rel AS MATERIALIZED (
+    -- Each schema's tracking table and the sequence it owns: not part of the model.
+    SELECT o.oid FROM nsp n, tracking t, pg_class o WHERE o.relnamespace = n.oid AND o.relname = t.name
+    UNION ALL
+    SELECT d.objid
+      FROM nsp n, tracking t, pg_class o
+      JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = o.oid AND d.classid = 'pg_class'::regclass AND d.deptype = 'a'
+     WHERE o.relnamespace = n.oid AND o.relname = t.name
 ), rel AS (
     SELECT c.oid, c.relname, c.relkind, c.relrowsecurity, c.relforcerowsecurity, c.relpersistence, c.relowner, c.relacl, n.nspname
-      FROM pg_class c JOIN nsp n ON n.oid = c.relnamespace, tracking t
-     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND c.relname <> t.name
-       AND NOT EXISTS (SELECT FROM pg_depend d              -- owned by the tracking table
-                          JOIN pg_class o ON o.oid = d.refobjid AND o.relnamespace = n.oid AND o.relname = t.name
-                        WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'a'
-                          AND d.refclassid = 'pg_class'::regclass)
+      FROM pg_class c JOIN nsp n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+       AND c.oid NOT IN (SELECT x.oid FROM tracking_rel x)
 )
 -- tables (the first branch fixes the column types: text, not name, which is cut at 63 bytes)
 SELECT r.nspname::text, 'table'::text, r.relname::text,
@@ -93,19 +98,23 @@ SELECT r.nspname, 'column', r.relname || '.' || a.attname,
  WHERE r.relkind IN ('r', 'p', 'f', 'v', 'm')
 UNION ALL
 -- constraints (not NOT NULL, which is a column property here), by definition
-SELECT r.nspname, 'constraint', r.relname || ': ' || mt_internal.strip_schema(pg_get_constraintdef(k.oid), r.nspname),
+-- (each definition deparsed once: OFFSET 0 keeps the planner from copying the call)
+SELECT r.nspname, 'constraint', r.relname || ': ' || d.definition,
        jsonb_build_object('type', CASE k.contype WHEN 'p' THEN 'primary key' WHEN 'u' THEN 'unique' WHEN 'c' THEN 'check'
                                                 WHEN 'f' THEN 'foreign key' WHEN 'x' THEN 'exclusion' ELSE k.contype::text END,
-                          'definition', mt_internal.strip_schema(pg_get_constraintdef(k.oid), r.nspname),
+                          'definition', d.definition,
                           'deferrable', k.condeferrable, 'deferred', k.condeferred, 'validated', k.convalidated)
   FROM rel r JOIN pg_constraint k ON k.conrelid = r.oid
+ CROSS JOIN LATERAL (SELECT mt_internal.strip_schema(pg_get_constraintdef(k.oid), r.nspname) AS definition OFFSET 0) d
 UNION ALL
 -- indexes not backing a constraint, by definition (the name cut out)
-SELECT r.nspname, 'index', r.relname || ': ' || regexp_replace(mt_internal.strip_schema(pg_get_indexdef(i.indexrelid), r.nspname), '^CREATE (UNIQUE )?INDEX \S+ ON ', 'CREATE \1INDEX ON '),
-       jsonb_build_object('definition', regexp_replace(mt_internal.strip_schema(pg_get_indexdef(i.indexrelid), r.nspname), '^CREATE (UNIQUE )?INDEX \S+ ON ', 'CREATE \1INDEX ON '),
-                          'unique', i.indisunique)
-  FROM rel r JOIN pg_index i ON i.indrelid = r.oid
- WHERE NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = r.oid)
+SELECT r.nspname, 'index', r.relname || ': ' || d.definition,
+       jsonb_build_object('definition', d.definition, 'unique', i.indisunique)
+  FROM rel r
+  JOIN pg_index i ON i.indrelid = r.oid
+                 AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = r.oid)
+ CROSS JOIN LATERAL (SELECT regexp_replace(mt_internal.strip_schema(pg_get_indexdef(i.indexrelid), r.nspname),
+                                           '^CREATE (UNIQUE )?INDEX \S+ ON ', 'CREATE \1INDEX ON ') AS definition OFFSET 0) d
 UNION ALL
 -- sequences (identity and serial ones included: their options are part of the schema)
 SELECT r.nspname, 'sequence', r.relname,
