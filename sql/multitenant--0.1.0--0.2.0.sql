@@ -2398,8 +2398,8 @@ BEGIN
         IF records > 0 THEN
             RETURN NULL;
         END IF;
-        -- copy_template writes the tracking table with the template's records.
-        EXECUTE format('DROP TABLE %I.%I', target_schema, tracking);
+        -- Kept, and filled by copy_template: dropping it would make the commit wait for the
+        -- disk (PostgreSQL flushes every commit that drops a relation).
     END IF;
     PERFORM mt_internal.copy_template(target_schema);
     EXECUTE format('SELECT count(*) FROM %I.%I', target_schema, tracking) INTO records;
