@@ -4,6 +4,7 @@
 #   bench/run.sh provision [N ...]      bench/run.sh drift [N ...]
 #   bench/run.sh corpus [N ...]         the realistic drizzle-kit corpus (bench/corpus/saas) against the psql floor
 #   bench/run.sh corpus-small [N ...]   the same with the 5-table corpus (bench/corpus/small), for 10,000+ tenants
+#                                       (BENCH_TMPFS=1: the durable cluster's data directory on tmpfs)
 #   bench/run.sh client [TENANTS] [SECONDS] [--hop]
 # BENCH_PORT picks the cluster's port; BENCH_SKIP_INSTALL=1 uses the extension as installed.
 # The client benchmark measures the client library, not the extension: it always uses the
@@ -23,8 +24,14 @@ fi
 
 case "$bench" in
   corpus | corpus-small)
-    # Durable, on the checkout's disk: migrations are writes, the figures include them.
+    # Durable settings, on the checkout's disk: migrations are writes, the figures include
+    # them. BENCH_TMPFS=1 keeps the settings but puts the data directory on tmpfs, where an
+    # fsync costs nothing: the floors and mt alike are then measured on CPU alone.
     CLUSTER=bench-durable
+    if [ "${BENCH_TMPFS:-0}" = 1 ] && [ -d /dev/shm ]; then
+      export MT_CLUSTER_BASE=/dev/shm/multitenant-bench
+      CLUSTER=bench-durable-tmpfs
+    fi
     scripts/cluster.sh start "$CLUSTER" "$PORT"
     runuser -u postgres -- psql -X -q -h 127.0.0.1 -p "$PORT" -U postgres -d postgres \
       -c "ALTER SYSTEM SET fsync = on" -c "ALTER SYSTEM SET synchronous_commit = on" \

@@ -580,14 +580,37 @@ RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    grantee   text := quote_ident(pg_get_userbyid(reader));
+    tables    text;
+    sequences text;
 BEGIN
+    -- The schema's relations found through pg_depend's index, named one by one: GRANT ...
+    -- ON ALL TABLES IN SCHEMA reads all of pg_class, which grows with the fleet.
+    SELECT string_agg(c.oid::regclass::text, ', ') FILTER (WHERE c.relkind IN ('r', 'p')),
+           string_agg(c.oid::regclass::text, ', ') FILTER (WHERE c.relkind = 'S')
+      INTO tables, sequences
+      FROM pg_namespace n
+      JOIN pg_depend d ON d.refclassid = 'pg_namespace'::regclass AND d.refobjid = n.oid
+                      AND d.classid = 'pg_class'::regclass AND d.deptype = 'n'
+      JOIN pg_class c ON c.oid = d.objid
+     WHERE n.nspname = lend_schema.schema_name;
     IF lend THEN
-        EXECUTE format('GRANT USAGE ON SCHEMA %1$I TO %2$I; GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA %1$I TO %2$I; '
-                       'GRANT SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA %1$I TO %2$I', schema_name, pg_get_userbyid(reader));
+        EXECUTE format('GRANT USAGE ON SCHEMA %I TO %s', schema_name, grantee);
+        IF tables IS NOT NULL THEN
+            EXECUTE format('GRANT SELECT, INSERT ON TABLE %s TO %s', tables, grantee);
+        END IF;
+        IF sequences IS NOT NULL THEN
+            EXECUTE format('GRANT SELECT, UPDATE ON SEQUENCE %s TO %s', sequences, grantee);
+        END IF;
     ELSE
-        EXECUTE format('REVOKE SELECT, INSERT ON ALL TABLES IN SCHEMA %1$I FROM %2$I; '
-                       'REVOKE SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA %1$I FROM %2$I; REVOKE USAGE ON SCHEMA %1$I FROM %2$I',
-                       schema_name, pg_get_userbyid(reader));
+        IF tables IS NOT NULL THEN
+            EXECUTE format('REVOKE SELECT, INSERT ON TABLE %s FROM %s', tables, grantee);
+        END IF;
+        IF sequences IS NOT NULL THEN
+            EXECUTE format('REVOKE SELECT, UPDATE ON SEQUENCE %s FROM %s', sequences, grantee);
+        END IF;
+        EXECUTE format('REVOKE USAGE ON SCHEMA %I FROM %s', schema_name, grantee);
     END IF;
 END
 $$;

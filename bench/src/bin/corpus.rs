@@ -300,6 +300,10 @@ struct Ours {
     drift: Option<(Duration, Duration)>,
     /// N more tenants that each hold a table of their own, so every migration is replayed.
     replay: Duration,
+    /// `mt.health_check()`, first and second call.
+    health: (Duration, Duration),
+    /// One `mt.create_tenant` among N tenants (median of three).
+    create_tenant: Duration,
 }
 
 fn migrate_all(client: &mut postgres::Client, workers: usize, n: usize) -> Duration {
@@ -363,6 +367,15 @@ fn ours(corpus: &Corpus, dir: &Path, n: usize, options: &Options) -> Ours {
         drifted(&mut client, 0);
         (cold, steady)
     });
+    // The load balancer's probe, twice (the second finds the drift state kept), and one more
+    // tenant, created with its schema (a copy of the template), three times: the median.
+    let (_, health_first) = timed(|| client.query_one("SELECT mt.health_check()", &[]).unwrap());
+    let (_, health) = timed(|| client.query_one("SELECT mt.health_check()", &[]).unwrap());
+    let mut creates: Vec<Duration> = (1..=3)
+        .map(|i| timed(|| client.execute("SELECT mt.create_tenant($1)", &[&format!("probe{i}")]).unwrap()).1)
+        .collect();
+    creates.sort();
+    client.batch_execute("SELECT mt.drop_tenant('probe' || g, force => true) FROM generate_series(1, 3) g").unwrap();
     // The replay path: tenants that are not empty are never copied into.
     client
         .batch_execute(&format!(
@@ -390,7 +403,11 @@ fn ours(corpus: &Corpus, dir: &Path, n: usize, options: &Options) -> Ours {
     check_shapes(&mut client, "SELECT schema_name FROM mt.tenants", "tenant_t1", corpus, 2 * n, "mt");
     drop(client);
     drop_mt_database();
-    Ours { setup, fresh, noop, status, drift, replay }
+    Ours { setup, fresh, noop, status, drift, replay, health: (health_first, health), create_tenant: creates[1] }
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 /// The durability settings and where the data directory lives, printed with the figures.
@@ -427,30 +444,30 @@ fn main() {
         let line = |label: String, value: String| println!("  {label:<52} {value}");
         line(format!("floor, psql, {cores} sessions ({floor_mode}):"), secs(per_core));
         line(format!("floor, psql, 10 sessions ({floor_mode}):"), secs(ten));
-        line(
-            format!("mt.migrate_all, {w} workers, fresh tenants:"),
+        let against_floors = |d: Duration| {
             format!(
                 "{}  = {} of the {cores}-session floor, {} of the 10-session floor",
-                secs(ours.fresh),
-                ratio(ours.fresh, per_core),
-                ratio(ours.fresh, ten)
-            ),
-        );
-        line(
-            format!("mt.migrate_all, {w} workers, tenants replaying:"),
-            format!(
-                "{}  = {} of the {cores}-session floor, {} of the 10-session floor",
-                secs(ours.replay),
-                ratio(ours.replay, per_core),
-                ratio(ours.replay, ten)
-            ),
-        );
+                secs(d),
+                ratio(d, per_core),
+                ratio(d, ten)
+            )
+        };
+        line(format!("mt.migrate_all, {w} workers, fresh tenants:"), against_floors(ours.fresh));
+        line(format!("mt.migrate_all, {w} workers, tenants replaying:"), against_floors(ours.replay));
         line("mt.migrate_all, nothing pending:".into(), secs(ours.noop));
         line("mt.status:".into(), secs(ours.status));
         if let Some((cold, steady)) = ours.drift {
             line("mt.drift_summary, every tenant (cold):".into(), secs(cold));
             line("mt.drift_summary, one tenant changed since:".into(), secs(steady));
         }
+        line(
+            "mt.health_check(), first call, then again:".into(),
+            format!("{:.1} ms, {:.1} ms", millis(ours.health.0), millis(ours.health.1)),
+        );
+        line(
+            "mt.create_tenant, one more tenant (median of 3):".into(),
+            format!("{:.1} ms", millis(ours.create_tenant)),
+        );
         println!("  (setup, not timed: mt.create_tenant(migrate => false) x {n} in {})", secs(ours.setup));
         println!("  (every schema, floor and mt alike: {})", expected_shape(&corpus.expected));
     }
