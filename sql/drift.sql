@@ -363,56 +363,72 @@ CREATE INDEX drift_differences_schema_name_idx ON mt_internal.drift_differences 
 COMMENT ON TABLE mt_internal.drift_differences IS
     'multitenant (internal): the differences from the template of each drifted tenant schema, as of its last refresh';
 
+-- One statement each, cheap when the schema is already noted for this transaction (no row
+-- lock taken then): they run after every DDL command, and a migration runs hundreds.
 CREATE FUNCTION mt_internal.note_schema_changes()
 RETURNS event_trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    changed text[];
 BEGIN
-    IF TG_EVENT = 'sql_drop' THEN
-        -- Triggers, policies and rules have no schema of their own: their table's comes first
-        -- in their address.
-        changed := ARRAY(SELECT DISTINCT CASE WHEN o.object_type = 'schema' THEN o.object_name
-                                              ELSE coalesce(o.schema_name,
-                                                            CASE WHEN o.object_type IN ('trigger', 'policy', 'rule') THEN o.address_names[1] END,
-                                                            '*') END
-                           FROM pg_event_trigger_dropped_objects() o
-                          WHERE NOT o.is_temporary);
-    ELSE
-        changed := ARRAY(SELECT DISTINCT CASE WHEN d.object_type = 'schema' THEN (SELECT n.nspname::text FROM pg_namespace n WHERE n.oid = d.objid)
-                                              WHEN d.schema_name IS NOT NULL THEN d.schema_name
-                                              -- Triggers, policies and rules: their table's schema.
-                                              WHEN d.classid IN ('pg_trigger'::regclass, 'pg_policy'::regclass, 'pg_rewrite'::regclass) THEN
-                                                  (SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                                                    WHERE c.oid = CASE d.classid WHEN 'pg_trigger'::regclass THEN (SELECT g.tgrelid FROM pg_trigger g WHERE g.oid = d.objid)
-                                                                                 WHEN 'pg_policy'::regclass THEN (SELECT p.polrelid FROM pg_policy p WHERE p.oid = d.objid)
-                                                                                 ELSE (SELECT r.ev_class FROM pg_rewrite r WHERE r.oid = d.objid) END)
-                                              -- GRANT and REVOKE name no schema here: privileges
-                                              -- are compared by mt_internal.acl_digests instead.
-                                              WHEN d.command_tag IN ('GRANT', 'REVOKE') THEN NULL
-                                              ELSE '*' END
-                           FROM pg_event_trigger_ddl_commands() d
-                          WHERE NOT d.in_extension);
-    END IF;
     INSERT INTO mt_internal.schema_changes AS c (schema_name, changed_by)
-    SELECT s, pg_current_xact_id() FROM unnest(changed) AS s
-     WHERE s IS NOT NULL AND s !~ '^pg_(temp|toast)'
-        ON CONFLICT (schema_name) DO UPDATE SET changed_by = excluded.changed_by
-     WHERE c.changed_by <> excluded.changed_by;
+    SELECT DISTINCT s.name, pg_current_xact_id()
+      FROM pg_event_trigger_ddl_commands() d
+     CROSS JOIN LATERAL (
+         SELECT CASE WHEN d.object_type = 'schema' THEN (SELECT n.nspname::text FROM pg_namespace n WHERE n.oid = d.objid)
+                     WHEN d.schema_name IS NOT NULL THEN d.schema_name
+                     -- Triggers, policies and rules: their table's schema.
+                     WHEN d.classid IN ('pg_trigger'::regclass, 'pg_policy'::regclass, 'pg_rewrite'::regclass) THEN
+                         (SELECT n.nspname::text FROM pg_class t JOIN pg_namespace n ON n.oid = t.relnamespace
+                           WHERE t.oid = CASE d.classid WHEN 'pg_trigger'::regclass THEN (SELECT g.tgrelid FROM pg_trigger g WHERE g.oid = d.objid)
+                                                        WHEN 'pg_policy'::regclass THEN (SELECT p.polrelid FROM pg_policy p WHERE p.oid = d.objid)
+                                                        ELSE (SELECT r.ev_class FROM pg_rewrite r WHERE r.oid = d.objid) END)
+                     -- GRANT and REVOKE name no schema here: privileges are compared by
+                     -- mt_internal.acl_digests instead.
+                     WHEN d.command_tag IN ('GRANT', 'REVOKE') THEN NULL
+                     ELSE '*' END) AS s(name)
+     WHERE NOT d.in_extension AND s.name IS NOT NULL AND s.name !~ '^pg_(temp|toast)'
+       AND NOT EXISTS (SELECT FROM mt_internal.schema_changes x
+                        WHERE x.schema_name = s.name AND x.changed_by = pg_current_xact_id())
+        ON CONFLICT (schema_name) DO UPDATE SET changed_by = excluded.changed_by;
 END
 $$;
 COMMENT ON FUNCTION mt_internal.note_schema_changes() IS
-    'multitenant (internal): event trigger function: notes in mt_internal.schema_changes the schemas a DDL command changed';
+    'multitenant (internal): event trigger function (ddl_command_end): notes in mt_internal.schema_changes the schemas a DDL command changed';
+
+-- Triggers, policies and rules have no schema of their own: their table's comes first in
+-- their address.
+CREATE FUNCTION mt_internal.note_schema_drops()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO mt_internal.schema_changes AS c (schema_name, changed_by)
+    SELECT DISTINCT s.name, pg_current_xact_id()
+      FROM pg_event_trigger_dropped_objects() o
+     CROSS JOIN LATERAL (
+         SELECT CASE WHEN o.object_type = 'schema' THEN o.object_name
+                     ELSE coalesce(o.schema_name,
+                                   CASE WHEN o.object_type IN ('trigger', 'policy', 'rule') THEN o.address_names[1] END,
+                                   '*') END) AS s(name)
+     WHERE NOT o.is_temporary AND s.name !~ '^pg_(temp|toast)'
+       AND NOT EXISTS (SELECT FROM mt_internal.schema_changes x
+                        WHERE x.schema_name = s.name AND x.changed_by = pg_current_xact_id())
+        ON CONFLICT (schema_name) DO UPDATE SET changed_by = excluded.changed_by;
+END
+$$;
+COMMENT ON FUNCTION mt_internal.note_schema_drops() IS
+    'multitenant (internal): event trigger function (sql_drop): notes in mt_internal.schema_changes the schemas a DROP changed';
 
 CREATE EVENT TRIGGER mt_note_schema_changes ON ddl_command_end
     EXECUTE FUNCTION mt_internal.note_schema_changes();
 COMMENT ON EVENT TRIGGER mt_note_schema_changes IS
     'multitenant: notes which schemas DDL changes, so that drift is recomputed only for them';
 CREATE EVENT TRIGGER mt_note_schema_drops ON sql_drop
-    EXECUTE FUNCTION mt_internal.note_schema_changes();
+    EXECUTE FUNCTION mt_internal.note_schema_drops();
 COMMENT ON EVENT TRIGGER mt_note_schema_drops IS
     'multitenant: notes which schemas DROP commands change, so that drift is recomputed only for them';
 

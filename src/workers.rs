@@ -40,6 +40,11 @@ const ERROR_BYTES: usize = 2000;
 /// Migration names are at most 255 bytes (`mt.migrations`).
 const MIGRATION_BYTES: usize = 256;
 
+/// Schemas one worker handles before it exits and the launcher starts a fresh one: a backend
+/// keeps every relation and catalog entry it has touched cached, so a worker that stayed for
+/// the whole fleet would grow with it.
+const ITEMS_PER_WORKER: usize = 32;
+
 // Items start zeroed, which means pending.
 const ITEM_CLAIMED: u32 = 1;
 const ITEM_DONE: u32 = 2;
@@ -317,8 +322,9 @@ pub fn run(operation: Operation, argument: &str, targets: &[(String, String)], c
 fn supervise(run: &Run, handle: pg_sys::dsm_handle, concurrency: usize, workers: &mut Vec<DynamicBackgroundWorker>) {
     let header = run.header();
     let total = run.count() as u32;
-    // Workers only exit once the queue is empty, unless they die; this bounds restarts of
-    // workers that die at once (say, the database is being dropped) instead of looping.
+    // Workers exit when the queue is empty or after ITEMS_PER_WORKER schemas, unless they
+    // die; this bounds restarts of workers that die at once (say, the database is being
+    // dropped) instead of looping.
     let max_starts = concurrency + run.count();
     let mut started = 0;
     loop {
@@ -430,7 +436,7 @@ pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
         && run.count() > 1
         && run.item(0).tenant_id.get().is_empty()
         && run.item(0).schema.get() == engine::TEMPLATE_SCHEMA;
-    loop {
+    for _ in 0..ITEMS_PER_WORKER {
         if tx.cancelled() {
             break;
         }
