@@ -13,6 +13,8 @@ pub static STATEMENT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// Lets `DROP EXTENSION multitenant` go ahead while tenants are registered (`sql/guard.sql`
 /// reads it).
 pub static ALLOW_DROP: GucSetting<bool> = GucSetting::<bool>::new(false);
+/// Whether `mt.migrate_all` gives empty tenant schemas a copy of `mt_template`.
+pub static PROVISION_FROM_TEMPLATE: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -48,6 +50,14 @@ pub fn init() {
         c"Lets DROP EXTENSION multitenant drop the registry while tenants are registered.",
         c"Off by default: the drop is refused with a hint to back up first. Needed by pg_restore --clean over such a database.",
         &ALLOW_DROP,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"mt.provision_from_template",
+        c"Whether mt.migrate_all gives a tenant schema that holds nothing a copy of mt_template.",
+        c"On by default. Off replays every migration in each new tenant: for migrations whose rows depend on the tenant (current_schema(), say), which a copy would take from the template.",
+        &PROVISION_FROM_TEMPLATE,
         GucContext::Userset,
         GucFlags::default(),
     );

@@ -66,6 +66,8 @@ struct Header {
     launcher_pid: i32,
     lock_timeout_ms: i32,
     statement_timeout_ms: i32,
+    /// `mt.provision_from_template` of the caller.
+    from_template: bool,
     /// The seed name of provisioning and seeding runs.
     argument: FixedText<NAME_BYTES>,
 }
@@ -245,6 +247,7 @@ pub fn run(operation: Operation, argument: &str, targets: &[(String, String)], c
         header.launcher_pid = pg_sys::MyProcPid;
         header.lock_timeout_ms = crate::guc::LOCK_TIMEOUT_MS.get();
         header.statement_timeout_ms = crate::guc::STATEMENT_TIMEOUT_MS.get();
+        header.from_template = crate::guc::PROVISION_FROM_TEMPLATE.get();
         header.argument.set(argument);
     }
     for (index, (tenant_id, schema)) in targets.iter().enumerate() {
@@ -269,7 +272,7 @@ pub fn run(operation: Operation, argument: &str, targets: &[(String, String)], c
 
     // The workers commit without waiting for the disk: one flush makes all of it durable
     // before anything is reported.
-    unsafe { pg_sys::XLogFlush(pg_sys::GetXLogInsertRecPtr()) };
+    flush_wal();
     let mut results: Vec<RunResult> = targets
         .iter()
         .enumerate()
@@ -316,6 +319,19 @@ pub fn run(operation: Operation, argument: &str, targets: &[(String, String)], c
     // Workers that are still attached keep the segment alive until they exit.
     unsafe { pg_sys::dsm_detach(segment) };
     results
+}
+
+/// Flushes all WAL inserted so far. The insert position just after a page header (nothing
+/// inserted on that page yet) is not a position XLogFlush can reach ("xlog flush request
+/// ... is not satisfied"): the end of what was inserted is the page's start then.
+fn flush_wal() {
+    // SizeOfXLogShortPHD and SizeOfXLogLongPHD: a record is at least 24 bytes, so an insert
+    // position at these offsets can only follow a page header.
+    const PAGE_HEADERS: [u64; 2] = [24, 40];
+    let insert = unsafe { pg_sys::GetXLogInsertRecPtr() };
+    let offset = insert % pg_sys::XLOG_BLCKSZ as u64;
+    let end = if PAGE_HEADERS.contains(&offset) { insert - offset } else { insert };
+    unsafe { pg_sys::XLogFlush(end) };
 }
 
 /// Keeps up to `concurrency` workers going until every item is done.
@@ -432,7 +448,8 @@ pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
 
     // migrate_all puts the template first: the other schemas wait for it, so that empty
     // tenant schemas get a copy of it rather than every migration replayed.
-    let template_first = matches!(operation, Operation::Migrate { dry_run: false, mark_applied: false })
+    let template_first = header.from_template
+        && matches!(operation, Operation::Migrate { dry_run: false, mark_applied: false })
         && run.count() > 1
         && run.item(0).tenant_id.get().is_empty()
         && run.item(0).schema.get() == engine::TEMPLATE_SCHEMA;
@@ -458,10 +475,16 @@ pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
                 item.schema.set(&schema);
                 outcome
             }
-            (Ok((settings, plan)), _) => {
-                Job { tx: &tx, settings, plan, target: &target, operation, run_id: header.run_id, from_template: true }
-                    .run()
+            (Ok((settings, plan)), _) => Job {
+                tx: &tx,
+                settings,
+                plan,
+                target: &target,
+                operation,
+                run_id: header.run_id,
+                from_template: header.from_template,
             }
+            .run(),
             (Err(failure), _) => Outcome {
                 status: Status::Failed,
                 applied: 0,

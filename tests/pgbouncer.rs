@@ -43,6 +43,9 @@ fn setup(name: &str, tenants: u64) -> (String, String) {
             &[&(tenants as i32)],
         )
         .unwrap();
+    // Each tenant's marker row names its own schema: a copy of the template would name the
+    // template's, so every migration is applied in every tenant.
+    admin.batch_execute("SET mt.provision_from_template = off").unwrap();
     admin.query("SELECT * FROM mt.migrate_all()", &[]).unwrap();
     let app = format!("{db}_app");
     admin.batch_execute(&format!("CREATE ROLE {app} LOGIN NOINHERIT")).unwrap();

@@ -179,3 +179,13 @@ SELECT (SELECT array_agg(name ORDER BY id) FROM tenant_e.__drizzle_migrations)
        (SELECT count(*) FROM mt.tracking_records WHERE tenant_id = 'e')
      = (SELECT count(*) FROM mt.tracking_records WHERE tenant_id = 'f') AS same_ledger;
 SELECT pending FROM mt.status WHERE tenant_id = 'e';
+-- mt.provision_from_template = off: every migration is applied, as for a tenant that holds
+-- something (the records are its own, not the template's).
+SET mt.provision_from_template = off;
+SELECT tenant_id FROM mt.create_tenant('g', migrate => false);
+SELECT tenant_id, status, applied FROM mt.migrate_all() WHERE tenant_id = 'g';
+SELECT (SELECT array_agg(applied_at ORDER BY id) FROM tenant_g.__drizzle_migrations)
+     = (SELECT array_agg(applied_at ORDER BY id) FROM mt_template.__drizzle_migrations) AS records_of_the_template,
+       (SELECT fingerprint FROM mt.drift_summary WHERE tenant_id = 'g')
+     = (SELECT fingerprint FROM mt.drift_summary WHERE tenant_id = 'e') AS same_fingerprint;
+RESET mt.provision_from_template;

@@ -7,7 +7,8 @@ SELECT evtname, evtevent, evttags, evtenabled, evtfoid::regprocedure AS function
   FROM pg_event_trigger ORDER BY evtname;
 SELECT pg_describe_object(d.classid, d.objid, d.objsubid) AS member
   FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'multitenant'
- WHERE d.deptype = 'e' AND d.classid = 'pg_event_trigger'::regclass;
+ WHERE d.deptype = 'e' AND d.classid = 'pg_event_trigger'::regclass
+ ORDER BY 1;
 SELECT obj_description(oid, 'pg_event_trigger') IS NOT NULL AS commented
   FROM pg_event_trigger WHERE evtname = 'multitenant_drop_guard';
 SELECT obj_description('mt_internal.drop_guard()'::regprocedure, 'pg_proc') IS NOT NULL AS commented,
