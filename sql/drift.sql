@@ -341,7 +341,6 @@ CREATE TABLE mt_internal.drift_state (
     fingerprint           text NOT NULL,
     -- The template's fingerprint the differences were computed against.
     reference_fingerprint text NOT NULL,
-    differences           integer NOT NULL,
     -- mt.drift_column_order as it was: the model depends on it.
     column_order          boolean NOT NULL,
     -- mt_internal.acl_digests as it was.
@@ -349,7 +348,7 @@ CREATE TABLE mt_internal.drift_state (
     refreshed_at          timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 COMMENT ON TABLE mt_internal.drift_state IS
-    'multitenant (internal): per tenant schema (and mt_template), its fingerprint and how many differences from the template it had when last refreshed';
+    'multitenant (internal): per tenant schema (and mt_template), its fingerprint as of its last refresh and the template fingerprint its differences were computed against';
 
 CREATE TABLE mt_internal.drift_differences (
     schema_name text NOT NULL,
@@ -497,8 +496,8 @@ BEGIN
     SELECT s.fingerprint INTO template_fingerprint FROM mt_internal.drift_state s WHERE s.schema_name = reference;
     IF everything OR reference = ANY (marked) OR template_fingerprint IS NULL THEN
         SELECT d.fingerprint INTO template_fingerprint FROM mt.drift(reference, ARRAY[reference]) d;
-        INSERT INTO mt_internal.drift_state AS s (schema_name, fingerprint, reference_fingerprint, differences, column_order, acl_digest)
-        VALUES (reference, template_fingerprint, template_fingerprint, 0, with_column_order, digests ->> reference)
+        INSERT INTO mt_internal.drift_state AS s (schema_name, fingerprint, reference_fingerprint, column_order, acl_digest)
+        VALUES (reference, template_fingerprint, template_fingerprint, with_column_order, digests ->> reference)
             ON CONFLICT (schema_name) DO UPDATE
            SET fingerprint = excluded.fingerprint, reference_fingerprint = excluded.reference_fingerprint,
                column_order = excluded.column_order, acl_digest = excluded.acl_digest, refreshed_at = excluded.refreshed_at;
@@ -506,7 +505,7 @@ BEGIN
 
     -- Unchanged schemas that equal a changed template need no comparison.
     WITH same AS (
-        UPDATE mt_internal.drift_state s SET reference_fingerprint = template_fingerprint, differences = 0
+        UPDATE mt_internal.drift_state s SET reference_fingerprint = template_fingerprint
          WHERE s.reference_fingerprint <> template_fingerprint AND s.fingerprint = template_fingerprint
            AND NOT everything AND s.schema_name <> ALL (marked)
         RETURNING s.schema_name)
@@ -527,13 +526,12 @@ BEGIN
             SELECT c.schema_name, c.object_type, c.object_name, c.change, c.expected, c.actual
               FROM computed c WHERE c.change IS NOT NULL
         )
-        INSERT INTO mt_internal.drift_state AS s (schema_name, fingerprint, reference_fingerprint, differences, column_order, acl_digest)
-        SELECT c.schema_name, max(c.fingerprint), template_fingerprint, count(c.change), with_column_order, digests ->> c.schema_name
-          FROM computed c GROUP BY c.schema_name
+        INSERT INTO mt_internal.drift_state AS s (schema_name, fingerprint, reference_fingerprint, column_order, acl_digest)
+        SELECT c.schema_name, c.fingerprint, template_fingerprint, with_column_order, digests ->> c.schema_name
+          FROM computed c WHERE c.change IS NULL
             ON CONFLICT (schema_name) DO UPDATE
            SET fingerprint = excluded.fingerprint, reference_fingerprint = excluded.reference_fingerprint,
-               differences = excluded.differences, column_order = excluded.column_order,
-               acl_digest = excluded.acl_digest, refreshed_at = excluded.refreshed_at;
+               column_order = excluded.column_order, acl_digest = excluded.acl_digest, refreshed_at = excluded.refreshed_at;
     END IF;
 
     INSERT INTO mt_internal.schema_changes_seen AS s (schema_name, changed_by)
@@ -548,43 +546,39 @@ BEGIN
     )
     DELETE FROM mt_internal.schema_changes c USING gone WHERE c.schema_name = gone.schema_name;
     RETURN QUERY SELECT cardinality(stale),
-                        (SELECT count(*)::integer FROM mt_internal.drift_state s
-                          WHERE s.schema_name <> reference AND s.differences > 0),
+                        (SELECT count(DISTINCT d.schema_name)::integer FROM mt_internal.drift_differences d),
                         everything;
 END
 $$;
 COMMENT ON FUNCTION mt.refresh_drift(boolean) IS
     'multitenant: bring the kept drift state up to date: recompute the schemas whose DDL changed since the last refresh (all of them with full_refresh => true, or after a change outside any tenant schema); the drift views do it first';
 
--- What the drift views read: the kept state, refreshed first; in a read-only transaction (a
--- standby) computed afresh instead, since nothing can be kept there.
+-- What the drift views read, in mt.drift's shape (per schema a row with its fingerprint and
+-- no change, then its differences): the kept state, refreshed first; in a read-only
+-- transaction (a standby) mt.drift itself, since nothing can be kept there.
 CREATE FUNCTION mt_internal.current_drift()
-RETURNS TABLE (schema_name text, fingerprint text, differences integer, object_type text, object_name text,
-               change text, expected jsonb, actual jsonb)
+RETURNS TABLE (schema_name text, object_type text, object_name text, change text,
+               expected jsonb, actual jsonb, fingerprint text)
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF current_setting('transaction_read_only') = 'on' THEN
-        RETURN QUERY
-        WITH d AS MATERIALIZED (SELECT * FROM mt.drift('mt_template', ARRAY(SELECT t.schema_name FROM mt.tenants t)))
-        SELECT f.schema_name, f.fingerprint, (SELECT count(*)::integer FROM d x WHERE x.schema_name = f.schema_name AND x.change IS NOT NULL),
-               x.object_type, x.object_name, x.change, x.expected, x.actual
-          FROM d f LEFT JOIN d x ON x.schema_name = f.schema_name AND x.change IS NOT NULL
-         WHERE f.change IS NULL;
+        RETURN QUERY SELECT * FROM mt.drift('mt_template', ARRAY(SELECT t.schema_name FROM mt.tenants t));
         RETURN;
     END IF;
     PERFORM mt.refresh_drift();
     RETURN QUERY
-    SELECT s.schema_name, s.fingerprint, s.differences, d.object_type, d.object_name, d.change, d.expected, d.actual
-      FROM mt_internal.drift_state s
-      LEFT JOIN mt_internal.drift_differences d ON d.schema_name = s.schema_name
-     WHERE s.schema_name <> 'mt_template';
+    SELECT s.schema_name, NULL, NULL, NULL, NULL::jsonb, NULL::jsonb, s.fingerprint
+      FROM mt_internal.drift_state s WHERE s.schema_name <> 'mt_template'
+    UNION ALL
+    SELECT d.schema_name, d.object_type, d.object_name, d.change, d.expected, d.actual, NULL
+      FROM mt_internal.drift_differences d;
 END
 $$;
 COMMENT ON FUNCTION mt_internal.current_drift() IS
-    'multitenant (internal): per tenant schema its fingerprint and its differences from mt_template (one row with NULL differences when none), from the kept state after a refresh';
+    'multitenant (internal): what mt.drift(''mt_template'', every tenant) returns, answered from the kept state after a refresh';
 
 CREATE VIEW mt.drift_report AS
 SELECT t.tenant_id, d.schema_name, d.object_type, d.object_name, d.change, d.expected, d.actual
@@ -596,8 +590,8 @@ COMMENT ON VIEW mt.drift_report IS
 
 CREATE VIEW mt.drift_summary AS
 SELECT t.tenant_id, d.schema_name,
-       max(d.differences) > 0 AS has_drift,
-       max(d.differences)::bigint AS differences,
+       count(d.change) > 0 AS has_drift,
+       count(d.change) AS differences,
        max(d.fingerprint) AS fingerprint
   FROM mt_internal.current_drift() d
   JOIN mt.tenants t ON t.schema_name = d.schema_name
