@@ -28,7 +28,7 @@ use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use multitenant_integration::{base_url, connect, create_tenants, fresh_database, hold_a_table, Client, NoTls};
+use multitenant_integration::{base_url, connect, create_tenants, fresh_database, replay_migrations, Client, NoTls};
 use postgres::Row;
 
 /// How long each migration sleeps, except the slow one.
@@ -65,7 +65,7 @@ fn setup(name: &str, tenants: i32, migrations: i32, sleep_ms: u64, slow: bool) -
         .unwrap();
     add_migrations(&mut client, 0..migrations, sleep_ms, slow);
     create_tenants(&mut client, "f", tenants);
-    hold_a_table(&mut client, "f", tenants);
+    replay_migrations(&mut client);
     (url, client)
 }
 

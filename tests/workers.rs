@@ -3,7 +3,7 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use multitenant_integration::{concurrently, connect, create_tenants, fresh_database, hold_a_table, Client};
+use multitenant_integration::{concurrently, connect, create_tenants, fresh_database, replay_migrations, Client};
 
 /// Registers `count` migrations that each log their own application into a shared table,
 /// so a migration applied twice shows up as a duplicate row.
@@ -37,7 +37,7 @@ fn two_concurrent_runs_never_apply_a_migration_twice() {
     let mut client = connect(&url);
     logged_migrations(&mut client, 4, 20);
     create_tenants(&mut client, "c", 24);
-    hold_a_table(&mut client, "c", 24);
+    replay_migrations(&mut client);
 
     let results: Vec<Vec<(String, i32)>> = concurrently(&url, 2, |client| {
         let rows = client.query("SELECT status, applied FROM mt.migrate_all(concurrency => 3)", &[]).unwrap();
@@ -62,7 +62,7 @@ fn cancelling_the_caller_stops_workers_and_leaves_no_half_applied_migration() {
     let mut client = connect(&url);
     logged_migrations(&mut client, 6, 300);
     create_tenants(&mut client, "k", 12);
-    hold_a_table(&mut client, "k", 12);
+    replay_migrations(&mut client);
 
     let caller_pid: i32 = {
         let url = url.clone();
@@ -124,7 +124,7 @@ fn runs_wait_for_worker_slots_instead_of_failing() {
     assert!(slots <= 4, "the integration cluster is meant to have few worker slots, has {slots}");
     logged_migrations(&mut client, 3, 10);
     create_tenants(&mut client, "s", 30);
-    hold_a_table(&mut client, "s", 30);
+    replay_migrations(&mut client);
 
     let succeeded = concurrently(&url, 2, |client| {
         let row = client
@@ -142,7 +142,7 @@ fn lock_and_statement_timeouts_fail_one_tenant_not_the_run() {
     let mut client = connect(&url);
     client.execute("SELECT mt.add_migration('0000_t', 'CREATE TABLE t (id int)')", &[]).unwrap();
     create_tenants(&mut client, "x", 3);
-    hold_a_table(&mut client, "x", 3);
+    replay_migrations(&mut client);
     client.query("SELECT * FROM mt.migrate_all()", &[]).unwrap();
     client.execute("SELECT mt.add_migration('0001_alter', 'ALTER TABLE t ADD COLUMN note text')", &[]).unwrap();
 

@@ -44,16 +44,16 @@ pub fn create_tenants(client: &mut Client, prefix: &str, count: i32) {
         .unwrap();
 }
 
-/// Gives tenants `prefix1..prefixN` a table of their own, so that `mt.migrate_all` applies
-/// their migrations one by one instead of copying the template into them (it copies only
-/// into schemas that hold nothing): the path the fault and worker tests are about.
-pub fn hold_a_table(client: &mut Client, prefix: &str, count: i32) {
+/// Turns template copies off in this database (for later sessions) and this session, so that
+/// `mt.migrate_all` applies every migration in empty tenants too: the path the fault and
+/// worker tests are about (`mt.provision_from_template`).
+pub fn replay_migrations(client: &mut Client) {
     client
-        .batch_execute(&format!(
-            "DO $$ BEGIN FOR g IN 1..{count} LOOP
-                 EXECUTE pg_catalog.format('CREATE TABLE %I.imported (id int)', 'tenant_{prefix}' || g);
-             END LOOP; END $$"
-        ))
+        .batch_execute(
+            "DO $$ BEGIN EXECUTE pg_catalog.format('ALTER DATABASE %I SET mt.provision_from_template = off', \
+                                                   pg_catalog.current_database()); END $$; \
+             SET mt.provision_from_template = off",
+        )
         .unwrap();
 }
 
