@@ -71,6 +71,67 @@ SELECT v.tenant_id,
 COMMENT ON VIEW mt.health IS
     'multitenant: per tenant, ok / degraded (pending migrations, failed last run, drift) / unhealthy (schema or tracking table missing), with the reasons';
 
+-- The health check's pools, as JSON, for every (or the listed) tenant.
+CREATE FUNCTION mt_internal.health_pools(tenant_ids text[] DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+               'tenantId', h.tenant_id, 'schemaName', h.schema_name, 'status', h.status,
+               'reasons', to_jsonb(h.reasons), 'pendingMigrations', h.pending_migrations,
+               'lastMigrationAt', h.last_migration_at, 'hasDrift', h.has_drift, 'schemaBytes', h.schema_bytes,
+               'error', CASE WHEN h.status <> 'ok' THEN array_to_string(h.reasons, '; ') END))
+             ORDER BY h.tenant_id), '[]')
+      FROM mt.health h
+     WHERE health_pools.tenant_ids IS NULL OR h.tenant_id = ANY (health_pools.tenant_ids)
+$$;
+COMMENT ON FUNCTION mt_internal.health_pools(text[]) IS
+    'multitenant (internal): mt.health of every (or the listed) tenant as the health check''s pools (a JSON array, by tenant id)';
+
+-- mt.health over 10,000 tenants takes seconds (schema sizes, last runs, drift); a load
+-- balancer probes every few seconds. The probe answers from the last computation while it is
+-- younger than mt.health_max_age, and past half that age has a background worker compute
+-- the next one, so a steady probe never waits for it.
+CREATE TABLE mt_internal.health_snapshot (
+    singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    computed_at timestamptz NOT NULL,
+    pools       jsonb NOT NULL
+);
+COMMENT ON TABLE mt_internal.health_snapshot IS
+    'multitenant (internal): the last health check of every tenant (mt_internal.health_pools) and when it was computed; derived, not dumped';
+
+CREATE FUNCTION mt_internal.store_health(computed_at timestamptz, pools jsonb)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO mt_internal.health_snapshot AS s (computed_at, pools)
+    VALUES (store_health.computed_at, store_health.pools)
+    ON CONFLICT (singleton) DO UPDATE SET computed_at = EXCLUDED.computed_at, pools = EXCLUDED.pools
+     WHERE s.computed_at < EXCLUDED.computed_at
+$$;
+COMMENT ON FUNCTION mt_internal.store_health(timestamptz, jsonb) IS
+    'multitenant (internal): keep a health computation as the snapshot, unless a newer one is kept already';
+
+-- What the background worker started by mt_internal.request_health_refresh runs.
+CREATE FUNCTION mt_internal.refresh_health()
+RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- One computation at a time; a second request finds this one at work.
+    IF NOT pg_try_advisory_xact_lock(hashtextextended('mt.health', 0)) THEN
+        RETURN NULL;
+    END IF;
+    PERFORM mt_internal.store_health(now(), mt_internal.health_pools());
+    RETURN now();
+END
+$$;
+COMMENT ON FUNCTION mt_internal.refresh_health() IS
+    'multitenant (internal): compute the health of every tenant and keep it as the snapshot mt.health_check answers from; NULL when another computation is at work';
+
 CREATE FUNCTION mt.health_check(tenant_ids text[] DEFAULT NULL, include_shared boolean DEFAULT true)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -79,7 +140,11 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     started    timestamptz := clock_timestamp();
+    max_age    interval := make_interval(secs => mt_internal.health_max_age());
+    snapshot   mt_internal.health_snapshot;
+    age        interval;
     pools      jsonb;
+    computed_at timestamptz;
     shared     text := mt.get_config('shared_schema');
     shared_at  timestamptz;
     shared_status text;
@@ -88,15 +153,32 @@ DECLARE
 BEGIN
     PERFORM mt.tenant_schema(id) FROM unnest(tenant_ids) AS id;   -- 42704 for an unknown id
 
-    SELECT coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
-               'tenantId', h.tenant_id, 'schemaName', h.schema_name, 'status', h.status,
-               'reasons', to_jsonb(h.reasons), 'pendingMigrations', h.pending_migrations,
-               'lastMigrationAt', h.last_migration_at, 'hasDrift', h.has_drift, 'schemaBytes', h.schema_bytes,
-               'error', CASE WHEN h.status <> 'ok' THEN array_to_string(h.reasons, '; ') END))
-             ORDER BY h.tenant_id), '[]')
-      INTO pools
-      FROM mt.health h
-     WHERE tenant_ids IS NULL OR h.tenant_id = ANY (tenant_ids);
+    SELECT * INTO snapshot FROM mt_internal.health_snapshot;
+    age := started - snapshot.computed_at;
+    IF age <= max_age THEN
+        SELECT jsonb_agg(p ORDER BY n) FILTER (WHERE tenant_ids IS NULL OR p ->> 'tenantId' = ANY (tenant_ids))
+          INTO pools
+          FROM jsonb_array_elements(snapshot.pools) WITH ORDINALITY AS e(p, n);
+        -- A listed tenant created since is computed afresh, with the others listed.
+        IF tenant_ids IS NOT NULL AND coalesce(jsonb_array_length(pools), 0)
+                                      < (SELECT count(DISTINCT id) FROM unnest(tenant_ids) AS id) THEN
+            pools := NULL;
+        ELSE
+            pools := coalesce(pools, '[]');
+            computed_at := snapshot.computed_at;
+            IF age > max_age / 2 AND NOT pg_is_in_recovery() THEN
+                PERFORM mt_internal.request_health_refresh();
+            END IF;
+        END IF;
+    END IF;
+    IF pools IS NULL THEN
+        pools := mt_internal.health_pools(tenant_ids);
+        computed_at := now();
+        IF tenant_ids IS NULL AND max_age > '0' AND NOT pg_is_in_recovery()
+           AND current_setting('transaction_read_only') = 'off' THEN
+            PERFORM mt_internal.store_health(computed_at, pools);
+        END IF;
+    END IF;
 
     IF include_shared THEN
         shared_at := clock_timestamp();
@@ -124,11 +206,12 @@ BEGIN
         'degradedPools', (SELECT count(*) FROM jsonb_array_elements(pools) p WHERE p ->> 'status' = 'degraded'),
         'unhealthyPools', (SELECT count(*) FROM jsonb_array_elements(pools) p WHERE p ->> 'status' = 'unhealthy'),
         'timestamp', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+        'computedAt', to_char(computed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
         'durationMs', round(extract(epoch FROM clock_timestamp() - started) * 1000, 3)));
 END
 $$;
 COMMENT ON FUNCTION mt.health_check(text[], boolean) IS
-    'multitenant: health of every (or the listed) tenant and the shared schema as JSON (healthy, pools, sharedDb, totals, timestamp, durationMs); healthy is false when anything is unhealthy';
+    'multitenant: health of every (or the listed) tenant and the shared schema as JSON (healthy, pools, sharedDb, totals, timestamp, computedAt, durationMs); healthy is false when anything is unhealthy; tenants'' health may be up to mt.health_max_age old (computedAt says when it was computed)';
 
 -- What is running: multitenant background workers, and any backend working on a run.
 CREATE VIEW mt.activity AS

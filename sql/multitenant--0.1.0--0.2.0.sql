@@ -2445,6 +2445,144 @@ BEGIN
 END
 $$;
 
+-- The health check answers from a snapshot (sql/health.sql).
+CREATE TABLE mt_internal.health_snapshot (
+    singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    computed_at timestamptz NOT NULL,
+    pools       jsonb NOT NULL
+);
+
+CREATE  FUNCTION mt_internal."health_max_age"() RETURNS INT /* i32 */
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'multitenant-0.2.0', 'health_max_age_wrapper';
+
+CREATE  FUNCTION mt_internal."request_health_refresh"() RETURNS bool /* bool */
+STRICT VOLATILE 
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'multitenant-0.2.0', 'request_health_refresh_wrapper';
+
+CREATE FUNCTION mt_internal.health_pools(tenant_ids text[] DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+               'tenantId', h.tenant_id, 'schemaName', h.schema_name, 'status', h.status,
+               'reasons', to_jsonb(h.reasons), 'pendingMigrations', h.pending_migrations,
+               'lastMigrationAt', h.last_migration_at, 'hasDrift', h.has_drift, 'schemaBytes', h.schema_bytes,
+               'error', CASE WHEN h.status <> 'ok' THEN array_to_string(h.reasons, '; ') END))
+             ORDER BY h.tenant_id), '[]')
+      FROM mt.health h
+     WHERE health_pools.tenant_ids IS NULL OR h.tenant_id = ANY (health_pools.tenant_ids)
+$$;
+
+CREATE FUNCTION mt_internal.store_health(computed_at timestamptz, pools jsonb)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO mt_internal.health_snapshot AS s (computed_at, pools)
+    VALUES (store_health.computed_at, store_health.pools)
+    ON CONFLICT (singleton) DO UPDATE SET computed_at = EXCLUDED.computed_at, pools = EXCLUDED.pools
+     WHERE s.computed_at < EXCLUDED.computed_at
+$$;
+
+CREATE FUNCTION mt_internal.refresh_health()
+RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- One computation at a time; a second request finds this one at work.
+    IF NOT pg_try_advisory_xact_lock(hashtextextended('mt.health', 0)) THEN
+        RETURN NULL;
+    END IF;
+    PERFORM mt_internal.store_health(now(), mt_internal.health_pools());
+    RETURN now();
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mt.health_check(tenant_ids text[] DEFAULT NULL, include_shared boolean DEFAULT true)
+RETURNS jsonb
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    started    timestamptz := clock_timestamp();
+    max_age    interval := make_interval(secs => mt_internal.health_max_age());
+    snapshot   mt_internal.health_snapshot;
+    age        interval;
+    pools      jsonb;
+    computed_at timestamptz;
+    shared     text := mt.get_config('shared_schema');
+    shared_at  timestamptz;
+    shared_status text;
+    shared_error  text;
+    shared_ms  numeric;
+BEGIN
+    PERFORM mt.tenant_schema(id) FROM unnest(tenant_ids) AS id;   -- 42704 for an unknown id
+
+    SELECT * INTO snapshot FROM mt_internal.health_snapshot;
+    age := started - snapshot.computed_at;
+    IF age <= max_age THEN
+        SELECT jsonb_agg(p ORDER BY n) FILTER (WHERE tenant_ids IS NULL OR p ->> 'tenantId' = ANY (tenant_ids))
+          INTO pools
+          FROM jsonb_array_elements(snapshot.pools) WITH ORDINALITY AS e(p, n);
+        -- A listed tenant created since is computed afresh, with the others listed.
+        IF tenant_ids IS NOT NULL AND coalesce(jsonb_array_length(pools), 0)
+                                      < (SELECT count(DISTINCT id) FROM unnest(tenant_ids) AS id) THEN
+            pools := NULL;
+        ELSE
+            pools := coalesce(pools, '[]');
+            computed_at := snapshot.computed_at;
+            IF age > max_age / 2 AND NOT pg_is_in_recovery() THEN
+                PERFORM mt_internal.request_health_refresh();
+            END IF;
+        END IF;
+    END IF;
+    IF pools IS NULL THEN
+        pools := mt_internal.health_pools(tenant_ids);
+        computed_at := now();
+        IF tenant_ids IS NULL AND max_age > '0' AND NOT pg_is_in_recovery()
+           AND current_setting('transaction_read_only') = 'off' THEN
+            PERFORM mt_internal.store_health(computed_at, pools);
+        END IF;
+    END IF;
+
+    IF include_shared THEN
+        shared_at := clock_timestamp();
+        IF NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = shared) THEN
+            shared_status := 'unhealthy';
+            shared_error := format('shared schema %s is missing', shared);
+        -- Read-only: a probe must not write (a dry run would record a run each time).
+        ELSIF EXISTS (SELECT FROM mt.migrations m WHERE m.scope = 'shared') AND coalesce(mt.shared_pending(), 1) > 0 THEN
+            shared_status := 'degraded';
+            shared_error := 'shared migrations are pending';
+        ELSE
+            shared_status := 'ok';
+        END IF;
+        shared_ms := round(extract(epoch FROM clock_timestamp() - shared_at) * 1000, 3);
+    END IF;
+
+    RETURN jsonb_strip_nulls(jsonb_build_object(
+        'healthy', NOT EXISTS (SELECT FROM jsonb_array_elements(pools) p WHERE p ->> 'status' = 'unhealthy')
+                   AND coalesce(shared_status, 'ok') <> 'unhealthy',
+        'pools', pools,
+        'sharedDb', shared_status,
+        'sharedDbResponseTimeMs', shared_ms,
+        'sharedDbError', shared_error,
+        'totalPools', jsonb_array_length(pools),
+        'degradedPools', (SELECT count(*) FROM jsonb_array_elements(pools) p WHERE p ->> 'status' = 'degraded'),
+        'unhealthyPools', (SELECT count(*) FROM jsonb_array_elements(pools) p WHERE p ->> 'status' = 'unhealthy'),
+        'timestamp', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+        'computedAt', to_char(computed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+        'durationMs', round(extract(epoch FROM clock_timestamp() - started) * 1000, 3)));
+END
+$$;
+
 -- Comments of what is new or changed.
 
 COMMENT ON FUNCTION mt.adopt_tenants(text, boolean, boolean) IS
@@ -2573,6 +2711,17 @@ COMMENT ON VIEW mt.drift_summary IS
 
 COMMENT ON FUNCTION mt_internal.provision_from_template(text) IS
     'multitenant (internal): give an empty tenant schema a copy of the current mt_template (what migrate_all does instead of replaying every migration); NULL when the schema holds something or the template is not current';
+
+COMMENT ON FUNCTION mt_internal.health_pools(text[]) IS
+    'multitenant (internal): mt.health of every (or the listed) tenant as the health check''s pools (a JSON array, by tenant id)';
+COMMENT ON TABLE mt_internal.health_snapshot IS
+    'multitenant (internal): the last health check of every tenant (mt_internal.health_pools) and when it was computed; derived, not dumped';
+COMMENT ON FUNCTION mt_internal.store_health(timestamptz, jsonb) IS
+    'multitenant (internal): keep a health computation as the snapshot, unless a newer one is kept already';
+COMMENT ON FUNCTION mt_internal.refresh_health() IS
+    'multitenant (internal): compute the health of every tenant and keep it as the snapshot mt.health_check answers from; NULL when another computation is at work';
+COMMENT ON FUNCTION mt.health_check(text[], boolean) IS
+    'multitenant: health of every (or the listed) tenant and the shared schema as JSON (healthy, pools, sharedDb, totals, timestamp, computedAt, durationMs); healthy is false when anything is unhealthy; tenants'' health may be up to mt.health_max_age old (computedAt says when it was computed)';
 
 -- Privileges, as sql/privileges.sql leaves them.
 

@@ -646,6 +646,19 @@ pub fn record_run_tenant(run_id: i64, key: &str, schema: &str, progress: &Progre
     .unwrap_or_else(|e| error!("multitenant: cannot record progress: {e}"));
 }
 
+/// Records schemas a run settled without visiting them (`(key, schema)` pairs), finished
+/// with `status`, in one statement.
+pub fn record_settled(run_id: i64, settled: &[(String, String)], status: Status) {
+    let (keys, schemas): (Vec<&str>, Vec<&str>) = settled.iter().map(|(k, s)| (k.as_str(), s.as_str())).unzip();
+    Spi::run_with_args(
+        "INSERT INTO mt.run_tenants (run_id, tenant_id, schema_name, status, finished_at) \
+         SELECT $1, s.key, s.schema_name, $4, pg_catalog.clock_timestamp() \
+           FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[])) AS s(key, schema_name)",
+        &[run_id.into(), keys.into(), schemas.into(), status.as_str().into()],
+    )
+    .unwrap_or_else(|e| error!("multitenant: cannot record progress: {e}"));
+}
+
 /// The states of a run in `mt.runs.status` (its CHECK constraint lists the same; a test
 /// ties them). A schema in `mt.run_tenants` is `running` until it has a [`Status`].
 pub mod run_status {

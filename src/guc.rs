@@ -16,6 +16,10 @@ pub static ALLOW_DROP: GucSetting<bool> = GucSetting::<bool>::new(false);
 /// Whether `mt.migrate_all` gives empty tenant schemas a copy of `mt_template`.
 pub static PROVISION_FROM_TEMPLATE: GucSetting<bool> = GucSetting::<bool>::new(true);
 
+/// How old the tenants' health in `mt.health_check()` may be, in seconds; 0 computes it on
+/// every call.
+pub static HEALTH_MAX_AGE_S: GucSetting<i32> = GucSetting::<i32>::new(30);
+
 pub fn init() {
     GucRegistry::define_int_guc(
         c"mt.max_workers",
@@ -60,6 +64,16 @@ pub fn init() {
         &PROVISION_FROM_TEMPLATE,
         GucContext::Userset,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"mt.health_max_age",
+        c"How old the tenants' health that mt.health_check() reports may be (0 = computed on every call).",
+        c"The probe answers from the last computation while it is younger, and past half this age has a background worker compute the next one.",
+        &HEALTH_MAX_AGE_S,
+        0,
+        86400,
+        GucContext::Userset,
+        GucFlags::UNIT_S,
     );
     GucRegistry::define_int_guc(
         c"mt.statement_timeout",

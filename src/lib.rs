@@ -10,6 +10,7 @@ mod clone;
 mod drift;
 mod engine;
 mod guc;
+mod health;
 mod migrations;
 mod naming;
 mod roles;
@@ -40,7 +41,8 @@ extension_sql_file!("../sql/seeds.sql", name = "seeds", requires = ["roles", rol
 extension_sql_file!(
     "../sql/health.sql",
     name = "health",
-    requires = ["drift", "migrations", clone::template_is_current]
+    requires =
+        ["drift", "migrations", clone::template_is_current, health::request_health_refresh, health::health_max_age]
 );
 extension_sql_file!("../sql/guard.sql", name = "guard", requires = ["tenants"]);
 extension_sql_file!(

@@ -1,6 +1,7 @@
 //! SQL entry points of the migration engine: thin wrappers over `engine` (one schema) and
 //! `workers` (many schemas in parallel). The tables and views are in `sql/migrations.sql`.
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use multitenant_core::migrations::parse_folder;
@@ -9,7 +10,9 @@ use pgrx::heap_tuple::PgHeapTuple;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::engine::{Job, Operation, Outcome, Plan, RepairSource, Settings, Target, Transactions, TEMPLATE_SCHEMA};
+use crate::engine::{
+    Job, Operation, Outcome, Plan, RepairSource, Settings, Status, Target, Transactions, TEMPLATE_SCHEMA,
+};
 use crate::txn::Subtransactions;
 use crate::workers::{self, RunResult};
 
@@ -220,13 +223,50 @@ fn run_in_workers(
     with_template: bool,
 ) -> Vec<RunResult> {
     workers::ensure_nothing_uncommitted(function);
-    let mut targets = resolve_targets(tenant_ids);
+    // In a run over the whole fleet, tenants the ledger shows up to date are not visited: a
+    // no-op run over 10,000 tenants is one query, not 10,000 transactions. Listed tenants
+    // are each visited (their tracking tables read and checked against the ledger).
+    let fleet_migration =
+        tenant_ids.is_none() && matches!(operation, Operation::Migrate { dry_run: false, mark_applied: false });
+    let targets = resolve_targets(tenant_ids);
+    let settled = if fleet_migration { up_to_date(&targets) } else { BTreeSet::new() };
+    let (settled, mut visits): (Vec<_>, Vec<_>) = targets.iter().cloned().partition(|(id, _)| settled.contains(id));
     if with_template {
         // An item without a tenant id: no ledger, no tenant row. First, so that the workers
         // can give empty tenant schemas a copy of it (they wait for it; see workers::run).
-        targets.insert(0, (String::new(), TEMPLATE_SCHEMA.to_string()));
+        visits.insert(0, (String::new(), TEMPLATE_SCHEMA.to_string()));
     }
-    fan_out(operation, "", &targets, concurrency)
+    let concurrency = checked_concurrency(concurrency);
+    let mut results = workers::run(operation, "", &visits, &settled, Status::UpToDate, concurrency);
+    // In the order of the targets (the template first).
+    let position: HashMap<&str, usize> = targets.iter().enumerate().map(|(i, (id, _))| (id.as_str(), i + 1)).collect();
+    results.sort_by_key(|r| position.get(r.tenant_id.as_str()).copied().unwrap_or(0));
+    results
+}
+
+/// The tenants among `targets` that a migrate run would find up to date: every registered
+/// tenant migration in the ledger (`mt.status`, which the ledger trigger keeps in step with
+/// the tracking tables), the schema and its tracking table in place, and the ledger trigger
+/// enabled on it. Anything else is visited, and its worker tells what is wrong.
+fn up_to_date(targets: &[(String, String)]) -> BTreeSet<String> {
+    let ids: Vec<&str> = targets.iter().map(|(id, _)| id.as_str()).collect();
+    Spi::connect(|client| {
+        client
+            .select(
+                "SELECT s.tenant_id FROM mt.status s \
+                   JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) s.schema_name \
+                   JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) n.oid \
+                        AND c.relname OPERATOR(pg_catalog.=) mt.get_config('tracking_table') AND c.relkind OPERATOR(pg_catalog.=) 'r' \
+                   JOIN pg_catalog.pg_trigger g ON g.tgrelid OPERATOR(pg_catalog.=) c.oid AND g.tgname OPERATOR(pg_catalog.=) 'mt_ledger' \
+                        AND g.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::\"char\"[]) \
+                  WHERE s.pending OPERATOR(pg_catalog.=) 0 AND s.tenant_id OPERATOR(pg_catalog.=) ANY ($1::text[])",
+                None,
+                &[ids.into()],
+            )?
+            .map(|row| Ok(row.get::<String>(1)?.unwrap_or_default()))
+            .collect::<Result<BTreeSet<_>, pgrx::spi::Error>>()
+    })
+    .unwrap_or_else(|e| error!("{e}"))
 }
 
 /// Runs `operation` over `targets` in background workers, `concurrency` at a time (default
@@ -237,6 +277,11 @@ pub(crate) fn fan_out(
     targets: &[(String, String)],
     concurrency: Option<i32>,
 ) -> Vec<RunResult> {
+    workers::run(operation, argument, targets, &[], Status::Skipped, checked_concurrency(concurrency))
+}
+
+/// `concurrency`, or `mt.max_workers` when not given; less than 1 is an error.
+fn checked_concurrency(concurrency: Option<i32>) -> i32 {
     let concurrency = concurrency.unwrap_or_else(|| crate::guc::MAX_WORKERS.get());
     if concurrency < 1 {
         ereport!(
@@ -245,7 +290,7 @@ pub(crate) fn fan_out(
             format!("concurrency must be at least 1, not {concurrency}")
         );
     }
-    workers::run(operation, argument, targets, concurrency)
+    concurrency
 }
 
 /// Runs one schema in this backend, recording the run (as `function`) like a worker run.

@@ -31,7 +31,7 @@ use crate::txn::{wait_latch, OwnTransactions};
 /// The shared library of this version: pgrx names it `multitenant-<version>` because the
 /// control file has no `module_pathname`, so a database still on an older version keeps
 /// loading its own library until it is updated.
-const LIBRARY: &str = concat!("multitenant-", env!("CARGO_PKG_VERSION"));
+pub(crate) const LIBRARY: &str = concat!("multitenant-", env!("CARGO_PKG_VERSION"));
 
 const MAGIC: u32 = 0x6d74_7275;
 const NAME_BYTES: usize = 64;
@@ -53,6 +53,11 @@ const ITEM_DONE: u32 = 2;
 struct Header {
     magic: u32,
     item_count: u32,
+    /// Items before this index are visited by workers; the rest were settled by the launcher
+    /// (tenants the ledger shows up to date) and only need their rows in `mt.run_tenants`.
+    visit_count: u32,
+    /// Set by the worker that records the settled items (the first to record the run).
+    settled_recorded: AtomicBool,
     next_item: AtomicU32,
     finished_items: AtomicU32,
     cancel: AtomicBool,
@@ -218,12 +223,22 @@ pub fn ensure_nothing_uncommitted(function: &str) {
 }
 
 /// Runs `operation` over `targets` (tenant id, schema) with up to `concurrency` workers and
-/// returns every outcome, in the order given. `argument` is the seed name, for the
-/// operations that take one.
-pub fn run(operation: Operation, argument: &str, targets: &[(String, String)], concurrency: i32) -> Vec<RunResult> {
-    if targets.is_empty() {
+/// returns every outcome, in the order given, followed by `settled`: schemas the caller knows
+/// the outcome of without a visit (recorded in the run as that outcome's status).
+/// `argument` is the seed name, for the operations that take one.
+pub fn run(
+    operation: Operation,
+    argument: &str,
+    targets: &[(String, String)],
+    settled: &[(String, String)],
+    settled_status: Status,
+    concurrency: i32,
+) -> Vec<RunResult> {
+    if targets.is_empty() && settled.is_empty() {
         return Vec::new();
     }
+    let visits = targets.len();
+    let targets: Vec<(String, String)> = targets.iter().chain(settled).cloned().collect();
     engine::close_abandoned_runs();
     let run_id = Spi::get_one::<i64>("SELECT pg_catalog.nextval('mt.runs_run_id_seq')")
         .unwrap_or_else(|e| error!("{e}"))
@@ -239,6 +254,8 @@ pub fn run(operation: Operation, argument: &str, targets: &[(String, String)], c
         let header = &mut *run.header;
         header.magic = MAGIC;
         header.item_count = targets.len() as u32;
+        header.visit_count = visits as u32;
+        header.finished_items.store(settled.len() as u32, Ordering::Relaxed);
         header.operation = encode(operation);
         header.run_id = run_id;
         header.database = pg_sys::MyDatabaseId;
@@ -254,6 +271,17 @@ pub fn run(operation: Operation, argument: &str, targets: &[(String, String)], c
         let item = run.item_mut(index);
         item.tenant_id.set(tenant_id);
         item.schema.set(schema);
+        if index >= visits {
+            item.status = settled_status as u8;
+            item.state.store(ITEM_DONE, Ordering::Release);
+        }
+    }
+    if visits == 0 {
+        // Nothing for workers: the run is recorded here, in the caller's transaction.
+        engine::start_run(Some(run_id), operation.name(), operation, targets.len() as i32, unsafe {
+            pg_sys::MyProcPid
+        });
+        engine::record_settled(run_id, settled, settled_status);
     }
     let handle = unsafe { pg_sys::dsm_segment_handle(segment) };
 
@@ -338,10 +366,11 @@ fn flush_wal() {
 fn supervise(run: &Run, handle: pg_sys::dsm_handle, concurrency: usize, workers: &mut Vec<DynamicBackgroundWorker>) {
     let header = run.header();
     let total = run.count() as u32;
+    let visits = header.visit_count;
     // Workers exit when the queue is empty or after ITEMS_PER_WORKER schemas, unless they
     // die; this bounds restarts of workers that die at once (say, the database is being
     // dropped) instead of looping.
-    let max_starts = concurrency + run.count();
+    let max_starts = concurrency + visits as usize;
     let mut started = 0;
     loop {
         workers.retain(|w| !matches!(w.pid(), Err(pgrx::bgworkers::BackgroundWorkerStatus::Stopped)));
@@ -350,7 +379,7 @@ fn supervise(run: &Run, handle: pg_sys::dsm_handle, concurrency: usize, workers:
         if header.finished_items.load(Ordering::Acquire) >= total && workers.is_empty() {
             return;
         }
-        let unclaimed = header.next_item.load(Ordering::Acquire) < total;
+        let unclaimed = header.next_item.load(Ordering::Acquire) < visits;
         if unclaimed && started < max_starts {
             while workers.len() < concurrency && started < max_starts {
                 match start_worker(handle, header.run_id) {
@@ -424,6 +453,7 @@ pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
     let tx = OwnTransactions { cancel: &header.cancel, launcher_pid: header.launcher_pid };
     let operation = decode(header.operation);
 
+    let recorded_settled = std::cell::Cell::new(false);
     let context = tx.atomic(|| {
         // For the whole session: the bookkeeping never looks names up where tenants create;
         // and commits do not wait for the disk. Each transaction is still atomic, so a crash
@@ -443,14 +473,28 @@ pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
             header.item_count as i32,
             header.launcher_pid,
         );
+        // The first worker here records the settled schemas, before any visit can close the run.
+        if header.visit_count < header.item_count
+            && header.settled_recorded.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        {
+            let settled: Vec<(String, String)> = (header.visit_count as usize..run.count())
+                .map(|i| (run.item(i).tenant_id.get(), run.item(i).schema.get()))
+                .collect();
+            let status = Status::from_u8(run.item(header.visit_count as usize).status).unwrap_or(Status::UpToDate);
+            recorded_settled.set(true);
+            engine::record_settled(header.run_id, &settled, status);
+        }
         (Settings::load(header.lock_timeout_ms, header.statement_timeout_ms), Plan::load("tenant"))
     });
+    if context.is_err() && recorded_settled.get() {
+        header.settled_recorded.store(false, Ordering::Release); // rolled back: another worker records them
+    }
 
     // migrate_all puts the template first: the other schemas wait for it, so that empty
     // tenant schemas get a copy of it rather than every migration replayed.
     let template_first = header.from_template
         && matches!(operation, Operation::Migrate { dry_run: false, mark_applied: false })
-        && run.count() > 1
+        && header.visit_count > 1
         && run.item(0).tenant_id.get().is_empty()
         && run.item(0).schema.get() == engine::TEMPLATE_SCHEMA;
     for _ in 0..ITEMS_PER_WORKER {
@@ -458,7 +502,7 @@ pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
             break;
         }
         let index = header.next_item.fetch_add(1, Ordering::AcqRel) as usize;
-        if index >= run.count() {
+        if index >= header.visit_count as usize {
             break;
         }
         if index > 0 && template_first {

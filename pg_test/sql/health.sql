@@ -68,3 +68,44 @@ SELECT pg_temp.attempt($$SELECT mt.metrics('bad-prefix')$$) AS bad_prefix;
 
 -- Nothing is running now.
 SELECT count(*) AS active FROM mt.activity;
+
+-- The probe answers from the last computation while it is younger than mt.health_max_age
+-- (its computedAt says when that was); past half that age it has a background worker
+-- compute the next one; 0 computes on every call.
+SET mt.health_max_age = '1h';
+SELECT mt.health_check() ->> 'computedAt' AS first_computed \gset
+SELECT mt.add_migration('0024_even_later', 'CREATE TABLE even_later (id int)');
+SELECT h ->> 'computedAt' = :'first_computed' AS same_computation, h -> 'degradedPools' AS degraded
+  FROM mt.health_check() h;
+-- A listed tenant the snapshot does not know (created since) is computed afresh, with the rest.
+SELECT count(*) AS created FROM mt.create_tenants(ARRAY['f']);
+SELECT h ->> 'computedAt' = :'first_computed' AS same_computation,
+       (SELECT string_agg(p ->> 'tenantId' || ': ' || (p ->> 'pendingMigrations'), ', ' ORDER BY p ->> 'tenantId')
+          FROM jsonb_array_elements(h -> 'pools') p) AS pending
+  FROM mt.health_check(ARRAY['f', 'a']) h;
+SET mt.health_max_age = 0;
+SELECT h ->> 'computedAt' = :'first_computed' AS same_computation, h -> 'degradedPools' AS degraded
+  FROM mt.health_check() h;
+-- (and keeps nothing)
+SELECT count(*) AS kept FROM mt_internal.health_snapshot WHERE date_trunc('milliseconds', computed_at) > :'first_computed';
+SELECT mt_internal.refresh_health() IS NOT NULL AS refreshed;
+SET mt.health_max_age = 4;
+SELECT mt.health_check() ->> 'computedAt' AS second_computed \gset
+SET client_min_messages = warning;
+SELECT count(*) AS dropped FROM mt.drop_tenant('f', force => true);
+RESET client_min_messages;
+SELECT pg_sleep(2.2);
+SELECT h -> 'totalPools' AS total, h ->> 'computedAt' = :'second_computed' AS same_computation
+  FROM mt.health_check() h;
+SET regress.second_computed = :'second_computed';
+DO $$
+BEGIN
+    FOR i IN 1..200 LOOP
+        EXIT WHEN (SELECT date_trunc('milliseconds', computed_at) FROM mt_internal.health_snapshot)
+                  > current_setting('regress.second_computed')::timestamptz;
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END
+$$;
+SELECT h -> 'totalPools' AS total, (h ->> 'computedAt')::timestamptz > :'second_computed' AS refreshed
+  FROM mt.health_check() h;

@@ -704,6 +704,8 @@ pub async fn seed(out: &Out, client: &Client, args: &SeedArgs) -> Result<ExitCod
 
 pub async fn health(out: &Out, client: &Client, args: &HealthArgs) -> Result<ExitCode> {
     let ids = args.filter.ids();
+    // An operator asks for the health as it is now, not the probes' recent snapshot.
+    client.batch_execute("SET mt.health_max_age = 0").await?;
     let doc: Value = client.query_one("SELECT mt.health_check($1)", &[&ids]).await?.get(0);
     let healthy = doc["healthy"].as_bool().unwrap_or(false);
     let degraded = doc["degradedPools"].as_i64().unwrap_or(0) > 0 || doc["sharedDb"] == "degraded";
