@@ -2221,8 +2221,10 @@ BEGIN
                      WHEN d.command_tag IN ('GRANT', 'REVOKE') THEN NULL
                      ELSE '*' END) AS s(name)
      WHERE NOT d.in_extension AND s.name IS NOT NULL AND s.name !~ '^pg_(temp|toast)'
-       AND NOT EXISTS (SELECT FROM mt_internal.schema_changes x
-                        WHERE x.schema_name = s.name AND x.changed_by = pg_current_xact_id())
+       -- A subquery per row: the planner, expecting 100 commands, would read the whole
+       -- table (a row per tenant) for an anti join on every DDL statement.
+       AND (SELECT x.changed_by FROM mt_internal.schema_changes x WHERE x.schema_name = s.name)
+           IS DISTINCT FROM pg_current_xact_id()
         ON CONFLICT (schema_name) DO UPDATE SET changed_by = excluded.changed_by;
 END
 $$;
@@ -2247,8 +2249,10 @@ BEGIN
                                    CASE WHEN o.object_type IN ('trigger', 'policy', 'rule') THEN o.address_names[1] END,
                                    '*') END) AS s(name)
      WHERE NOT o.is_temporary AND s.name !~ '^pg_(temp|toast)'
-       AND NOT EXISTS (SELECT FROM mt_internal.schema_changes x
-                        WHERE x.schema_name = s.name AND x.changed_by = pg_current_xact_id())
+       -- A subquery per row: the planner, expecting 100 commands, would read the whole
+       -- table (a row per tenant) for an anti join on every DDL statement.
+       AND (SELECT x.changed_by FROM mt_internal.schema_changes x WHERE x.schema_name = s.name)
+           IS DISTINCT FROM pg_current_xact_id()
         ON CONFLICT (schema_name) DO UPDATE SET changed_by = excluded.changed_by;
 END
 $$;
@@ -2454,6 +2458,7 @@ CREATE TABLE mt_internal.health_snapshot (
 
 CREATE  FUNCTION mt_internal."health_max_age"() RETURNS INT /* i32 */
 STRICT STABLE 
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'multitenant-0.2.0', 'health_max_age_wrapper';
 

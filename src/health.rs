@@ -11,6 +11,7 @@ const WORKER_TYPE: &str = "multitenant health";
 /// `mt_internal.health_max_age()`: `mt.health_max_age` in seconds (read here so that the
 /// setting exists, with its default, before any library function has run in the session).
 #[pg_extern(stable, schema = "mt_internal")]
+#[search_path(pg_catalog, pg_temp)]
 fn health_max_age() -> i32 {
     crate::guc::HEALTH_MAX_AGE_S.get()
 }

@@ -978,11 +978,19 @@ fn a_hand_inserted_row_under_a_deleted_rows_id_is_no_replay() {
              COMMIT",
         )
         .unwrap();
-    // The ledger still knows 0001_t1 was applied; the run refuses f1 instead of applying
-    // 0001_t1 again.
+    // The ledger still knows 0001_t1 was applied. A run over the fleet trusts it and leaves
+    // f1 alone (up to date, nothing applied again) ...
     let outcome = run_outcomes(&mut client);
     assert_nothing_replayed(&mut client);
-    let (status, code, error) = &outcome["f1"];
+    assert_eq!(outcome["f1"].0, "up_to_date");
+    // ... and a run that names f1 reads its tracking table and refuses it instead of
+    // applying 0001_t1 again.
+    let row = client
+        .query_one("SELECT status, sqlstate, coalesce(error, '') FROM mt.migrate_all(tenant_ids => ARRAY['f1'])", &[])
+        .unwrap();
+    let (status, code, error): (String, Option<String>, String) = (row.get(0), row.get(1), row.get(2));
+    let (status, code, error) = (&status, &code, &error);
+    assert_nothing_replayed(&mut client);
     assert_eq!(
         (status.as_str(), code.as_deref()),
         ("failed", Some("55000")),

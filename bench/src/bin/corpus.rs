@@ -26,7 +26,14 @@
 //! file system of its data directory are printed with the figures: `bench/run.sh corpus`
 //! runs on a cluster with fsync, synchronous_commit and full_page_writes on.
 //!
-//! Usage: corpus [--small] [--workers W] [--floor-per-migration] [--no-drift] [N ...]
+//! With `--scale`, for fleets of 10,000 tenants and more, steps 1 and 4 are left out: the
+//! figures are those of the catalog's scale (no-op run, status, drift, the health probe, one
+//! more tenant), not ratios.
+//!
+//! The workers' memory (peak RSS and private memory of any one worker process, read from
+//! /proc) is sampled during the runs of steps 2 and 4.
+//!
+//! Usage: corpus [--small] [--scale] [--workers W] [--floor-per-migration] [--no-drift] [N ...]
 //!        (default N: 100)
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -37,7 +44,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use multitenant_bench::{connect, fresh_database, ratio, secs, timed, url};
+use multitenant_bench::{connect, fresh_database, ratio, secs, timed, url, MemoryPeak, WorkerMemory};
 use multitenant_core::migrations::{parse_folder, read_folder};
 use multitenant_core::sql_text;
 
@@ -51,11 +58,20 @@ struct Options {
     workers: usize,
     floor_per_migration: bool,
     drift: bool,
+    /// Only the figures of scale: no floors, no replay.
+    scale: bool,
     sizes: Vec<usize>,
 }
 
 fn options(cores: usize) -> Options {
-    let mut o = Options { corpus: "saas", workers: cores, floor_per_migration: false, drift: true, sizes: Vec::new() };
+    let mut o = Options {
+        corpus: "saas",
+        workers: cores,
+        floor_per_migration: false,
+        drift: true,
+        scale: false,
+        sizes: Vec::new(),
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -63,6 +79,7 @@ fn options(cores: usize) -> Options {
             "--workers" => o.workers = args.next().and_then(|w| w.parse().ok()).expect("--workers W"),
             "--floor-per-migration" => o.floor_per_migration = true,
             "--no-drift" => o.drift = false,
+            "--scale" => o.scale = true,
             n => o.sizes.push(n.parse().unwrap_or_else(|_| panic!("not a number of tenants: {n}"))),
         }
     }
@@ -298,9 +315,11 @@ struct Ours {
     status: Duration,
     /// Cold (nothing kept), then with one tenant changed since the last read.
     drift: Option<(Duration, Duration)>,
-    /// N tenants with template copies off, so every migration is replayed.
-    replay: Duration,
-    /// `mt.health_check()`, first and second call.
+    /// N tenants with template copies off, so every migration is replayed (not with --scale).
+    replay: Option<(Duration, MemoryPeak)>,
+    /// The workers' memory during the fresh run.
+    fresh_memory: MemoryPeak,
+    /// `mt.health_check()`: the first call (computes), the median of five more (snapshot).
     health: (Duration, Duration),
     /// One `mt.create_tenant` among N tenants (median of three).
     create_tenant: Duration,
@@ -354,7 +373,9 @@ fn ours(corpus: &Corpus, dir: &Path, n: usize, options: &Options) -> Ours {
         }
     });
     client.batch_execute("CHECKPOINT").unwrap();
+    let memory = WorkerMemory::start();
     let fresh = migrate_all(&mut client, options.workers, n);
+    let fresh_memory = memory.finish();
     let noop = migrate_all(&mut client, options.workers, n);
     let (pending, status) =
         timed(|| client.query_one("SELECT count(*), coalesce(sum(pending), 0) FROM mt.status", &[]).unwrap());
@@ -377,10 +398,13 @@ fn ours(corpus: &Corpus, dir: &Path, n: usize, options: &Options) -> Ours {
         drifted(&mut client, 0);
         (cold, steady)
     });
-    // The load balancer's probe, twice (the second finds the drift state kept), and one more
+    // The load balancer's probe, computing and then answering from its snapshot, and one more
     // tenant, created with its schema (a copy of the template), three times: the median.
     let (_, health_first) = timed(|| client.query_one("SELECT mt.health_check()", &[]).unwrap());
-    let (_, health) = timed(|| client.query_one("SELECT mt.health_check()", &[]).unwrap());
+    let mut probes: Vec<Duration> =
+        (0..5).map(|_| timed(|| client.query_one("SELECT mt.health_check()", &[]).unwrap()).1).collect();
+    probes.sort();
+    let health = probes[2];
     let mut creates: Vec<Duration> = (1..=3)
         .map(|i| timed(|| client.execute("SELECT mt.create_tenant($1)", &[&format!("probe{i}")]).unwrap()).1)
         .collect();
@@ -389,13 +413,23 @@ fn ours(corpus: &Corpus, dir: &Path, n: usize, options: &Options) -> Ours {
     check_shapes(&mut client, "SELECT schema_name FROM mt.tenants", "tenant_t1", corpus, n, "mt");
     drop(client);
     drop_mt_database();
-    let replay = replay(corpus, dir, n, options);
-    Ours { setup, fresh, noop, status, drift, replay, health: (health_first, health), create_tenant: creates[1] }
+    let replay = (!options.scale).then(|| replay(corpus, dir, n, options));
+    Ours {
+        setup,
+        fresh,
+        fresh_memory,
+        noop,
+        status,
+        drift,
+        replay,
+        health: (health_first, health),
+        create_tenant: creates[1],
+    }
 }
 
 /// The replay path, in a database of its own with N tenants like the floor's, template copies
 /// off (`mt.provision_from_template`), so every migration is applied.
-fn replay(corpus: &Corpus, dir: &Path, n: usize, options: &Options) -> Duration {
+fn replay(corpus: &Corpus, dir: &Path, n: usize, options: &Options) -> (Duration, MemoryPeak) {
     let mut client = mt_database(corpus, dir, options);
     client
         .batch_execute(&format!(
@@ -404,6 +438,7 @@ fn replay(corpus: &Corpus, dir: &Path, n: usize, options: &Options) -> Duration 
              CHECKPOINT"
         ))
         .unwrap();
+    let memory = WorkerMemory::start();
     let (row, replay) = timed(|| {
         client
             .query_one(
@@ -412,12 +447,13 @@ fn replay(corpus: &Corpus, dir: &Path, n: usize, options: &Options) -> Duration 
             )
             .unwrap()
     });
+    let memory = memory.finish();
     let (migrated, error): (i64, Option<String>) = (row.get(0), row.get(1));
     assert_eq!(migrated, n as i64, "replayed tenants, first error {error:?}");
     check_shapes(&mut client, "SELECT schema_name FROM mt.tenants", "tenant_t1", corpus, n, "mt, replayed");
     drop(client);
     drop_mt_database();
-    replay
+    (replay, memory)
 }
 
 fn millis(d: Duration) -> f64 {
@@ -451,23 +487,32 @@ fn main() {
             corpus.migrations.len(),
             describe_cluster()
         );
-        let per_core = floor(&corpus, &dir, n, cores, options.floor_per_migration);
-        let ten = floor(&corpus, &dir, n, 10, options.floor_per_migration);
+        let floors = (!options.scale).then(|| {
+            let per_core = floor(&corpus, &dir, n, cores, options.floor_per_migration);
+            (per_core, floor(&corpus, &dir, n, 10, options.floor_per_migration))
+        });
         let ours = ours(&corpus, &dir, n, &options);
         let w = options.workers;
         let line = |label: String, value: String| println!("  {label:<52} {value}");
-        line(format!("floor, psql, {cores} sessions ({floor_mode}):"), secs(per_core));
-        line(format!("floor, psql, 10 sessions ({floor_mode}):"), secs(ten));
-        let against_floors = |d: Duration| {
-            format!(
+        let against_floors = |d: Duration| match floors {
+            Some((per_core, ten)) => format!(
                 "{}  = {} of the {cores}-session floor, {} of the 10-session floor",
                 secs(d),
                 ratio(d, per_core),
                 ratio(d, ten)
-            )
+            ),
+            None => secs(d),
         };
+        if let Some((per_core, ten)) = floors {
+            line(format!("floor, psql, {cores} sessions ({floor_mode}):"), secs(per_core));
+            line(format!("floor, psql, 10 sessions ({floor_mode}):"), secs(ten));
+        }
         line(format!("mt.migrate_all, {w} workers, fresh tenants:"), against_floors(ours.fresh));
-        line(format!("mt.migrate_all, {w} workers, tenants replaying:"), against_floors(ours.replay));
+        line("  its workers' memory:".into(), ours.fresh_memory.to_string());
+        if let Some((replay, memory)) = ours.replay {
+            line(format!("mt.migrate_all, {w} workers, tenants replaying:"), against_floors(replay));
+            line("  its workers' memory:".into(), memory.to_string());
+        }
         line("mt.migrate_all, nothing pending:".into(), secs(ours.noop));
         line("mt.status:".into(), secs(ours.status));
         if let Some((cold, steady)) = ours.drift {
@@ -475,8 +520,8 @@ fn main() {
             line("mt.drift_summary, one tenant changed since:".into(), secs(steady));
         }
         line(
-            "mt.health_check(), first call, then again:".into(),
-            format!("{:.1} ms, {:.1} ms", millis(ours.health.0), millis(ours.health.1)),
+            "mt.health_check(), computing, then from its snapshot:".into(),
+            format!("{:.1} ms, {:.1} ms (median of 5)", millis(ours.health.0), millis(ours.health.1)),
         );
         line(
             "mt.create_tenant, one more tenant (median of 3):".into(),
