@@ -362,6 +362,28 @@ CREATE INDEX drift_differences_schema_name_idx ON mt_internal.drift_differences 
 COMMENT ON TABLE mt_internal.drift_differences IS
     'multitenant (internal): the differences from the template of each drifted tenant schema, as of its last refresh';
 
+-- The schema of a schema, or of the table of a trigger, policy or rule (which have no schema
+-- of their own). A function of its own: with these subqueries inline, the event trigger's
+-- statement cost three times as much on every DDL command (0.6 ms instead of 0.2).
+CREATE FUNCTION mt_internal.owning_schema(classid oid, objid oid)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT n.nspname::text FROM pg_namespace n
+     WHERE n.oid = CASE owning_schema.classid
+                   WHEN 'pg_namespace'::regclass THEN owning_schema.objid
+                   ELSE (SELECT t.relnamespace FROM pg_class t
+                          WHERE t.oid = CASE owning_schema.classid
+                                        WHEN 'pg_trigger'::regclass THEN (SELECT g.tgrelid FROM pg_trigger g WHERE g.oid = owning_schema.objid)
+                                        WHEN 'pg_policy'::regclass THEN (SELECT p.polrelid FROM pg_policy p WHERE p.oid = owning_schema.objid)
+                                        WHEN 'pg_rewrite'::regclass THEN (SELECT r.ev_class FROM pg_rewrite r WHERE r.oid = owning_schema.objid)
+                                        END)
+                   END
+$$;
+COMMENT ON FUNCTION mt_internal.owning_schema(oid, oid) IS
+    'multitenant (internal): the schema of a schema (pg_namespace) or of the table of a trigger, policy or rule; what DDL on it changes';
+
 -- One statement each, cheap when the schema is already noted for this transaction (no row
 -- lock taken then): they run after every DDL command, and a migration runs hundreds.
 CREATE FUNCTION mt_internal.note_schema_changes()
@@ -375,14 +397,9 @@ BEGIN
     SELECT DISTINCT s.name, pg_current_xact_id()
       FROM pg_event_trigger_ddl_commands() d
      CROSS JOIN LATERAL (
-         SELECT CASE WHEN d.object_type = 'schema' THEN (SELECT n.nspname::text FROM pg_namespace n WHERE n.oid = d.objid)
+         SELECT CASE WHEN d.classid IN ('pg_namespace'::regclass, 'pg_trigger'::regclass, 'pg_policy'::regclass, 'pg_rewrite'::regclass)
+                     THEN mt_internal.owning_schema(d.classid, d.objid)
                      WHEN d.schema_name IS NOT NULL THEN d.schema_name
-                     -- Triggers, policies and rules: their table's schema.
-                     WHEN d.classid IN ('pg_trigger'::regclass, 'pg_policy'::regclass, 'pg_rewrite'::regclass) THEN
-                         (SELECT n.nspname::text FROM pg_class t JOIN pg_namespace n ON n.oid = t.relnamespace
-                           WHERE t.oid = CASE d.classid WHEN 'pg_trigger'::regclass THEN (SELECT g.tgrelid FROM pg_trigger g WHERE g.oid = d.objid)
-                                                        WHEN 'pg_policy'::regclass THEN (SELECT p.polrelid FROM pg_policy p WHERE p.oid = d.objid)
-                                                        ELSE (SELECT r.ev_class FROM pg_rewrite r WHERE r.oid = d.objid) END)
                      -- GRANT and REVOKE name no schema here: privileges are compared by
                      -- mt_internal.acl_digests instead.
                      WHEN d.command_tag IN ('GRANT', 'REVOKE') THEN NULL
