@@ -48,6 +48,7 @@ CREATE FUNCTION mt.schema_objects(schema_names text[])
 RETURNS TABLE (schema_name text, object_type text, object_name text, definition jsonb)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off  -- compiling these catalog queries costs more than running them
 AS $$
 WITH nsp AS (
     -- A join, not = ANY (array): that would compare every schema with every name.
@@ -244,6 +245,8 @@ RETURNS TABLE (schema_name text, object_type text, object_name text, change text
                expected jsonb, actual jsonb, fingerprint text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET work_mem = '64MB'
 AS $$
 WITH schemas AS MATERIALIZED (
     SELECT DISTINCT name FROM unnest(drift.schema_names) AS s(name)
@@ -473,6 +476,7 @@ RETURNS TABLE (schemas_checked integer, tenants_drifted integer, was_full boolea
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     reference  constant text := 'mt_template';
@@ -482,6 +486,8 @@ DECLARE
     everything boolean;
     template_fingerprint text;
     stale      text[];
+    batch      text[];
+    batch_start integer;
     with_column_order constant boolean := coalesce(current_setting('mt.drift_column_order', true), '') IN ('on', 'true');
 BEGIN
     -- One refresh at a time: a second one waits, then finds little left to do.
@@ -536,12 +542,15 @@ BEGIN
                      LEFT JOIN mt_internal.drift_state s ON s.schema_name = t.schema_name
                     WHERE everything OR s.schema_name IS NULL OR t.schema_name = ANY (marked)
                        OR s.reference_fingerprint <> template_fingerprint);
-    IF cardinality(stale) > 0 THEN
+    -- In batches of 100 schemas: their models (some 500 objects a schema for a real
+    -- application) stay in memory (mt.drift's work_mem) instead of spilling to disk.
+    FOR batch_start IN 1 .. cardinality(stale) BY 100 LOOP
+        batch := stale[batch_start : batch_start + 99];
         -- One statement: the old differences go, the new ones and the fingerprints are kept.
         WITH computed AS MATERIALIZED (
-            SELECT * FROM mt.drift(reference, stale)
+            SELECT * FROM mt.drift(reference, batch)
         ), cleared AS (
-            DELETE FROM mt_internal.drift_differences d WHERE d.schema_name = ANY (stale)
+            DELETE FROM mt_internal.drift_differences d WHERE d.schema_name = ANY (batch)
         ), added AS (
             INSERT INTO mt_internal.drift_differences (schema_name, object_type, object_name, change, expected, actual)
             SELECT c.schema_name, c.object_type, c.object_name, c.change, c.expected, c.actual
@@ -553,7 +562,7 @@ BEGIN
             ON CONFLICT (schema_name) DO UPDATE
            SET fingerprint = excluded.fingerprint, reference_fingerprint = excluded.reference_fingerprint,
                column_order = excluded.column_order, acl_digest = excluded.acl_digest, refreshed_at = excluded.refreshed_at;
-    END IF;
+    END LOOP;
 
     INSERT INTO mt_internal.schema_changes_seen AS s (schema_name, changed_by)
     SELECT m.schema_name, m.changed_by FROM unnest(marks) m
@@ -583,6 +592,7 @@ RETURNS TABLE (schema_name text, object_type text, object_name text, change text
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 BEGIN
     IF current_setting('transaction_read_only') = 'on' THEN

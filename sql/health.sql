@@ -76,6 +76,7 @@ CREATE FUNCTION mt_internal.health_pools(tenant_ids text[] DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off  -- compiling these catalog queries costs more than running them
 AS $$
     SELECT coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
                'tenantId', h.tenant_id, 'schemaName', h.schema_name, 'status', h.status,
@@ -251,6 +252,7 @@ RETURNS text
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     lines text[] := '{}';

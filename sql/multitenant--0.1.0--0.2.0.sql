@@ -1192,6 +1192,7 @@ RETURNS text
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     lines text[] := '{}';
@@ -1287,6 +1288,7 @@ CREATE OR REPLACE FUNCTION mt.schema_objects(schema_names text[])
 RETURNS TABLE (schema_name text, object_type text, object_name text, definition jsonb)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off  -- compiling these catalog queries costs more than running them
 AS $$
 WITH nsp AS (
     -- A join, not = ANY (array): that would compare every schema with every name.
@@ -2298,6 +2300,7 @@ RETURNS TABLE (schemas_checked integer, tenants_drifted integer, was_full boolea
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     reference  constant text := 'mt_template';
@@ -2307,6 +2310,8 @@ DECLARE
     everything boolean;
     template_fingerprint text;
     stale      text[];
+    batch      text[];
+    batch_start integer;
     with_column_order constant boolean := coalesce(current_setting('mt.drift_column_order', true), '') IN ('on', 'true');
 BEGIN
     -- One refresh at a time: a second one waits, then finds little left to do.
@@ -2361,12 +2366,15 @@ BEGIN
                      LEFT JOIN mt_internal.drift_state s ON s.schema_name = t.schema_name
                     WHERE everything OR s.schema_name IS NULL OR t.schema_name = ANY (marked)
                        OR s.reference_fingerprint <> template_fingerprint);
-    IF cardinality(stale) > 0 THEN
+    -- In batches of 100 schemas: their models (some 500 objects a schema for a real
+    -- application) stay in memory (mt.drift's work_mem) instead of spilling to disk.
+    FOR batch_start IN 1 .. cardinality(stale) BY 100 LOOP
+        batch := stale[batch_start : batch_start + 99];
         -- One statement: the old differences go, the new ones and the fingerprints are kept.
         WITH computed AS MATERIALIZED (
-            SELECT * FROM mt.drift(reference, stale)
+            SELECT * FROM mt.drift(reference, batch)
         ), cleared AS (
-            DELETE FROM mt_internal.drift_differences d WHERE d.schema_name = ANY (stale)
+            DELETE FROM mt_internal.drift_differences d WHERE d.schema_name = ANY (batch)
         ), added AS (
             INSERT INTO mt_internal.drift_differences (schema_name, object_type, object_name, change, expected, actual)
             SELECT c.schema_name, c.object_type, c.object_name, c.change, c.expected, c.actual
@@ -2378,7 +2386,7 @@ BEGIN
             ON CONFLICT (schema_name) DO UPDATE
            SET fingerprint = excluded.fingerprint, reference_fingerprint = excluded.reference_fingerprint,
                column_order = excluded.column_order, acl_digest = excluded.acl_digest, refreshed_at = excluded.refreshed_at;
-    END IF;
+    END LOOP;
 
     INSERT INTO mt_internal.schema_changes_seen AS s (schema_name, changed_by)
     SELECT m.schema_name, m.changed_by FROM unnest(marks) m
@@ -2403,6 +2411,7 @@ RETURNS TABLE (schema_name text, object_type text, object_name text, change text
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 BEGIN
     IF current_setting('transaction_read_only') = 'on' THEN
@@ -2484,6 +2493,7 @@ CREATE FUNCTION mt_internal.health_pools(tenant_ids text[] DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off  -- compiling these catalog queries costs more than running them
 AS $$
     SELECT coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
                'tenantId', h.tenant_id, 'schemaName', h.schema_name, 'status', h.status,
@@ -2598,6 +2608,49 @@ BEGIN
         'computedAt', to_char(computed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
         'durationMs', round(extract(epoch FROM clock_timestamp() - started) * 1000, 3)));
 END
+$$;
+
+CREATE OR REPLACE FUNCTION mt.drift(reference_schema text, schema_names text[])
+RETURNS TABLE (schema_name text, object_type text, object_name text, change text,
+               expected jsonb, actual jsonb, fingerprint text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+WITH schemas AS MATERIALIZED (
+    SELECT DISTINCT name FROM unnest(drift.schema_names) AS s(name)
+), objects AS MATERIALIZED (
+    SELECT * FROM mt.schema_objects(array_append(drift.schema_names, drift.reference_schema))
+), fingerprints AS (
+    SELECT s.name AS schema_name,
+           encode(sha256(convert_to(coalesce(string_agg(o.object_type || E'\n' || o.object_name || E'\n' || o.definition::text, E'\n\n'
+                                                        ORDER BY o.object_type COLLATE "C", o.object_name COLLATE "C"), ''), 'UTF8')), 'hex') AS fingerprint
+      FROM (SELECT name FROM schemas UNION SELECT drift.reference_schema) AS s(name)
+      LEFT JOIN objects o ON o.schema_name = s.name
+     GROUP BY s.name
+), reference AS (
+    SELECT f.fingerprint FROM fingerprints f WHERE f.schema_name = drift.reference_schema
+), expected AS (
+    SELECT o.object_type, o.object_name, o.definition FROM objects o WHERE o.schema_name = drift.reference_schema
+), drifted AS (
+    SELECT f.schema_name FROM fingerprints f JOIN schemas s ON s.name = f.schema_name, reference r
+     WHERE f.fingerprint <> r.fingerprint
+)
+SELECT f.schema_name, NULL, NULL, NULL, NULL::jsonb, NULL::jsonb, f.fingerprint
+  FROM fingerprints f JOIN schemas s ON s.name = f.schema_name
+UNION ALL
+SELECT d.schema_name, e.object_type, e.object_name, 'missing', e.definition, NULL, NULL
+  FROM drifted d CROSS JOIN expected e
+ WHERE NOT EXISTS (SELECT FROM objects a
+                    WHERE a.schema_name = d.schema_name AND a.object_type = e.object_type AND a.object_name = e.object_name)
+UNION ALL
+SELECT a.schema_name, a.object_type, a.object_name,
+       CASE WHEN e.object_name IS NULL THEN 'extra' ELSE 'changed' END, e.definition, a.definition, NULL
+  FROM objects a
+  JOIN drifted d ON d.schema_name = a.schema_name
+  LEFT JOIN expected e ON e.object_type = a.object_type AND e.object_name = a.object_name
+ WHERE e.definition IS DISTINCT FROM a.definition
 $$;
 
 -- Comments of what is new or changed.

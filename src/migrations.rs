@@ -250,7 +250,11 @@ fn run_in_workers(
 /// enabled on it. Anything else is visited, and its worker tells what is wrong.
 fn up_to_date(targets: &[(String, String)]) -> BTreeSet<String> {
     let ids: Vec<&str> = targets.iter().map(|(id, _)| id.as_str()).collect();
-    Spi::connect(|client| {
+    // Over 50,000 tenants the plan's cost passes jit_above_cost, and compiling it would cost
+    // more than running it: off for this query, as a function's SET clause would do.
+    let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
+    Spi::run("SELECT pg_catalog.set_config('jit', 'off', true)").unwrap_or_else(|e| error!("{e}"));
+    let settled = Spi::connect(|client| {
         client
             .select(
                 "SELECT s.tenant_id FROM mt.status s \
@@ -266,7 +270,9 @@ fn up_to_date(targets: &[(String, String)]) -> BTreeSet<String> {
             .map(|row| Ok(row.get::<String>(1)?.unwrap_or_default()))
             .collect::<Result<BTreeSet<_>, pgrx::spi::Error>>()
     })
-    .unwrap_or_else(|e| error!("{e}"))
+    .unwrap_or_else(|e| error!("{e}"));
+    unsafe { pg_sys::AtEOXact_GUC(false, nest_level) };
+    settled
 }
 
 /// Runs `operation` over `targets` in background workers, `concurrency` at a time (default
