@@ -818,6 +818,8 @@ BEGIN
     END IF;
     -- Migrations of the template take this lock exclusively.
     PERFORM mt_internal.lock_schema('mt_template', 'shared');
+    -- Noted for drift once, rather than by the event triggers after each statement.
+    PERFORM mt_internal.note_schema_change(target_schema);
     current_version := mt_internal.template_version();
     IF NOT EXISTS (SELECT FROM mt.template_scripts s WHERE s.version = current_version)
        AND NOT mt_internal.build_template_scripts(current_version) THEN

@@ -978,6 +978,8 @@ BEGIN
     END IF;
     -- Migrations of the template take this lock exclusively.
     PERFORM mt_internal.lock_schema('mt_template', 'shared');
+    -- Noted for drift once, rather than by the event triggers after each statement.
+    PERFORM mt_internal.note_schema_change(target_schema);
     current_version := mt_internal.template_version();
     IF NOT EXISTS (SELECT FROM mt.template_scripts s WHERE s.version = current_version)
        AND NOT mt_internal.build_template_scripts(current_version) THEN
@@ -2197,6 +2199,12 @@ CREATE INDEX drift_differences_schema_name_idx ON mt_internal.drift_differences 
 COMMENT ON TABLE mt_internal.drift_differences IS
     'multitenant (internal): the differences from the template of each drifted tenant schema, as of its last refresh';
 
+CREATE  FUNCTION mt_internal."ddl_noted_schema"() RETURNS TEXT /* Option < String > */
+STRICT STABLE 
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'multitenant-0.2.0', 'ddl_noted_schema_wrapper';
+
 CREATE FUNCTION mt_internal.owning_schema(classid oid, objid oid)
 RETURNS text
 LANGUAGE sql STABLE
@@ -2222,7 +2230,13 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    noted text := mt_internal.ddl_noted_schema();
 BEGIN
+    IF noted IS NOT NULL AND NOT EXISTS (SELECT FROM pg_event_trigger_ddl_commands() d
+                                          WHERE d.schema_name IS DISTINCT FROM noted) THEN
+        RETURN;   -- noted by the engine (mt_internal.note_schema_change)
+    END IF;
     INSERT INTO mt_internal.schema_changes AS c (schema_name, changed_by)
     SELECT DISTINCT s.name, pg_current_xact_id()
       FROM pg_event_trigger_ddl_commands() d
@@ -2253,7 +2267,13 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    noted text := mt_internal.ddl_noted_schema();
 BEGIN
+    IF noted IS NOT NULL AND NOT EXISTS (SELECT FROM pg_event_trigger_dropped_objects() o
+                                          WHERE o.schema_name IS DISTINCT FROM noted) THEN
+        RETURN;   -- noted by the engine (mt_internal.note_schema_change)
+    END IF;
     INSERT INTO mt_internal.schema_changes AS c (schema_name, changed_by)
     SELECT DISTINCT s.name, pg_current_xact_id()
       FROM pg_event_trigger_dropped_objects() o
@@ -2653,6 +2673,17 @@ SELECT a.schema_name, a.object_type, a.object_name,
  WHERE e.definition IS DISTINCT FROM a.definition
 $$;
 
+CREATE FUNCTION mt_internal.note_schema_change(schema_name text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO mt_internal.schema_changes (schema_name, changed_by)
+    VALUES (note_schema_change.schema_name, pg_current_xact_id())
+        ON CONFLICT (schema_name) DO UPDATE SET changed_by = excluded.changed_by;
+    SELECT pg_catalog.set_config('mt.ddl_noted_schema', note_schema_change.schema_name, true);
+$$;
+
 -- Comments of what is new or changed.
 
 COMMENT ON FUNCTION mt.adopt_tenants(text, boolean, boolean) IS
@@ -2795,6 +2826,9 @@ COMMENT ON FUNCTION mt.health_check(text[], boolean) IS
 
 COMMENT ON FUNCTION mt_internal.owning_schema(oid, oid) IS
     'multitenant (internal): the schema of a schema (pg_namespace) or of the table of a trigger, policy or rule; what DDL on it changes';
+
+COMMENT ON FUNCTION mt_internal.note_schema_change(text) IS
+    'multitenant (internal): note a schema the engine is about to change by DDL, for the rest of the transaction (the event triggers then skip its commands)';
 
 -- Privileges, as sql/privileges.sql leaves them.
 

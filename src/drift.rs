@@ -19,6 +19,15 @@ fn model(json: JsonB) -> SchemaModel {
 /// (`multitenant_core::schema::strip_qualifier`). Called for most definitions of every schema
 /// the drift views read; pure, so it needs no pinned `search_path` (whose save and restore
 /// would cost more than the work).
+/// `mt_internal.ddl_noted_schema()`: `mt.ddl_noted_schema`, read here, by the library that
+/// defines it: a value set before the library was loaded in the session (a placeholder,
+/// which anyone may set) is discarded when it loads, unless a superuser set it.
+#[pg_extern(stable, schema = "mt_internal")]
+#[search_path(pg_catalog, pg_temp)]
+fn ddl_noted_schema() -> Option<String> {
+    crate::guc::DDL_NOTED_SCHEMA.get().map(|s| s.to_string_lossy().into_owned())
+}
+
 #[pg_extern(immutable, parallel_safe, strict, schema = "mt_internal")]
 fn strip_schema(definition: &str, schema_name: &str) -> String {
     strip_qualifier(definition, schema_name).into_owned()

@@ -504,6 +504,10 @@ impl<T: Transactions> Job<'_, T> {
         let format = inspected.format;
         if !mark_applied {
             self.set_lock_timeout();
+            // The migration's DDL is noted for drift once, here, rather than by the event
+            // triggers after each of its statements.
+            Spi::run_with_args("SELECT mt_internal.note_schema_change($1)", &[schema.as_str().into()])
+                .unwrap_or_else(|e| error!("{e}"));
             report_activity(&format!("multitenant: {} {} {}", self.operation.name(), schema, migration.name));
             for extension in &self.plan.extensions[index] {
                 Spi::run_with_args(
@@ -647,13 +651,14 @@ pub fn record_run_tenant(run_id: i64, key: &str, schema: &str, progress: &Progre
 }
 
 /// Records schemas a run settled without visiting them (`(key, schema)` pairs), finished
-/// with `status`, in one statement.
+/// with `status`, in one statement; those recorded already stay as they are.
 pub fn record_settled(run_id: i64, settled: &[(String, String)], status: Status) {
     let (keys, schemas): (Vec<&str>, Vec<&str>) = settled.iter().map(|(k, s)| (k.as_str(), s.as_str())).unzip();
     Spi::run_with_args(
         "INSERT INTO mt.run_tenants (run_id, tenant_id, schema_name, status, finished_at) \
          SELECT $1, s.key, s.schema_name, $4, pg_catalog.clock_timestamp() \
-           FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[])) AS s(key, schema_name)",
+           FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[])) AS s(key, schema_name) \
+             ON CONFLICT (run_id, tenant_id) DO NOTHING",
         &[run_id.into(), keys.into(), schemas.into(), status.as_str().into()],
     )
     .unwrap_or_else(|e| error!("multitenant: cannot record progress: {e}"));

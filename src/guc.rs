@@ -16,6 +16,10 @@ pub static ALLOW_DROP: GucSetting<bool> = GucSetting::<bool>::new(false);
 /// Whether `mt.migrate_all` gives empty tenant schemas a copy of `mt_template`.
 pub static PROVISION_FROM_TEMPLATE: GucSetting<bool> = GucSetting::<bool>::new(true);
 
+/// The schema whose DDL the engine has noted for the current transaction (a superuser-only
+/// setting, so tenant code cannot claim it; see `mt_internal.note_schema_change`).
+pub static DDL_NOTED_SCHEMA: GucSetting<Option<std::ffi::CString>> = GucSetting::<Option<std::ffi::CString>>::new(None);
+
 /// How old the tenants' health in `mt.health_check()` may be, in seconds; 0 computes it on
 /// every call.
 pub static HEALTH_MAX_AGE_S: GucSetting<i32> = GucSetting::<i32>::new(30);
@@ -64,6 +68,14 @@ pub fn init() {
         &PROVISION_FROM_TEMPLATE,
         GucContext::Userset,
         GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"mt.ddl_noted_schema",
+        c"Internal: the schema whose DDL the migration engine has noted for drift in this transaction.",
+        c"Set by the engine (transaction-local), read by the drift event triggers; superusers only, so that tenant code cannot claim it.",
+        &DDL_NOTED_SCHEMA,
+        GucContext::Suset,
+        GucFlags::NO_SHOW_ALL | GucFlags::NO_RESET_ALL | GucFlags::DISALLOW_IN_FILE,
     );
     GucRegistry::define_int_guc(
         c"mt.health_max_age",

@@ -51,10 +51,7 @@ fn request_health_refresh() -> bool {
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn mt_health_worker(argument: pg_sys::Datum) {
-    unsafe {
-        pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(crate::txn::ffi::die));
-        pg_sys::BackgroundWorkerUnblockSignals();
-    }
+    crate::workers::unblock_signals();
     let value = argument.value() as u64;
     let database = pg_sys::Oid::from((value >> 32) as u32);
     let role = pg_sys::Oid::from(value as u32);

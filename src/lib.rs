@@ -35,7 +35,11 @@ extension_sql_file!("../sql/tenants.sql", name = "tenants", requires = ["bootstr
 extension_sql_file!("../sql/config.sql", name = "config", requires = ["tenants"]);
 extension_sql_file!("../sql/roles.sql", name = "roles", requires = ["config"]);
 extension_sql_file!("../sql/migrations.sql", name = "migrations", requires = ["roles"]);
-extension_sql_file!("../sql/drift.sql", name = "drift", requires = ["tenants", drift::strip_schema]);
+extension_sql_file!(
+    "../sql/drift.sql",
+    name = "drift",
+    requires = ["tenants", drift::strip_schema, drift::ddl_noted_schema]
+);
 extension_sql_file!("../sql/clone.sql", name = "clone", requires = ["drift", "migrations", roles::execute_as]);
 extension_sql_file!("../sql/seeds.sql", name = "seeds", requires = ["roles", roles::execute_as]);
 extension_sql_file!(

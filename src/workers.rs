@@ -40,10 +40,14 @@ const ERROR_BYTES: usize = 2000;
 /// Migration names are at most 255 bytes (`mt.migrations`).
 const MIGRATION_BYTES: usize = 256;
 
-/// Schemas one worker handles before it exits and the launcher starts a fresh one: a backend
-/// keeps every relation and catalog entry it has touched cached, so a worker that stayed for
-/// the whole fleet would grow with it.
-const ITEMS_PER_WORKER: usize = 32;
+/// A worker exits, and the launcher starts a fresh one, once its catalog caches hold this
+/// much: a backend keeps every relation and catalog entry it has touched cached, so a worker
+/// that stayed for the whole fleet would grow with it. Measured, not counted: 30 schemas of a
+/// real application's size fill it, 200 small ones do, and every start costs a connection
+/// and cold caches.
+const CACHE_BYTES_PER_WORKER: usize = 24 << 20;
+/// And at most this many schemas, whatever their size.
+const ITEMS_PER_WORKER: usize = 1000;
 
 // Items start zeroed, which means pending.
 const ITEM_CLAIMED: u32 = 1;
@@ -54,10 +58,9 @@ struct Header {
     magic: u32,
     item_count: u32,
     /// Items before this index are visited by workers; the rest were settled by the launcher
-    /// (tenants the ledger shows up to date) and only need their rows in `mt.run_tenants`.
+    /// (tenants the ledger shows up to date) and get their rows in `mt.run_tenants` from
+    /// whoever closes the run, in the same transaction (`close_run`).
     visit_count: u32,
-    /// Set by the worker that records the settled items (the first to record the run).
-    settled_recorded: AtomicBool,
     next_item: AtomicU32,
     finished_items: AtomicU32,
     cancel: AtomicBool,
@@ -281,7 +284,6 @@ pub fn run(
         engine::start_run(Some(run_id), operation.name(), operation, targets.len() as i32, unsafe {
             pg_sys::MyProcPid
         });
-        engine::record_settled(run_id, settled, settled_status);
     }
     let handle = unsafe { pg_sys::dsm_segment_handle(segment) };
 
@@ -343,6 +345,15 @@ pub fn run(
         };
         engine::record_run_tenant(run_id, &key, &result.schema, &progress);
     }
+    // Unless a worker closed the run, recording the settled schemas with it, they are
+    // recorded here, before the close.
+    let open = Spi::get_one_with_args::<bool>(
+        "SELECT r.status OPERATOR(pg_catalog.=) $2 FROM mt.runs r WHERE r.run_id OPERATOR(pg_catalog.=) $1",
+        &[run_id.into(), engine::run_status::RUNNING.into()],
+    );
+    if !matches!(open, Ok(Some(false))) {
+        record_settled(&run);
+    }
     engine::finish_run(run_id, engine::run_status::FINISHED);
     // Workers that are still attached keep the segment alive until they exit.
     unsafe { pg_sys::dsm_detach(segment) };
@@ -367,7 +378,7 @@ fn supervise(run: &Run, handle: pg_sys::dsm_handle, concurrency: usize, workers:
     let header = run.header();
     let total = run.count() as u32;
     let visits = header.visit_count;
-    // Workers exit when the queue is empty or after ITEMS_PER_WORKER schemas, unless they
+    // Workers exit when the queue is empty or their caches are full, unless they
     // die; this bounds restarts of workers that die at once (say, the database is being
     // dropped) instead of looping.
     let max_starts = concurrency + visits as usize;
@@ -430,15 +441,20 @@ fn stop(workers: Vec<DynamicBackgroundWorker>) {
     }
 }
 
-/// Entry point of every worker; the argument is the run's segment handle.
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
+/// The start of every background worker of the extension: PostgreSQL's own SIGTERM handler
+/// (a SIGTERM aborts even a statement in progress), then signals unblocked.
+pub(crate) fn unblock_signals() {
     unsafe {
-        // PostgreSQL's own handler: a SIGTERM aborts even a statement in progress.
         pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(crate::txn::ffi::die));
         pg_sys::BackgroundWorkerUnblockSignals();
     }
+}
+
+/// Entry point of every run worker; the argument is the run's segment handle.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
+    unblock_signals();
     let segment = unsafe { pg_sys::dsm_attach(argument.value() as pg_sys::dsm_handle) };
     if segment.is_null() {
         return; // the launcher has gone already
@@ -453,7 +469,6 @@ pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
     let tx = OwnTransactions { cancel: &header.cancel, launcher_pid: header.launcher_pid };
     let operation = decode(header.operation);
 
-    let recorded_settled = std::cell::Cell::new(false);
     let context = tx.atomic(|| {
         // For the whole session: the bookkeeping never looks names up where tenants create;
         // and commits do not wait for the disk. Each transaction is still atomic, so a crash
@@ -473,22 +488,8 @@ pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
             header.item_count as i32,
             header.launcher_pid,
         );
-        // The first worker here records the settled schemas, before any visit can close the run.
-        if header.visit_count < header.item_count
-            && header.settled_recorded.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok()
-        {
-            let settled: Vec<(String, String)> = (header.visit_count as usize..run.count())
-                .map(|i| (run.item(i).tenant_id.get(), run.item(i).schema.get()))
-                .collect();
-            let status = Status::from_u8(run.item(header.visit_count as usize).status).unwrap_or(Status::UpToDate);
-            recorded_settled.set(true);
-            engine::record_settled(header.run_id, &settled, status);
-        }
         (Settings::load(header.lock_timeout_ms, header.statement_timeout_ms), Plan::load("tenant"))
     });
-    if context.is_err() && recorded_settled.get() {
-        header.settled_recorded.store(false, Ordering::Release); // rolled back: another worker records them
-    }
 
     // migrate_all puts the template first: the other schemas wait for it, so that empty
     // tenant schemas get a copy of it rather than every migration replayed.
@@ -498,7 +499,9 @@ pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
         && run.item(0).tenant_id.get().is_empty()
         && run.item(0).schema.get() == engine::TEMPLATE_SCHEMA;
     for _ in 0..ITEMS_PER_WORKER {
-        if tx.cancelled() {
+        if tx.cancelled()
+            || unsafe { pg_sys::MemoryContextMemAllocated(pg_sys::CacheMemoryContext, true) } > CACHE_BYTES_PER_WORKER
+        {
             break;
         }
         let index = header.next_item.fetch_add(1, Ordering::AcqRel) as usize;
@@ -549,11 +552,11 @@ pub extern "C-unwind" fn mt_run_worker(argument: pg_sys::Datum) {
         item.state.store(ITEM_DONE, Ordering::Release);
         let finished = header.finished_items.fetch_add(1, Ordering::AcqRel) + 1;
         if finished == header.item_count {
-            close_run(&tx, header.run_id, engine::run_status::FINISHED);
+            close_run(&tx, &run, engine::run_status::FINISHED);
         }
     }
     if tx.cancelled() {
-        close_run(&tx, header.run_id, engine::run_status::CANCELLED);
+        close_run(&tx, &run, engine::run_status::CANCELLED);
     }
 }
 
@@ -634,8 +637,25 @@ fn call_one(
 }
 
 /// Marks the run finished or cancelled, with its counts.
-fn close_run(tx: &OwnTransactions, run_id: i64, status: &str) {
-    let _ = tx.atomic(|| engine::finish_run(run_id, status));
+fn close_run(tx: &OwnTransactions, run: &Run, status: &str) {
+    let _ = tx.atomic(|| {
+        record_settled(run);
+        engine::finish_run(run.header().run_id, status)
+    });
+}
+
+/// Records the run's settled schemas (those after `visit_count`), unless recorded already:
+/// with the close of the run, so that its counts include them.
+fn record_settled(run: &Run) {
+    let header = run.header();
+    let first = header.visit_count as usize;
+    if first == run.count() {
+        return;
+    }
+    let settled: Vec<(String, String)> =
+        (first..run.count()).map(|i| (run.item(i).tenant_id.get(), run.item(i).schema.get())).collect();
+    let status = Status::from_u8(run.item(first).status).unwrap_or(Status::UpToDate);
+    engine::record_settled(header.run_id, &settled, status);
 }
 
 #[cfg(any(test, feature = "pg_test"))]

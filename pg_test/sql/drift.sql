@@ -189,3 +189,24 @@ SELECT (SELECT array_agg(applied_at ORDER BY id) FROM tenant_g.__drizzle_migrati
        (SELECT fingerprint FROM mt.drift_summary WHERE tenant_id = 'g')
      = (SELECT fingerprint FROM mt.drift_summary WHERE tenant_id = 'e') AS same_fingerprint;
 RESET mt.provision_from_template;
+
+-- The engine notes the schemas its migrations and copies change itself, once per
+-- transaction, and tells the event triggers so in mt.ddl_noted_schema (they then skip those
+-- commands). That setting is superuser-only: tenant code can neither set it nor, set as a
+-- placeholder before the library is loaded in its session, keep it.
+SELECT count(*) AS noted_by_runs FROM mt_internal.schema_changes WHERE schema_name IN ('tenant_e', 'tenant_g');
+SELECT mt.refresh_drift() IS NOT NULL AS refreshed;
+SELECT role_name AS a_role FROM mt.tenants WHERE tenant_id = 'a' \gset
+SET ROLE :"a_role";
+SELECT pg_temp.attempt($$SELECT pg_catalog.set_config('mt.ddl_noted_schema', 'tenant_a', true)$$) AS set_by_tenant;
+RESET ROLE;
+\c
+SET SESSION AUTHORIZATION :"a_role";
+SET mt.ddl_noted_schema = 'tenant_a';
+SET client_min_messages = error;
+CREATE TABLE tenant_a.sneaky (id int);
+RESET client_min_messages;
+SHOW mt.ddl_noted_schema;
+RESET SESSION AUTHORIZATION;
+SELECT schemas_checked, tenants_drifted FROM mt.refresh_drift();
+SELECT change, object_type, object_name FROM mt.drift_report WHERE tenant_id = 'a' AND object_name LIKE 'sneaky%';

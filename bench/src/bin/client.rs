@@ -234,6 +234,9 @@ async fn tokio_postgres_variants(path: &Path, tenants: usize, seconds: u64, figu
         .await;
         figures.push(Figure { name, qps, baseline });
     }
+    if !pooler {
+        println!("{}: {}", path.label, statement_cache_memory(&manager, tenants).await);
+    }
     assert_eq!(manager.metrics().errors, 0, "the client saw errors");
     manager.dispose();
 
@@ -260,6 +263,29 @@ async fn tokio_postgres_variants(path: &Path, tenants: usize, seconds: u64, figu
         assert_eq!(manager.metrics().errors, 0, "the client saw errors");
         manager.dispose();
     }
+}
+
+/// What the statement cache of one connection holds on the server after the named-statement
+/// variants: its prepared statements and the memory of their cached plans, read by the
+/// connection itself (`pg_backend_memory_contexts` shows only its own backend).
+async fn statement_cache_memory(manager: &TenantManager, tenants: usize) -> String {
+    let mut db = manager.db(&tenant_of(0, tenants)).await.unwrap();
+    let row = db
+        .query_one(
+            "SELECT (SELECT count(*) FROM pg_catalog.pg_prepared_statements), \
+                    (SELECT coalesce(sum(total_bytes), 0)::bigint FROM pg_catalog.pg_backend_memory_contexts \
+                      WHERE name IN ('CachedPlanSource', 'CachedPlanQuery', 'CachedPlan'))",
+            &[],
+        )
+        .await
+        .unwrap();
+    db.commit().await.unwrap();
+    let (statements, bytes): (i64, i64) = (row.get(0), row.get(1));
+    format!(
+        "statement cache of one connection on the server: {statements} prepared statements, {:.0} kB of cached plans ({:.1} kB each)",
+        bytes as f64 / 1024.0,
+        bytes as f64 / 1024.0 / statements.max(1) as f64
+    )
 }
 
 /// A sqlx pool of CONNECTIONS; behind a pooler without sqlx's statement cache.
