@@ -18,20 +18,36 @@ pub fn fresh_database(name: &str) -> Client {
     let mut admin = connect("postgres");
     admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
     // Tenant roles outlive their database (roles are cluster-wide): the last round's go too.
-    admin
-        .batch_execute(&format!(
-            "DO $$ DECLARE r record; BEGIN \
-               FOR r IN SELECT a.rolname FROM pg_authid a \
-                          JOIN pg_shdescription d ON d.objoid = a.oid AND d.classoid = 'pg_authid'::regclass \
-                         WHERE d.description LIKE 'multitenant: role of tenant % in database {name}' LOOP \
-                   EXECUTE format('DROP ROLE %I', r.rolname); \
-               END LOOP; END $$"
-        ))
-        .unwrap();
+    drop_tenant_roles(&mut admin, name);
     admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
     let mut client = connect(name);
     client.batch_execute("SET client_min_messages = warning; CREATE EXTENSION multitenant").unwrap();
     client
+}
+
+/// Drops the tenant roles the extension made for `database` (their comments name it), a
+/// batch of 500 per transaction: thousands in one would run out of lock slots.
+pub fn drop_tenant_roles(admin: &mut Client, database: &str) {
+    let drops: Vec<String> = admin
+        .query(
+            "SELECT format('DROP ROLE %I', a.rolname) FROM pg_authid a
+               JOIN pg_shdescription d ON d.objoid = a.oid AND d.classoid = 'pg_authid'::regclass
+              WHERE d.description LIKE 'multitenant: role of tenant % in database ' || $1",
+            &[&database],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    in_batches(admin, drops);
+}
+
+/// Runs `statements` 500 to a transaction.
+pub fn in_batches(client: &mut Client, statements: impl IntoIterator<Item = String>) {
+    let statements: Vec<String> = statements.into_iter().collect();
+    for chunk in statements.chunks(500) {
+        client.batch_execute(&format!("BEGIN; {}; COMMIT", chunk.join("; "))).unwrap();
+    }
 }
 
 pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {

@@ -53,17 +53,8 @@ const DATABASE: &str = "bench_client";
 
 fn setup(tenants: usize) -> String {
     let mut client = fresh_database(DATABASE);
-    // Tenant roles are cluster-wide: this database's have names of their own, and those an
-    // earlier run left behind go first.
-    let stale: Vec<String> = client
-        .query("SELECT rolname::text FROM pg_roles WHERE starts_with(rolname, 'bench_client_')", &[])
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    for role in stale {
-        client.batch_execute(&format!("DROP ROLE \"{role}\"")).unwrap();
-    }
+    // Tenant roles are cluster-wide: this database's have names of their own (fresh_database
+    // dropped those an earlier run left).
     client.batch_execute("SELECT mt.set_config('tenant_role_template', 'bench_client_{schema}')").unwrap();
     client
         .batch_execute(

@@ -44,7 +44,9 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use multitenant_bench::{connect, fresh_database, ratio, secs, timed, url, MemoryPeak, WorkerMemory};
+use multitenant_bench::{
+    connect, drop_tenant_roles, fresh_database, in_batches, ratio, secs, timed, url, MemoryPeak, WorkerMemory,
+};
 use multitenant_core::migrations::{parse_folder, read_folder};
 use multitenant_core::sql_text;
 
@@ -131,15 +133,6 @@ fn scratch() -> PathBuf {
 
 fn psql() -> PathBuf {
     Path::new(&std::env::var("PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into())).join("psql")
-}
-
-/// Runs `sql` in batches of statements, one transaction per batch (creating thousands of
-/// schemas or roles in one transaction would run out of lock slots).
-fn in_batches(client: &mut postgres::Client, statements: impl IntoIterator<Item = String>) {
-    let statements: Vec<String> = statements.into_iter().collect();
-    for chunk in statements.chunks(500) {
-        client.batch_execute(&format!("BEGIN; {}; COMMIT", chunk.join("; "))).unwrap();
-    }
 }
 
 /// The floor: N empty schemas, the migrations run into each by `sessions` psql processes.
@@ -286,26 +279,10 @@ fn check_shapes(client: &mut postgres::Client, schemas: &str, sample: &str, corp
     assert_eq!(rows, corpus.expected["rows"], "{what}: rows the migrations insert, in {sample}");
 }
 
-/// Drops the tenant roles the benchmark database created (they outlive the database).
-fn drop_roles(admin: &mut postgres::Client) {
-    let roles: Vec<String> = admin
-        .query(
-            "SELECT format('DROP ROLE %I', a.rolname) FROM pg_authid a
-               JOIN pg_shdescription d ON d.objoid = a.oid AND d.classoid = 'pg_authid'::regclass
-              WHERE d.description LIKE 'multitenant: role of tenant % in database ' || $1",
-            &[&MT_DB],
-        )
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    in_batches(admin, roles);
-}
-
 fn drop_mt_database() {
     let mut admin = connect("postgres");
     admin.batch_execute(&format!("DROP DATABASE IF EXISTS {MT_DB} WITH (FORCE)")).unwrap();
-    drop_roles(&mut admin);
+    drop_tenant_roles(&mut admin, MT_DB);
 }
 
 struct Ours {

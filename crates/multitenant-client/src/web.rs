@@ -116,9 +116,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ResolvedTenant {
 pub async fn resolve_tenant(State(resolver): State<TenantResolver>, mut request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
     let Some(tenant_id) = resolver.source.tenant_of(&parts) else {
-        let body = serde_json::json!({ "error": "missing tenant", "kind": "no_tenant", "sqlstate": null });
-        return (StatusCode::BAD_REQUEST, [(axum::http::header::CONTENT_TYPE, "application/json")], body.to_string())
-            .into_response();
+        return json_error(StatusCode::BAD_REQUEST, "missing tenant", "no_tenant", None);
     };
     if let Err(error) = (resolver.lookup)(tenant_id.clone()).await {
         return refusal(&error);
@@ -199,7 +197,12 @@ fn respond(status: StatusCode, error: &Error) -> Response {
     } else {
         error.to_string()
     };
-    let body = serde_json::json!({ "error": message, "kind": error.kind(), "sqlstate": error.sqlstate() });
+    json_error(status, &message, error.kind(), error.sqlstate())
+}
+
+/// `{"error": message, "kind": kind, "sqlstate": sqlstate}` with `status`.
+fn json_error(status: StatusCode, message: &str, kind: &str, sqlstate: Option<&str>) -> Response {
+    let body = serde_json::json!({ "error": message, "kind": kind, "sqlstate": sqlstate });
     (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
