@@ -246,7 +246,7 @@ RETURNS TABLE (schema_name text, object_type text, object_name text, change text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 SET jit = off
-SET work_mem = '64MB'
+SET work_mem = '128MB'
 AS $$
 WITH schemas AS MATERIALIZED (
     SELECT DISTINCT name FROM unnest(drift.schema_names) AS s(name)
@@ -518,6 +518,7 @@ DECLARE
     stale      text[];
     batch      text[];
     batch_start integer;
+    batch_size integer;
     with_column_order constant boolean := coalesce(current_setting('mt.drift_column_order', true), '') IN ('on', 'true');
 BEGIN
     -- One refresh at a time: a second one waits, then finds little left to do.
@@ -572,10 +573,15 @@ BEGIN
                      LEFT JOIN mt_internal.drift_state s ON s.schema_name = t.schema_name
                     WHERE everything OR s.schema_name IS NULL OR t.schema_name = ANY (marked)
                        OR s.reference_fingerprint <> template_fingerprint);
-    -- In batches of 100 schemas: their models (some 500 objects a schema for a real
-    -- application) stay in memory (mt.drift's work_mem) instead of spilling to disk.
-    FOR batch_start IN 1 .. cardinality(stale) BY 100 LOOP
-        batch := stale[batch_start : batch_start + 99];
+    -- In batches whose models (about 100,000 objects, estimated from the template's relations
+    -- and columns: 100 schemas of a real application) stay in mt.drift's work_mem instead of
+    -- spilling to disk. Not smaller: every batch reads the catalogs whole (they have no index
+    -- by schema), and 50,000 small schemas 100 at a time took longer than one read of all.
+    batch_size := greatest(100, 100000 / greatest(1, (
+        SELECT count(*) FROM pg_class c LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
+         WHERE c.relnamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = reference))))::integer;
+    FOR batch_start IN 1 .. cardinality(stale) BY batch_size LOOP
+        batch := stale[batch_start : batch_start + batch_size - 1];
         -- One statement: the old differences go, the new ones and the fingerprints are kept.
         WITH computed AS MATERIALIZED (
             SELECT * FROM mt.drift(reference, batch)

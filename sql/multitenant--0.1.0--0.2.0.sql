@@ -1218,7 +1218,7 @@ BEGIN
         ARRAY[format(' %s', (SELECT count(*) FROM unnest(healths) WHERE pending_migrations > 0))]);
     lines := lines || mt_internal.metric_family(prefix || '_drift_tenants', 'gauge', 'Tenants whose schema differs from mt_template',
         ARRAY[format(' %s', (SELECT count(*) FROM unnest(healths) WHERE has_drift))]);
-    lines := lines || mt_internal.metric_family(prefix || '_schema_size_bytes', 'gauge', 'Size of each tenant''s tables, indexes and TOAST',
+    lines := lines || mt_internal.metric_family(prefix || '_schema_size_bytes', 'gauge', 'Size of each tenant''s tables, indexes and TOAST (from pg_class.relpages)',
         ARRAY(SELECT format('{tenant=%s} %s', mt_internal.prometheus_label(tenant_id), coalesce(schema_bytes, 0))
                 FROM unnest(healths) ORDER BY tenant_id));
     lines := lines || mt_internal.metric_family(prefix || '_runs_total', 'counter', 'Runs recorded in mt.runs, by operation and status',
@@ -1766,8 +1766,12 @@ WITH last_run AS (
     -- otherwise every tenant ahead of or behind it would look drifted.
     SELECT d.tenant_id, d.differences FROM mt.drift_summary d WHERE mt.template_is_current()
 ), size AS (
-    SELECT c.relnamespace, sum(pg_total_relation_size(c.oid))::bigint AS bytes
-      FROM pg_class c WHERE c.relkind IN ('r', 'm') GROUP BY c.relnamespace
+    -- From pg_class.relpages (as of the last VACUUM, ANALYZE, CREATE INDEX or rewrite):
+    -- pg_total_relation_size opens every relation, and a backend that opened every relation
+    -- of 50,000 tenants keeps them all in its caches.
+    SELECT c.relnamespace, (sum(c.relpages::bigint + coalesce(t.relpages, 0)) * current_setting('block_size')::bigint)::bigint AS bytes
+      FROM pg_class c LEFT JOIN pg_class t ON t.oid = c.reltoastrelid
+     WHERE c.relkind IN ('r', 'm', 'i') GROUP BY c.relnamespace
 ), facts AS (
     SELECT t.tenant_id, t.schema_name, t.status AS tenant_status, n.oid IS NOT NULL AS schema_exists,
            -- a catalog join, not to_regclass: readers need no rights on tenant schemas
@@ -2332,6 +2336,7 @@ DECLARE
     stale      text[];
     batch      text[];
     batch_start integer;
+    batch_size integer;
     with_column_order constant boolean := coalesce(current_setting('mt.drift_column_order', true), '') IN ('on', 'true');
 BEGIN
     -- One refresh at a time: a second one waits, then finds little left to do.
@@ -2386,10 +2391,15 @@ BEGIN
                      LEFT JOIN mt_internal.drift_state s ON s.schema_name = t.schema_name
                     WHERE everything OR s.schema_name IS NULL OR t.schema_name = ANY (marked)
                        OR s.reference_fingerprint <> template_fingerprint);
-    -- In batches of 100 schemas: their models (some 500 objects a schema for a real
-    -- application) stay in memory (mt.drift's work_mem) instead of spilling to disk.
-    FOR batch_start IN 1 .. cardinality(stale) BY 100 LOOP
-        batch := stale[batch_start : batch_start + 99];
+    -- In batches whose models (about 100,000 objects, estimated from the template's relations
+    -- and columns: 100 schemas of a real application) stay in mt.drift's work_mem instead of
+    -- spilling to disk. Not smaller: every batch reads the catalogs whole (they have no index
+    -- by schema), and 50,000 small schemas 100 at a time took longer than one read of all.
+    batch_size := greatest(100, 100000 / greatest(1, (
+        SELECT count(*) FROM pg_class c LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
+         WHERE c.relnamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = reference))))::integer;
+    FOR batch_start IN 1 .. cardinality(stale) BY batch_size LOOP
+        batch := stale[batch_start : batch_start + batch_size - 1];
         -- One statement: the old differences go, the new ones and the fingerprints are kept.
         WITH computed AS MATERIALIZED (
             SELECT * FROM mt.drift(reference, batch)
@@ -2636,7 +2646,7 @@ RETURNS TABLE (schema_name text, object_type text, object_name text, change text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 SET jit = off
-SET work_mem = '64MB'
+SET work_mem = '128MB'
 AS $$
 WITH schemas AS MATERIALIZED (
     SELECT DISTINCT name FROM unnest(drift.schema_names) AS s(name)
