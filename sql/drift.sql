@@ -598,6 +598,9 @@ BEGIN
             ON CONFLICT (schema_name) DO UPDATE
            SET fingerprint = excluded.fingerprint, reference_fingerprint = excluded.reference_fingerprint,
                column_order = excluded.column_order, acl_digest = excluded.acl_digest, refreshed_at = excluded.refreshed_at;
+        IF batch_start + batch_size <= cardinality(stale) THEN
+            PERFORM mt_internal.release_catalog_caches();   -- one batch's catalog entries at a time
+        END IF;
     END LOOP;
 
     INSERT INTO mt_internal.schema_changes_seen AS s (schema_name, changed_by)

@@ -2203,6 +2203,12 @@ CREATE INDEX drift_differences_schema_name_idx ON mt_internal.drift_differences 
 COMMENT ON TABLE mt_internal.drift_differences IS
     'multitenant (internal): the differences from the template of each drifted tenant schema, as of its last refresh';
 
+CREATE  FUNCTION mt_internal."release_catalog_caches"() RETURNS void
+STRICT VOLATILE 
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'multitenant-0.2.0', 'release_catalog_caches_wrapper';
+
 CREATE  FUNCTION mt_internal."ddl_noted_schema"() RETURNS TEXT /* Option < String > */
 STRICT STABLE 
 SET search_path TO pg_catalog, pg_temp
@@ -2416,6 +2422,9 @@ BEGIN
             ON CONFLICT (schema_name) DO UPDATE
            SET fingerprint = excluded.fingerprint, reference_fingerprint = excluded.reference_fingerprint,
                column_order = excluded.column_order, acl_digest = excluded.acl_digest, refreshed_at = excluded.refreshed_at;
+        IF batch_start + batch_size <= cardinality(stale) THEN
+            PERFORM mt_internal.release_catalog_caches();   -- one batch's catalog entries at a time
+        END IF;
     END LOOP;
 
     INSERT INTO mt_internal.schema_changes_seen AS s (schema_name, changed_by)

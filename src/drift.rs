@@ -19,6 +19,17 @@ fn model(json: JsonB) -> SchemaModel {
 /// (`multitenant_core::schema::strip_qualifier`). Called for most definitions of every schema
 /// the drift views read; pure, so it needs no pinned `search_path` (whose save and restore
 /// would cost more than the work).
+/// `mt_internal.release_catalog_caches()`: empties this backend's catalog and relation caches,
+/// as PostgreSQL does when its invalidation queue overflows. A full drift refresh deparses
+/// every index, constraint and type of the fleet, and a backend keeps every catalog entry it
+/// looked up: over 50,000 tenants, 4 GB and the OOM killer. Called between batches, it
+/// bounds that to one batch.
+#[pg_extern(volatile, schema = "mt_internal")]
+#[search_path(pg_catalog, pg_temp)]
+fn release_catalog_caches() {
+    unsafe { pg_sys::InvalidateSystemCaches() };
+}
+
 /// `mt_internal.ddl_noted_schema()`: `mt.ddl_noted_schema`, read here, by the library that
 /// defines it: a value set before the library was loaded in the session (a placeholder,
 /// which anyone may set) is discarded when it loads, unless a superuser set it.
