@@ -258,9 +258,12 @@ async fn tokio_postgres_variants(path: &Path, tenants: usize, seconds: u64, figu
 
 /// What the statement cache of one connection holds on the server after the named-statement
 /// variants: its prepared statements and the memory of their cached plans, read by the
-/// connection itself (`pg_backend_memory_contexts` shows only its own backend).
+/// connection itself (`pg_backend_memory_contexts` shows only its own backend, and only to
+/// superusers).
 async fn statement_cache_memory(manager: &TenantManager, tenants: usize) -> String {
     let mut db = manager.db(&tenant_of(0, tenants)).await.unwrap();
+    // The view is for superusers: back to the session's own role, for this transaction only.
+    db.query("SET LOCAL ROLE NONE", &[]).await.unwrap();
     let row = db
         .query_one(
             "SELECT (SELECT count(*) FROM pg_catalog.pg_prepared_statements), \
