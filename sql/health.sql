@@ -109,15 +109,24 @@ CREATE TABLE mt_internal.health_snapshot (
 COMMENT ON TABLE mt_internal.health_snapshot IS
     'multitenant (internal): the last health check of every tenant (mt_internal.health_pools) and when it was computed; derived, not dumped';
 
+CREATE FUNCTION mt_internal.pool_counts(pools jsonb, OUT degraded integer, OUT unhealthy integer)
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (count(*) FILTER (WHERE p ->> 'status' = 'degraded'))::integer, (count(*) FILTER (WHERE p ->> 'status' = 'unhealthy'))::integer
+      FROM jsonb_array_elements(pool_counts.pools) p
+$$;
+COMMENT ON FUNCTION mt_internal.pool_counts(jsonb) IS
+    'multitenant (internal): how many of the health check''s pools are degraded and unhealthy';
+
 CREATE FUNCTION mt_internal.store_health(computed_at timestamptz, pools jsonb)
 RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO mt_internal.health_snapshot AS s (computed_at, pools, degraded, unhealthy)
-    SELECT store_health.computed_at, store_health.pools,
-           count(*) FILTER (WHERE p ->> 'status' = 'degraded'), count(*) FILTER (WHERE p ->> 'status' = 'unhealthy')
-      FROM jsonb_array_elements(store_health.pools) p
+    SELECT store_health.computed_at, store_health.pools, c.degraded, c.unhealthy
+      FROM mt_internal.pool_counts(store_health.pools) c
     ON CONFLICT (singleton) DO UPDATE
        SET computed_at = EXCLUDED.computed_at, pools = EXCLUDED.pools, degraded = EXCLUDED.degraded, unhealthy = EXCLUDED.unhealthy
      WHERE s.computed_at < EXCLUDED.computed_at
@@ -200,9 +209,7 @@ BEGIN
     END IF;
 
     IF degraded IS NULL THEN
-        SELECT count(*) FILTER (WHERE p ->> 'status' = 'degraded'), count(*) FILTER (WHERE p ->> 'status' = 'unhealthy')
-          INTO degraded, unhealthy
-          FROM jsonb_array_elements(pools) p;
+        SELECT c.degraded, c.unhealthy INTO degraded, unhealthy FROM mt_internal.pool_counts(pools) c;
     END IF;
 
     IF include_shared THEN

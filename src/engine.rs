@@ -466,7 +466,8 @@ impl<T: Transactions> Job<'_, T> {
             return None;
         }
         let copied = self.tx.atomic(|| {
-            self.set_lock_timeout();
+            // mt_internal.copy_template notes the schema itself (mt.create_tenant copies too).
+            self.set_lock_timeout(None);
             report_activity(&format!(
                 "multitenant: {} {} from {TEMPLATE_SCHEMA}",
                 self.operation.name(),
@@ -490,10 +491,14 @@ impl<T: Transactions> Job<'_, T> {
         copied.ok().flatten()
     }
 
-    fn set_lock_timeout(&self) {
+    /// Sets `lock_timeout` for the transaction and, for DDL the engine runs itself, notes the
+    /// schema for drift (once, rather than the event triggers after each statement): one
+    /// round trip on the path every migration takes.
+    fn set_lock_timeout(&self, noted_schema: Option<&str>) {
         Spi::run_with_args(
-            "SELECT pg_catalog.set_config('lock_timeout', $1, true)",
-            &[format!("{}ms", self.settings.lock_timeout_ms).into()],
+            "SELECT pg_catalog.set_config('lock_timeout', $1, true), \
+                    CASE WHEN $2::text IS NOT NULL THEN mt_internal.note_schema_change($2) END",
+            &[format!("{}ms", self.settings.lock_timeout_ms).into(), noted_schema.into()],
         )
         .unwrap_or_else(|e| error!("{e}"));
     }
@@ -503,11 +508,7 @@ impl<T: Transactions> Job<'_, T> {
         let schema = &self.target.schema;
         let format = inspected.format;
         if !mark_applied {
-            self.set_lock_timeout();
-            // The migration's DDL is noted for drift once, here, rather than by the event
-            // triggers after each of its statements.
-            Spi::run_with_args("SELECT mt_internal.note_schema_change($1)", &[schema.as_str().into()])
-                .unwrap_or_else(|e| error!("{e}"));
+            self.set_lock_timeout(Some(schema));
             report_activity(&format!("multitenant: {} {} {}", self.operation.name(), schema, migration.name));
             for extension in &self.plan.extensions[index] {
                 Spi::run_with_args(
@@ -650,16 +651,16 @@ pub fn record_run_tenant(run_id: i64, key: &str, schema: &str, progress: &Progre
     .unwrap_or_else(|e| error!("multitenant: cannot record progress: {e}"));
 }
 
-/// Records schemas a run settled without visiting them (`(key, schema)` pairs), finished
-/// with `status`, in one statement; those recorded already stay as they are.
-pub fn record_settled(run_id: i64, settled: &[(String, String)], status: Status) {
+/// Records schemas a run settled as up to date without visiting them (`(key, schema)`
+/// pairs), in one statement; those recorded already stay as they are.
+pub fn record_settled(run_id: i64, settled: &[(String, String)]) {
     let (keys, schemas): (Vec<&str>, Vec<&str>) = settled.iter().map(|(k, s)| (k.as_str(), s.as_str())).unzip();
     Spi::run_with_args(
         "INSERT INTO mt.run_tenants (run_id, tenant_id, schema_name, status, finished_at) \
          SELECT $1, s.key, s.schema_name, $4, pg_catalog.clock_timestamp() \
            FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[])) AS s(key, schema_name) \
              ON CONFLICT (run_id, tenant_id) DO NOTHING",
-        &[run_id.into(), keys.into(), schemas.into(), status.as_str().into()],
+        &[run_id.into(), keys.into(), schemas.into(), Status::UpToDate.as_str().into()],
     )
     .unwrap_or_else(|e| error!("multitenant: cannot record progress: {e}"));
 }

@@ -10,9 +10,7 @@ use pgrx::heap_tuple::PgHeapTuple;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::engine::{
-    Job, Operation, Outcome, Plan, RepairSource, Settings, Status, Target, Transactions, TEMPLATE_SCHEMA,
-};
+use crate::engine::{Job, Operation, Outcome, Plan, RepairSource, Settings, Target, Transactions, TEMPLATE_SCHEMA};
 use crate::txn::Subtransactions;
 use crate::workers::{self, RunResult};
 
@@ -237,7 +235,7 @@ fn run_in_workers(
         visits.insert(0, (String::new(), TEMPLATE_SCHEMA.to_string()));
     }
     let concurrency = checked_concurrency(concurrency);
-    let mut results = workers::run(operation, "", &visits, &settled, Status::UpToDate, concurrency);
+    let mut results = workers::run(operation, "", &visits, &settled, concurrency);
     // In the order of the targets (the template first).
     let position: HashMap<&str, usize> = targets.iter().enumerate().map(|(i, (id, _))| (id.as_str(), i + 1)).collect();
     results.sort_by_key(|r| position.get(r.tenant_id.as_str()).copied().unwrap_or(0));
@@ -283,7 +281,7 @@ pub(crate) fn fan_out(
     targets: &[(String, String)],
     concurrency: Option<i32>,
 ) -> Vec<RunResult> {
-    workers::run(operation, argument, targets, &[], Status::Skipped, checked_concurrency(concurrency))
+    workers::run(operation, argument, targets, &[], checked_concurrency(concurrency))
 }
 
 /// `concurrency`, or `mt.max_workers` when not given; less than 1 is an error.

@@ -226,14 +226,13 @@ pub fn ensure_nothing_uncommitted(function: &str) {
 
 /// Runs `operation` over `targets` (tenant id, schema) with up to `concurrency` workers and
 /// returns every outcome, in the order given, followed by `settled`: schemas the caller knows
-/// the outcome of without a visit (recorded in the run as that outcome's status).
-/// `argument` is the seed name, for the operations that take one.
+/// to be up to date without a visit (recorded in the run as `up_to_date`). `argument` is the
+/// seed name, for the operations that take one.
 pub fn run(
     operation: Operation,
     argument: &str,
     targets: &[(String, String)],
     settled: &[(String, String)],
-    settled_status: Status,
     concurrency: i32,
 ) -> Vec<RunResult> {
     if targets.is_empty() && settled.is_empty() {
@@ -274,7 +273,7 @@ pub fn run(
         item.tenant_id.set(tenant_id);
         item.schema.set(schema);
         if index >= visits {
-            item.status = settled_status as u8;
+            item.status = Status::UpToDate as u8;
             item.state.store(ITEM_DONE, Ordering::Release);
         }
     }
@@ -651,8 +650,7 @@ fn record_settled(run: &Run) {
     }
     let settled: Vec<(String, String)> =
         (first..run.count()).map(|i| (run.item(i).tenant_id.get(), run.item(i).schema.get())).collect();
-    let status = Status::from_u8(run.item(first).status).unwrap_or(Status::UpToDate);
-    engine::record_settled(header.run_id, &settled, status);
+    engine::record_settled(header.run_id, &settled);
 }
 
 #[cfg(any(test, feature = "pg_test"))]
