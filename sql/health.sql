@@ -102,33 +102,40 @@ CREATE TABLE mt_internal.health_snapshot (
     singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     computed_at timestamptz NOT NULL,
     pools       jsonb NOT NULL,
-    -- Counted once here: walking 50,000 pools on every probe cost 300 ms.
+    -- Summed up once here: walking 50,000 pools on every probe cost 300 ms, and a probe that
+    -- asks for the failing pools or none must not read (detoast) all of them.
+    failing     jsonb NOT NULL,
+    total       integer NOT NULL,
     degraded    integer NOT NULL,
     unhealthy   integer NOT NULL
 );
 COMMENT ON TABLE mt_internal.health_snapshot IS
-    'multitenant (internal): the last health check of every tenant (mt_internal.health_pools) and when it was computed; derived, not dumped';
+    'multitenant (internal): the last health check of every tenant (mt_internal.health_pools), its failing pools and counts, and when it was computed; derived, not dumped';
 
-CREATE FUNCTION mt_internal.pool_counts(pools jsonb, OUT degraded integer, OUT unhealthy integer)
+CREATE FUNCTION mt_internal.pool_summary(pools jsonb, OUT total integer, OUT degraded integer, OUT unhealthy integer, OUT failing jsonb)
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT (count(*) FILTER (WHERE p ->> 'status' = 'degraded'))::integer, (count(*) FILTER (WHERE p ->> 'status' = 'unhealthy'))::integer
-      FROM jsonb_array_elements(pool_counts.pools) p
+    SELECT count(*)::integer,
+           (count(*) FILTER (WHERE p ->> 'status' = 'degraded'))::integer,
+           (count(*) FILTER (WHERE p ->> 'status' = 'unhealthy'))::integer,
+           coalesce(jsonb_agg(p ORDER BY n) FILTER (WHERE p ->> 'status' <> 'ok'), '[]')
+      FROM jsonb_array_elements(pool_summary.pools) WITH ORDINALITY AS e(p, n)
 $$;
-COMMENT ON FUNCTION mt_internal.pool_counts(jsonb) IS
-    'multitenant (internal): how many of the health check''s pools are degraded and unhealthy';
+COMMENT ON FUNCTION mt_internal.pool_summary(jsonb) IS
+    'multitenant (internal): of the health check''s pools, how many there are, how many are degraded and unhealthy, and those that are not ok';
 
 CREATE FUNCTION mt_internal.store_health(computed_at timestamptz, pools jsonb)
 RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    INSERT INTO mt_internal.health_snapshot AS s (computed_at, pools, degraded, unhealthy)
-    SELECT store_health.computed_at, store_health.pools, c.degraded, c.unhealthy
-      FROM mt_internal.pool_counts(store_health.pools) c
+    INSERT INTO mt_internal.health_snapshot AS s (computed_at, pools, failing, total, degraded, unhealthy)
+    SELECT store_health.computed_at, store_health.pools, c.failing, c.total, c.degraded, c.unhealthy
+      FROM mt_internal.pool_summary(store_health.pools) c
     ON CONFLICT (singleton) DO UPDATE
-       SET computed_at = EXCLUDED.computed_at, pools = EXCLUDED.pools, degraded = EXCLUDED.degraded, unhealthy = EXCLUDED.unhealthy
+       SET computed_at = EXCLUDED.computed_at, pools = EXCLUDED.pools, failing = EXCLUDED.failing,
+           total = EXCLUDED.total, degraded = EXCLUDED.degraded, unhealthy = EXCLUDED.unhealthy
      WHERE s.computed_at < EXCLUDED.computed_at
 $$;
 COMMENT ON FUNCTION mt_internal.store_health(timestamptz, jsonb) IS
@@ -152,7 +159,7 @@ $$;
 COMMENT ON FUNCTION mt_internal.refresh_health() IS
     'multitenant (internal): compute the health of every tenant and keep it as the snapshot mt.health_check answers from; NULL when another computation is at work';
 
-CREATE FUNCTION mt.health_check(tenant_ids text[] DEFAULT NULL, include_shared boolean DEFAULT true)
+CREATE FUNCTION mt.health_check(tenant_ids text[] DEFAULT NULL, include_shared boolean DEFAULT true, pools text DEFAULT 'all')
 RETURNS jsonb
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -161,55 +168,66 @@ AS $$
 DECLARE
     started    timestamptz := clock_timestamp();
     max_age    interval := make_interval(secs => mt_internal.health_max_age());
-    snapshot   mt_internal.health_snapshot;
-    age        interval;
-    pools      jsonb;
-    degraded   bigint;
-    unhealthy  bigint;
     computed_at timestamptz;
+    age        interval;
+    listed     jsonb;   -- the pools the answer lists, as the pools parameter asks
+    total      integer;
+    degraded   integer;
+    unhealthy  integer;
+    summary    record;
     shared     text := mt.get_config('shared_schema');
     shared_at  timestamptz;
     shared_status text;
     shared_error  text;
     shared_ms  numeric;
 BEGIN
+    IF pools IS NULL OR pools NOT IN ('all', 'failing', 'none') THEN
+        RAISE EXCEPTION 'invalid pools %', coalesce(quote_literal(pools), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'pools is ''all'' (every tenant), ''failing'' (the degraded and unhealthy ones) or ''none'' (the counts only).';
+    END IF;
     PERFORM mt.tenant_schema(id) FROM unnest(tenant_ids) AS id;   -- 42704 for an unknown id
 
-    SELECT * INTO snapshot FROM mt_internal.health_snapshot;
-    age := started - snapshot.computed_at;
+    SELECT s.computed_at INTO computed_at FROM mt_internal.health_snapshot s;
+    age := started - computed_at;
     IF age <= max_age AND tenant_ids IS NULL THEN
-        pools := snapshot.pools;
-        degraded := snapshot.degraded;
-        unhealthy := snapshot.unhealthy;
+        -- Only what the answer needs: the whole pools column of 50,000 tenants is 10 MB.
+        SELECT CASE health_check.pools WHEN 'all' THEN s.pools WHEN 'failing' THEN s.failing END,
+               s.total, s.degraded, s.unhealthy
+          INTO listed, total, degraded, unhealthy
+          FROM mt_internal.health_snapshot s;
     ELSIF age <= max_age THEN
         SELECT jsonb_agg(p ORDER BY n) FILTER (WHERE p ->> 'tenantId' = ANY (tenant_ids))
-          INTO pools
-          FROM jsonb_array_elements(snapshot.pools) WITH ORDINALITY AS e(p, n);
+          INTO listed
+          FROM mt_internal.health_snapshot s, jsonb_array_elements(s.pools) WITH ORDINALITY AS e(p, n);
         -- A listed tenant created since is computed afresh, with the others listed.
-        IF tenant_ids IS NOT NULL AND coalesce(jsonb_array_length(pools), 0)
-                                      < (SELECT count(DISTINCT id) FROM unnest(tenant_ids) AS id) THEN
-            pools := NULL;
+        IF coalesce(jsonb_array_length(listed), 0) < (SELECT count(DISTINCT id) FROM unnest(tenant_ids) AS id) THEN
+            computed_at := NULL;
         ELSE
-            pools := coalesce(pools, '[]');
+            listed := coalesce(listed, '[]');
         END IF;
+    ELSE
+        computed_at := NULL;
     END IF;
-    IF pools IS NOT NULL THEN
-        computed_at := snapshot.computed_at;
+    IF computed_at IS NOT NULL THEN
         IF age > max_age / 2 AND NOT pg_is_in_recovery() THEN
             PERFORM mt_internal.request_health_refresh();
         END IF;
-    END IF;
-    IF pools IS NULL THEN
-        pools := mt_internal.health_pools(tenant_ids);
+    ELSE
+        listed := mt_internal.health_pools(tenant_ids);
         computed_at := now();
         IF tenant_ids IS NULL AND max_age > '0' AND NOT pg_is_in_recovery()
            AND current_setting('transaction_read_only') = 'off' THEN
-            PERFORM mt_internal.store_health(computed_at, pools);
+            PERFORM mt_internal.store_health(computed_at, listed);
         END IF;
     END IF;
 
-    IF degraded IS NULL THEN
-        SELECT c.degraded, c.unhealthy INTO degraded, unhealthy FROM mt_internal.pool_counts(pools) c;
+    IF total IS NULL THEN
+        SELECT * INTO summary FROM mt_internal.pool_summary(listed);
+        total := summary.total;
+        degraded := summary.degraded;
+        unhealthy := summary.unhealthy;
+        listed := CASE health_check.pools WHEN 'all' THEN listed WHEN 'failing' THEN summary.failing END;
     END IF;
 
     IF include_shared THEN
@@ -229,12 +247,13 @@ BEGIN
 
     -- The pools have no nulls (mt_internal.health_pools strips them): stripping the whole
     -- object would walk every pool again on every probe.
-    RETURN jsonb_build_object('pools', pools) || jsonb_strip_nulls(jsonb_build_object(
+    RETURN CASE WHEN listed IS NOT NULL THEN jsonb_build_object('pools', listed) ELSE '{}' END
+        || jsonb_strip_nulls(jsonb_build_object(
         'healthy', unhealthy = 0 AND coalesce(shared_status, 'ok') <> 'unhealthy',
         'sharedDb', shared_status,
         'sharedDbResponseTimeMs', shared_ms,
         'sharedDbError', shared_error,
-        'totalPools', jsonb_array_length(pools),
+        'totalPools', total,
         'degradedPools', degraded,
         'unhealthyPools', unhealthy,
         'timestamp', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
@@ -242,8 +261,8 @@ BEGIN
         'durationMs', round(extract(epoch FROM clock_timestamp() - started) * 1000, 3)));
 END
 $$;
-COMMENT ON FUNCTION mt.health_check(text[], boolean) IS
-    'multitenant: health of every (or the listed) tenant and the shared schema as JSON (healthy, pools, sharedDb, totals, timestamp, computedAt, durationMs); healthy is false when anything is unhealthy; tenants'' health may be up to mt.health_max_age old (computedAt says when it was computed)';
+COMMENT ON FUNCTION mt.health_check(text[], boolean, text) IS
+    'multitenant: health of every (or the listed) tenant and the shared schema as JSON (healthy, pools, sharedDb, totals, timestamp, computedAt, durationMs); healthy is false when anything is unhealthy; pools => ''failing'' lists only the degraded and unhealthy tenants, ''none'' only counts them (a cheap probe for a big fleet); tenants'' health may be up to mt.health_max_age old (computedAt says when it was computed)';
 
 -- What is running: multitenant background workers, and any backend working on a run.
 CREATE VIEW mt.activity AS

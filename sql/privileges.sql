@@ -44,7 +44,7 @@ GRANT SELECT ON mt.config, mt.config_options, mt.status, mt.sync_status, mt.heal
                 mt.drift_report, mt.drift_summary, mt.applied_migrations, mt.tenants, mt.tenant_directory, mt.settings
    TO mt_monitor;
 GRANT EXECUTE ON FUNCTION
-    mt.health_check(text[], boolean),
+    mt.health_check(text[], boolean, text),
     mt.metrics(text),
     mt.tenant_drift(text, text),
     mt.drift(text, text[]),

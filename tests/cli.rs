@@ -318,6 +318,11 @@ fn drift_health_and_their_exit_codes() {
     assert_eq!(health["healthy"], true);
     assert_eq!(health["degradedPools"], 1);
     mt_exit(&url, &["health", "--fail-on-degraded"], 5);
+    let failing = mt_exit(&url, &["health", "--pools", "failing", "--json"], 0).json();
+    let listed: Vec<&str> = failing["pools"].as_array().unwrap().iter().map(|p| p["tenantId"].as_str().unwrap()).collect();
+    assert_eq!((listed, &failing["totalPools"]), (vec!["b"], &serde_json::json!(2)));
+    let counts = mt_exit(&url, &["health", "--pools", "none", "--json"], 0).json();
+    assert!(counts.get("pools").is_none() && counts["degradedPools"] == 1, "{counts}");
     connect(&url).batch_execute("DROP SCHEMA tenant_a CASCADE").unwrap();
     let unhealthy = mt_exit(&url, &["health"], 5);
     assert!(unhealthy.stdout.contains("unhealthy"), "{}", unhealthy.stdout);

@@ -42,6 +42,16 @@ SELECT p ->> 'tenantId' AS tenant, p ->> 'status' AS status, p ->> 'error' AS er
 SELECT h ->> 'healthy' AS healthy, h -> 'totalPools' AS total, h -> 'sharedDb' IS NULL AS no_shared
   FROM mt.health_check(tenant_ids => ARRAY['a'], include_shared => false) h;
 SELECT pg_temp.attempt($$SELECT mt.health_check(ARRAY['a', 'nobody'])$$) AS unknown_tenant;
+-- A big fleet's probe asks for the failing pools only, or for the counts only.
+SELECT h -> 'totalPools' AS total, h -> 'degradedPools' AS degraded, h -> 'unhealthyPools' AS unhealthy,
+       (SELECT string_agg(p ->> 'tenantId' || ': ' || (p ->> 'status'), ', ' ORDER BY p ->> 'tenantId')
+          FROM jsonb_array_elements(h -> 'pools') p) AS listed
+  FROM mt.health_check(pools => 'failing') h;
+SELECT h ? 'pools' AS has_pools, h -> 'totalPools' AS total, h -> 'degradedPools' AS degraded, h ->> 'healthy' AS healthy
+  FROM mt.health_check(pools => 'none') h;
+SELECT jsonb_array_length(h -> 'pools') AS listed, h -> 'totalPools' AS total
+  FROM mt.health_check(tenant_ids => ARRAY['a', 'b'], pools => 'failing') h;
+SELECT pg_temp.attempt($$SELECT mt.health_check(pools => 'some')$$) AS bad_pools;
 SELECT mt.set_config('shared_schema', 'gone');
 SELECT h ->> 'healthy' AS healthy, h ->> 'sharedDb' AS shared, h ->> 'sharedDbError' AS error
   FROM mt.health_check(tenant_ids => ARRAY['a']) h;
@@ -77,6 +87,12 @@ SELECT mt.health_check() ->> 'computedAt' AS first_computed \gset
 SELECT mt.add_migration('0024_even_later', 'CREATE TABLE even_later (id int)');
 SELECT h ->> 'computedAt' = :'first_computed' AS same_computation, h -> 'degradedPools' AS degraded
   FROM mt.health_check() h;
+-- The snapshot keeps its failing pools and counts apart: the other forms answer from it too.
+SELECT h ->> 'computedAt' = :'first_computed' AS same_computation, h ? 'pools' AS has_pools, h -> 'totalPools' AS total
+  FROM mt.health_check(pools => 'none') h;
+SELECT h ->> 'computedAt' = :'first_computed' AS same_computation,
+       jsonb_array_length(h -> 'pools') = (h ->> 'degradedPools')::int + (h ->> 'unhealthyPools')::int AS failing_listed
+  FROM mt.health_check(pools => 'failing') h;
 -- A listed tenant the snapshot does not know (created since) is computed afresh, with the rest.
 SELECT count(*) AS created FROM mt.create_tenants(ARRAY['f']);
 SELECT h ->> 'computedAt' = :'first_computed' AS same_computation,

@@ -9,7 +9,8 @@
 //! 1. the floor: the SQL as the engine runs it (drizzle-kit's `"public".` qualifiers of tenant
 //!    objects removed, `CREATE EXTENSION` run once beforehand in `public`), each migration
 //!    file run with `psql -f` semantics (`\i`, one statement at a time in autocommit; with
-//!    `--floor-per-migration`, one transaction per file) into N empty schemas with
+//!    `--floor-per-migration`, one transaction per file; with `--floor-per-tenant`, one
+//!    transaction per schema, as drizzle-orm's migrator runs a folder) into N empty schemas with
 //!    `search_path = <schema>, public`, no tracking at all, from as many psql sessions as
 //!    the machine has cores, then again from 10 sessions;
 //! 2. `mt.migrate_all(concurrency => W)` on N fresh tenants (W = cores unless `--workers`),
@@ -33,7 +34,8 @@
 //! The workers' memory (peak RSS and private memory of any one worker process, read from
 //! /proc) is sampled during the runs of steps 2 and 4.
 //!
-//! Usage: corpus [--small] [--scale] [--workers W] [--floor-per-migration] [--no-drift] [N ...]
+//! Usage: corpus [--small] [--scale] [--workers W] [--floor-per-migration | --floor-per-tenant] [--no-drift]
+//!               [N ...]
 //!        (default N: 100)
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,10 +57,28 @@ const ROLE_TEMPLATE: &str = "bcorpus_{schema}";
 const FLOOR_DB: &str = "bench_corpus_floor";
 const MT_DB: &str = "bench_corpus";
 
+/// How the floor's psql sessions bracket the statements in transactions.
+#[derive(Clone, Copy)]
+enum FloorMode {
+    Autocommit,
+    PerMigration,
+    PerTenant,
+}
+
+impl FloorMode {
+    fn describe(self) -> &'static str {
+        match self {
+            FloorMode::Autocommit => "autocommit, as psql -f",
+            FloorMode::PerMigration => "one transaction per file",
+            FloorMode::PerTenant => "one transaction per schema",
+        }
+    }
+}
+
 struct Options {
     corpus: &'static str,
     workers: usize,
-    floor_per_migration: bool,
+    floor_mode: FloorMode,
     drift: bool,
     /// Only the figures of scale: no floors, no replay.
     scale: bool,
@@ -69,7 +89,7 @@ fn options(cores: usize) -> Options {
     let mut o = Options {
         corpus: "saas",
         workers: cores,
-        floor_per_migration: false,
+        floor_mode: FloorMode::Autocommit,
         drift: true,
         scale: false,
         sizes: Vec::new(),
@@ -79,7 +99,8 @@ fn options(cores: usize) -> Options {
         match arg.as_str() {
             "--small" => o.corpus = "small",
             "--workers" => o.workers = args.next().and_then(|w| w.parse().ok()).expect("--workers W"),
-            "--floor-per-migration" => o.floor_per_migration = true,
+            "--floor-per-migration" => o.floor_mode = FloorMode::PerMigration,
+            "--floor-per-tenant" => o.floor_mode = FloorMode::PerTenant,
             "--no-drift" => o.drift = false,
             "--scale" => o.scale = true,
             n => o.sizes.push(n.parse().unwrap_or_else(|_| panic!("not a number of tenants: {n}"))),
@@ -136,7 +157,7 @@ fn psql() -> PathBuf {
 }
 
 /// The floor: N empty schemas, the migrations run into each by `sessions` psql processes.
-fn floor(corpus: &Corpus, dir: &Path, n: usize, sessions: usize, per_migration: bool) -> Duration {
+fn floor(corpus: &Corpus, dir: &Path, n: usize, sessions: usize, mode: FloorMode) -> Duration {
     let mut client = fresh_database(FLOOR_DB);
     for extension in &corpus.extensions {
         client.batch_execute(&format!("CREATE EXTENSION IF NOT EXISTS \"{extension}\" SCHEMA public")).unwrap();
@@ -157,13 +178,19 @@ fn floor(corpus: &Corpus, dir: &Path, n: usize, sessions: usize, per_migration: 
             let mut script = String::from("SET client_min_messages = warning;\n");
             for t in (s..n).step_by(sessions) {
                 writeln!(script, "SET search_path = floor_{t}, public;").unwrap();
+                if let FloorMode::PerTenant = mode {
+                    writeln!(script, "BEGIN;").unwrap();
+                }
                 for file in &files {
                     let include = format!("\\i {}", file.display());
-                    if per_migration {
+                    if let FloorMode::PerMigration = mode {
                         writeln!(script, "BEGIN;\n{include}\nCOMMIT;").unwrap();
                     } else {
                         writeln!(script, "{include}").unwrap();
                     }
+                }
+                if let FloorMode::PerTenant = mode {
+                    writeln!(script, "COMMIT;").unwrap();
                 }
             }
             let path = dir.join(format!("session_{s}.sql"));
@@ -456,7 +483,7 @@ fn main() {
     let options = options(cores);
     let corpus = load(options.corpus);
     let dir = scratch();
-    let floor_mode = if options.floor_per_migration { "one transaction per file" } else { "autocommit, as psql -f" };
+    let floor_mode = options.floor_mode.describe();
     for &n in &options.sizes {
         println!(
             "corpus {} ({} migrations), N = {n} tenants, {cores} cores; {}",
@@ -465,8 +492,8 @@ fn main() {
             describe_cluster()
         );
         let floors = (!options.scale).then(|| {
-            let per_core = floor(&corpus, &dir, n, cores, options.floor_per_migration);
-            (per_core, floor(&corpus, &dir, n, 10, options.floor_per_migration))
+            let per_core = floor(&corpus, &dir, n, cores, options.floor_mode);
+            (per_core, floor(&corpus, &dir, n, 10, options.floor_mode))
         });
         let ours = ours(&corpus, &dir, n, &options);
         let w = options.workers;

@@ -133,6 +133,7 @@ Examples:
   mt health
   mt health --tenant acme --json
   mt health --fail-on-degraded
+  mt health --pools failing --json     only the degraded and unhealthy tenants
 
 Exit codes: 0 healthy, 5 unhealthy (or degraded, with --fail-on-degraded).")]
     Health(HealthArgs),
@@ -415,6 +416,28 @@ pub struct HealthArgs {
     /// Exit 5 when a tenant is degraded too, not only when unhealthy
     #[arg(long)]
     pub fail_on_degraded: bool,
+    /// Which tenants to list: all, the failing ones (degraded or unhealthy), or none (counts only)
+    #[arg(long, value_enum, default_value_t = HealthPools::All)]
+    pub pools: HealthPools,
+}
+
+/// `mt.health_check(pools => ...)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum HealthPools {
+    #[default]
+    All,
+    Failing,
+    None,
+}
+
+impl HealthPools {
+    pub fn as_sql(self) -> &'static str {
+        match self {
+            HealthPools::All => "all",
+            HealthPools::Failing => "failing",
+            HealthPools::None => "none",
+        }
+    }
 }
 
 #[derive(Debug, Args, Clone)]

@@ -706,7 +706,10 @@ pub async fn health(out: &Out, client: &Client, args: &HealthArgs) -> Result<Exi
     let ids = args.filter.ids();
     // An operator asks for the health as it is now, not the probes' recent snapshot.
     client.batch_execute("SET mt.health_max_age = 0").await?;
-    let doc: Value = client.query_one("SELECT mt.health_check($1)", &[&ids]).await?.get(0);
+    let doc: Value = client
+        .query_one("SELECT mt.health_check(tenant_ids => $1, pools => $2)", &[&ids, &args.pools.as_sql()])
+        .await?
+        .get(0);
     let healthy = doc["healthy"].as_bool().unwrap_or(false);
     let degraded = doc["degradedPools"].as_i64().unwrap_or(0) > 0 || doc["sharedDb"] == "degraded";
     if out.json {
