@@ -13,6 +13,7 @@ mod guc;
 mod health;
 mod migrations;
 mod naming;
+mod parallel;
 mod roles;
 mod seed;
 mod txn;
@@ -38,7 +39,13 @@ extension_sql_file!("../sql/migrations.sql", name = "migrations", requires = ["r
 extension_sql_file!(
     "../sql/drift.sql",
     name = "drift",
-    requires = ["tenants", drift::strip_schema, drift::ddl_noted_schema, drift::release_catalog_caches]
+    requires = [
+        "tenants",
+        drift::strip_schema,
+        drift::ddl_noted_schema,
+        drift::release_catalog_caches,
+        parallel::run_in_workers
+    ]
 );
 extension_sql_file!("../sql/clone.sql", name = "clone", requires = ["drift", "migrations", roles::execute_as]);
 extension_sql_file!("../sql/seeds.sql", name = "seeds", requires = ["roles", roles::execute_as]);

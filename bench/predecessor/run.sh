@@ -11,7 +11,8 @@
 #                                                     tenant against the first, concurrency 10). On PostgreSQL < 18
 #                                                     it reports every tenant but the first as drifted, from NOT NULL
 #                                                     "constraints" whose names hold table oids: the summary counts
-#                                                     those apart and fails only on other drift
+#                                                     those apart and fails when the number of tenants with
+#                                                     other drift is not $MT_PRED_DIFF_EXPECT (default 0)
 #   bench/predecessor/run.sh verify DATABASE_URL N    check every tenant schema against bench/corpus/<corpus>.expected.json
 #                                                     (tables, columns, enums, FKs, indexes, ...) and that its
 #                                                     tracking table has one row per migration
@@ -22,7 +23,7 @@
 # <MT_PRED_TENANT_ID_PREFIX>1..N, i.e. t1..tN, schemas pred_t1..pred_tN.
 # migrate/status/diff print the CLI's summary and, on the last line, `elapsed_s=S.SSS`: the wall time of
 # the CLI process alone (node start, config, tenant discovery and the work). They exit non-zero when the
-# CLI fails or reports a failed tenant (status: a tenant in error; diff: drift or an error).
+# CLI fails or reports a failed tenant (status: a tenant in error; diff: an error, or real drift, see above).
 #
 # What must exist beforehand, done by `migrate` before the clock starts (prints `setup_s=`):
 #   - the database (DATABASE_URL) and a role that may create schemas and extensions (we use postgres);
@@ -55,7 +56,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 BENCH="$(cd "$HERE/.." && pwd)"
 cd "$HERE"
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,/^set -euo/p' "$HERE/run.sh" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }

@@ -133,8 +133,9 @@ BEGIN
     EXECUTE ddl;
     RETURN QUERY
     SELECT r.schemas_checked, r.was_full,
-           (SELECT string_agg(d.change || ' ' || d.object_type || ' ' || d.object_name, '; ' ORDER BY 1)
-              FROM mt.drift_report d WHERE d.tenant_id = 'a')
+           (SELECT string_agg(x.line, '; ' ORDER BY x.line)
+              FROM (SELECT d.change || ' ' || d.object_type || ' ' || d.object_name AS line
+                      FROM mt.drift_report d WHERE d.tenant_id = 'a') x)
       FROM mt.refresh_drift() r;
 END
 $$;
@@ -209,4 +210,19 @@ RESET client_min_messages;
 SHOW mt.ddl_noted_schema;
 RESET SESSION AUTHORIZATION;
 SELECT schemas_checked, tenants_drifted FROM mt.refresh_drift();
+SELECT change, object_type, object_name FROM mt.drift_report WHERE tenant_id = 'a' AND object_name LIKE 'sneaky%';
+
+-- A refresh of more than one batch runs the batches side by side in background workers
+-- (mt_internal.run_in_workers, up to mt.max_workers at a time), each committing its own; a
+-- batch that fails leaves its schemas as they were, for the refresh to do in-process.
+SELECT fingerprint AS template_fingerprint FROM mt_internal.drift_state WHERE schema_name = 'mt_template' \gset
+SELECT clock_timestamp() AS before_workers \gset
+SET mt.max_workers = 2;
+SELECT mt_internal.run_in_workers(ARRAY[
+           format('SELECT mt_internal.refresh_drift_batch(%L, %L, %L, false)', 'mt_template', ARRAY['tenant_a'], :'template_fingerprint'),
+           format('SELECT mt_internal.refresh_drift_batch(%L, %L, %L, false)', 'mt_template', ARRAY['tenant_b', 'tenant_e'], :'template_fingerprint'),
+           'SELECT 1 / 0']) AS statements_run;
+RESET mt.max_workers;
+SELECT schema_name, refreshed_at > :'before_workers' AS refreshed_by_a_worker
+  FROM mt_internal.drift_state WHERE schema_name IN ('tenant_a', 'tenant_b', 'tenant_e', 'tenant_g') ORDER BY 1;
 SELECT change, object_type, object_name FROM mt.drift_report WHERE tenant_id = 'a' AND object_name LIKE 'sneaky%';
