@@ -5,6 +5,10 @@
 -- 0.2.0 install; scripts/upgrade-test.sh proves it.
 \echo Use "ALTER EXTENSION multitenant UPDATE TO '0.2.0'" to load this file. \quit
 
+-- mt.health_check gains a third parameter (pools): the two-parameter function goes (before
+-- the drift event triggers exist, which would note the drop), the new one is created below.
+DROP FUNCTION mt.health_check(text[], boolean);
+
 -- The 0.2.0 library has its own file name (multitenant-0.2.0.so in $libdir); every C function moves to it.
 
 -- Internal helpers move out of the public API, into mt_internal.
@@ -2325,6 +2329,44 @@ AS $$
      GROUP BY s.name
 $$;
 
+CREATE  FUNCTION mt_internal."run_in_workers"(
+	"statements" TEXT[] /* Vec < String > */
+) RETURNS INT /* i32 */
+STRICT VOLATILE 
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'multitenant-0.2.0', 'run_in_workers_wrapper';
+
+-- One batch of a refresh: the schemas' old differences go, their new ones and their
+-- fingerprints (against the given template fingerprint) are kept, in one statement. Run by
+-- mt.refresh_drift, in-process or in background workers (mt_internal.run_in_workers).
+CREATE FUNCTION mt_internal.refresh_drift_batch(reference text, batch text[], template_fingerprint text, column_order boolean)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+    WITH computed AS MATERIALIZED (
+        SELECT * FROM mt.drift(refresh_drift_batch.reference, refresh_drift_batch.batch)
+    ), digests AS (
+        SELECT * FROM mt_internal.acl_digests(refresh_drift_batch.batch)
+    ), cleared AS (
+        DELETE FROM mt_internal.drift_differences d WHERE d.schema_name = ANY (refresh_drift_batch.batch)
+    ), added AS (
+        INSERT INTO mt_internal.drift_differences (schema_name, object_type, object_name, change, expected, actual)
+        SELECT c.schema_name, c.object_type, c.object_name, c.change, c.expected, c.actual
+          FROM computed c WHERE c.change IS NOT NULL
+    )
+    INSERT INTO mt_internal.drift_state AS s (schema_name, fingerprint, reference_fingerprint, column_order, acl_digest)
+    SELECT c.schema_name, c.fingerprint, refresh_drift_batch.template_fingerprint, refresh_drift_batch.column_order, g.acl_digest
+      FROM computed c JOIN digests g ON g.schema_name = c.schema_name WHERE c.change IS NULL
+        ON CONFLICT (schema_name) DO UPDATE
+       SET fingerprint = excluded.fingerprint, reference_fingerprint = excluded.reference_fingerprint,
+           column_order = excluded.column_order, acl_digest = excluded.acl_digest, refreshed_at = excluded.refreshed_at
+$$;
+COMMENT ON FUNCTION mt_internal.refresh_drift_batch(text, text[], text, boolean) IS
+    'multitenant (internal): recompute and keep the fingerprints and differences of a batch of schemas against the reference (one batch of mt.refresh_drift)';
+
 CREATE FUNCTION mt.refresh_drift(full_refresh boolean DEFAULT false)
 RETURNS TABLE (schemas_checked integer, tenants_drifted integer, was_full boolean)
 LANGUAGE plpgsql
@@ -2334,14 +2376,16 @@ SET jit = off
 AS $$
 DECLARE
     reference  constant text := 'mt_template';
+    started    constant timestamptz := clock_timestamp();
     marks      mt_internal.schema_changes[];
     marked     text[];
     digests    jsonb;
     everything boolean;
     template_fingerprint text;
+    template_changed boolean;
     stale      text[];
-    batch      text[];
-    batch_start integer;
+    checked    integer;
+    batches    text[];
     batch_size integer;
     with_column_order constant boolean := coalesce(current_setting('mt.drift_column_order', true), '') IN ('on', 'true');
 BEGIN
@@ -2363,11 +2407,6 @@ BEGIN
            AND (m.name = '*' OR EXISTS (SELECT FROM pg_namespace n WHERE n.nspname = m.name))
            AND NOT EXISTS (SELECT FROM mt.tenants t WHERE t.schema_name = m.name));
 
-    DELETE FROM mt_internal.drift_state s
-     WHERE s.schema_name <> reference AND NOT EXISTS (SELECT FROM mt.tenants t WHERE t.schema_name = s.schema_name);
-    DELETE FROM mt_internal.drift_differences d
-     WHERE NOT EXISTS (SELECT FROM mt.tenants t WHERE t.schema_name = d.schema_name);
-
     -- Privileges changed since (GRANT and REVOKE leave no mark).
     digests := (SELECT jsonb_object_agg(a.schema_name, a.acl_digest)
                   FROM mt_internal.acl_digests(array_append(ARRAY(SELECT t.schema_name FROM mt.tenants t), reference)) a);
@@ -2375,28 +2414,21 @@ BEGIN
                                 LEFT JOIN mt_internal.drift_state s ON s.schema_name = d.key
                                WHERE s.acl_digest IS DISTINCT FROM d.value);
 
+    -- Nothing is written before the schemas are compared: background workers may compare
+    -- them, and they would wait for this transaction's row locks while it waits for them.
     SELECT s.fingerprint INTO template_fingerprint FROM mt_internal.drift_state s WHERE s.schema_name = reference;
-    IF everything OR reference = ANY (marked) OR template_fingerprint IS NULL THEN
+    template_changed := everything OR reference = ANY (marked) OR template_fingerprint IS NULL;
+    IF template_changed THEN
         SELECT d.fingerprint INTO template_fingerprint FROM mt.drift(reference, ARRAY[reference]) d;
-        INSERT INTO mt_internal.drift_state AS s (schema_name, fingerprint, reference_fingerprint, column_order, acl_digest)
-        VALUES (reference, template_fingerprint, template_fingerprint, with_column_order, digests ->> reference)
-            ON CONFLICT (schema_name) DO UPDATE
-           SET fingerprint = excluded.fingerprint, reference_fingerprint = excluded.reference_fingerprint,
-               column_order = excluded.column_order, acl_digest = excluded.acl_digest, refreshed_at = excluded.refreshed_at;
     END IF;
 
-    -- Unchanged schemas that equal a changed template need no comparison.
-    WITH same AS (
-        UPDATE mt_internal.drift_state s SET reference_fingerprint = template_fingerprint
-         WHERE s.reference_fingerprint <> template_fingerprint AND s.fingerprint = template_fingerprint
-           AND NOT everything AND s.schema_name <> ALL (marked)
-        RETURNING s.schema_name)
-    DELETE FROM mt_internal.drift_differences d USING same WHERE d.schema_name = same.schema_name;
-
+    -- Unchanged schemas that equal a changed template need no comparison (below).
     stale := ARRAY(SELECT t.schema_name FROM mt.tenants t
                      LEFT JOIN mt_internal.drift_state s ON s.schema_name = t.schema_name
                     WHERE everything OR s.schema_name IS NULL OR t.schema_name = ANY (marked)
-                       OR s.reference_fingerprint <> template_fingerprint);
+                       OR (s.reference_fingerprint <> template_fingerprint AND s.fingerprint <> template_fingerprint)
+                    ORDER BY t.schema_name);
+    checked := cardinality(stale);
     -- In batches whose models (about 100,000 objects, estimated from the template's relations
     -- and columns: 100 schemas of a real application) stay in mt.drift's work_mem instead of
     -- spilling to disk. Not smaller: every batch reads the catalogs whole (they have no index
@@ -2404,28 +2436,47 @@ BEGIN
     batch_size := greatest(100, 100000 / greatest(1, (
         SELECT count(*) FROM pg_class c LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
          WHERE c.relnamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = reference))))::integer;
-    FOR batch_start IN 1 .. cardinality(stale) BY batch_size LOOP
-        batch := stale[batch_start : batch_start + batch_size - 1];
-        -- One statement: the old differences go, the new ones and the fingerprints are kept.
-        WITH computed AS MATERIALIZED (
-            SELECT * FROM mt.drift(reference, batch)
-        ), cleared AS (
-            DELETE FROM mt_internal.drift_differences d WHERE d.schema_name = ANY (batch)
-        ), added AS (
-            INSERT INTO mt_internal.drift_differences (schema_name, object_type, object_name, change, expected, actual)
-            SELECT c.schema_name, c.object_type, c.object_name, c.change, c.expected, c.actual
-              FROM computed c WHERE c.change IS NOT NULL
-        )
-        INSERT INTO mt_internal.drift_state AS s (schema_name, fingerprint, reference_fingerprint, column_order, acl_digest)
-        SELECT c.schema_name, c.fingerprint, template_fingerprint, with_column_order, digests ->> c.schema_name
-          FROM computed c WHERE c.change IS NULL
-            ON CONFLICT (schema_name) DO UPDATE
-           SET fingerprint = excluded.fingerprint, reference_fingerprint = excluded.reference_fingerprint,
-               column_order = excluded.column_order, acl_digest = excluded.acl_digest, refreshed_at = excluded.refreshed_at;
-        IF batch_start + batch_size <= cardinality(stale) THEN
+    batches := ARRAY(SELECT format('SELECT mt_internal.refresh_drift_batch(%L, %L, %L, %L)', reference,
+                                   stale[b : b + batch_size - 1], template_fingerprint, with_column_order)
+                       FROM generate_series(1, cardinality(stale), batch_size) b);
+    -- More than one batch: side by side in background workers (up to mt.max_workers at a
+    -- time), when they can see what this transaction sees and it has written nothing.
+    IF cardinality(batches) > 1 AND pg_current_xact_id_if_assigned() IS NULL
+       AND current_setting('transaction_isolation') = 'read committed' THEN
+        PERFORM mt_internal.run_in_workers(batches);
+        -- What the workers did not do (no free slot, an error) is done here: an error then
+        -- says what it is.
+        stale := ARRAY(SELECT x.name FROM unnest(stale) x(name)
+                         LEFT JOIN mt_internal.drift_state s ON s.schema_name = x.name
+                        WHERE s.refreshed_at IS NULL OR s.refreshed_at < started);
+        batches := ARRAY(SELECT format('SELECT mt_internal.refresh_drift_batch(%L, %L, %L, %L)', reference,
+                                       stale[b : b + batch_size - 1], template_fingerprint, with_column_order)
+                           FROM generate_series(1, cardinality(stale), batch_size) b);
+    END IF;
+    FOR b IN 1 .. cardinality(batches) LOOP
+        EXECUTE batches[b];
+        IF b < cardinality(batches) THEN
             PERFORM mt_internal.release_catalog_caches();   -- one batch's catalog entries at a time
         END IF;
     END LOOP;
+
+    DELETE FROM mt_internal.drift_state s
+     WHERE s.schema_name <> reference AND NOT EXISTS (SELECT FROM mt.tenants t WHERE t.schema_name = s.schema_name);
+    DELETE FROM mt_internal.drift_differences d
+     WHERE NOT EXISTS (SELECT FROM mt.tenants t WHERE t.schema_name = d.schema_name);
+    IF template_changed THEN
+        INSERT INTO mt_internal.drift_state AS s (schema_name, fingerprint, reference_fingerprint, column_order, acl_digest)
+        VALUES (reference, template_fingerprint, template_fingerprint, with_column_order, digests ->> reference)
+            ON CONFLICT (schema_name) DO UPDATE
+           SET fingerprint = excluded.fingerprint, reference_fingerprint = excluded.reference_fingerprint,
+               column_order = excluded.column_order, acl_digest = excluded.acl_digest, refreshed_at = excluded.refreshed_at;
+    END IF;
+    WITH same AS (
+        UPDATE mt_internal.drift_state s SET reference_fingerprint = template_fingerprint
+         WHERE s.reference_fingerprint <> template_fingerprint AND s.fingerprint = template_fingerprint
+           AND NOT everything AND s.schema_name <> ALL (marked)
+        RETURNING s.schema_name)
+    DELETE FROM mt_internal.drift_differences d USING same WHERE d.schema_name = same.schema_name;
 
     INSERT INTO mt_internal.schema_changes_seen AS s (schema_name, changed_by)
     SELECT m.schema_name, m.changed_by FROM unnest(marks) m
@@ -2438,7 +2489,7 @@ BEGIN
         DELETE FROM mt_internal.schema_changes_seen s USING gone WHERE s.schema_name = gone.schema_name
     )
     DELETE FROM mt_internal.schema_changes c USING gone WHERE c.schema_name = gone.schema_name;
-    RETURN QUERY SELECT cardinality(stale),
+    RETURN QUERY SELECT checked,
                         (SELECT count(DISTINCT d.schema_name)::integer FROM mt_internal.drift_differences d),
                         everything;
 END
@@ -2524,6 +2575,34 @@ CREATE TABLE mt_internal.health_snapshot (
 COMMENT ON TABLE mt_internal.health_snapshot IS
     'multitenant (internal): the last health check of every tenant (mt_internal.health_pools), its failing pools and counts, and when it was computed; derived, not dumped';
 
+CREATE  FUNCTION mt_internal."health_max_age"() RETURNS INT /* i32 */
+STRICT STABLE 
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'multitenant-0.2.0', 'health_max_age_wrapper';
+
+CREATE  FUNCTION mt_internal."request_health_refresh"() RETURNS bool /* bool */
+STRICT VOLATILE 
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'multitenant-0.2.0', 'request_health_refresh_wrapper';
+
+CREATE FUNCTION mt_internal.health_pools(tenant_ids text[] DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off  -- compiling these catalog queries costs more than running them
+AS $$
+    SELECT coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+               'tenantId', h.tenant_id, 'schemaName', h.schema_name, 'status', h.status,
+               'reasons', to_jsonb(h.reasons), 'pendingMigrations', h.pending_migrations,
+               'lastMigrationAt', h.last_migration_at, 'hasDrift', h.has_drift, 'schemaBytes', h.schema_bytes,
+               'error', CASE WHEN h.status <> 'ok' THEN array_to_string(h.reasons, '; ') END))
+             ORDER BY h.tenant_id), '[]')
+      FROM mt.health h
+     WHERE health_pools.tenant_ids IS NULL OR h.tenant_id = ANY (health_pools.tenant_ids)
+$$;
+
 CREATE FUNCTION mt_internal.pool_summary(pools jsonb, OUT total integer, OUT degraded integer, OUT unhealthy integer, OUT failing jsonb)
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -2566,8 +2645,6 @@ BEGIN
 END
 $$;
 
--- A third parameter (pools): the two-parameter function goes.
-DROP FUNCTION mt.health_check(text[], boolean);
 CREATE FUNCTION mt.health_check(tenant_ids text[] DEFAULT NULL, include_shared boolean DEFAULT true, pools text DEFAULT 'all')
 RETURNS jsonb
 LANGUAGE plpgsql
