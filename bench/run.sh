@@ -3,6 +3,7 @@
 #   bench/run.sh migrate [N ...]        bench/run.sh migrate --noop 10000
 #   bench/run.sh provision [N ...]      bench/run.sh drift [N ...]
 #   bench/run.sh corpus [N ...]         the realistic drizzle-kit corpus (bench/corpus/saas) against the psql floor
+#                                       and the predecessor (bench/predecessor, installed here when npm is there)
 #   bench/run.sh corpus-small [N ...]   the same with the 5-table corpus (bench/corpus/small), for 10,000+ tenants
 #                                       (BENCH_TMPFS=1: the durable cluster's data directory on tmpfs)
 #   bench/run.sh client [TENANTS] [SECONDS] [--hop]
@@ -32,6 +33,8 @@ case "$bench" in
       export MT_CLUSTER_BASE=/dev/shm/multitenant-bench
       CLUSTER=bench-durable-tmpfs
     fi
+    # The predecessor (drizzle-multitenant from npm) for the comparison, where npm is.
+    if command -v npm >/dev/null; then bench/predecessor/run.sh install; fi
     scripts/cluster.sh start "$CLUSTER" "$PORT"
     runuser -u postgres -- psql -X -q -h 127.0.0.1 -p "$PORT" -U postgres -d postgres \
       -c "ALTER SYSTEM SET fsync = on" -c "ALTER SYSTEM SET synchronous_commit = on" \

@@ -319,7 +319,8 @@ fn drift_health_and_their_exit_codes() {
     assert_eq!(health["degradedPools"], 1);
     mt_exit(&url, &["health", "--fail-on-degraded"], 5);
     let failing = mt_exit(&url, &["health", "--pools", "failing", "--json"], 0).json();
-    let listed: Vec<&str> = failing["pools"].as_array().unwrap().iter().map(|p| p["tenantId"].as_str().unwrap()).collect();
+    let listed: Vec<&str> =
+        failing["pools"].as_array().unwrap().iter().map(|p| p["tenantId"].as_str().unwrap()).collect();
     assert_eq!((listed, &failing["totalPools"]), (vec!["b"], &serde_json::json!(2)));
     let counts = mt_exit(&url, &["health", "--pools", "none", "--json"], 0).json();
     assert!(counts.get("pools").is_none() && counts["degradedPools"] == 1, "{counts}");

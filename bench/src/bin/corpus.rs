@@ -13,12 +13,16 @@
 //!    transaction per schema, as drizzle-orm's migrator runs a folder) into N empty schemas with
 //!    `search_path = <schema>, public`, no tracking at all, from as many psql sessions as
 //!    the machine has cores, then again from 10 sessions;
-//! 2. `mt.migrate_all(concurrency => W)` on N fresh tenants (W = cores unless `--workers`),
+//! 2. the predecessor (drizzle-multitenant 1.3.5's CLI, `bench/predecessor/`, 10 tenants at
+//!    once) on the floor's SQL in N empty schemas, its no-op rerun and its `status` (unless
+//!    `--no-predecessor`, or when `bench/predecessor/run.sh install` has not been run);
+//! 3. `mt.migrate_all(concurrency => W)` on N fresh tenants (W = cores unless `--workers`),
 //!    the folder registered with `mt.load_migrations`;
 //!    (they are empty: each gets a copy of the template);
-//! 3. `mt.migrate_all()` again with nothing pending, `mt.status`, and (unless `--no-drift`)
-//!    `mt.drift_summary` over all tenants, cold, then again after one tenant changed;
-//! 4. in a fresh database again, `mt.migrate_all` on N tenants with template copies off
+//! 4. `mt.migrate_all()` again with nothing pending, `mt.status`, and (unless `--no-drift`)
+//!    `mt.drift_summary` over all tenants, cold, then again after one tenant changed, the
+//!    health probe and one more tenant;
+//! 5. in a fresh database again, `mt.migrate_all` on N tenants with template copies off
 //!    (`mt.provision_from_template`), so that every migration is replayed.
 //!
 //! Every schema of the floor and every tenant is then checked against
@@ -27,15 +31,15 @@
 //! file system of its data directory are printed with the figures: `bench/run.sh corpus`
 //! runs on a cluster with fsync, synchronous_commit and full_page_writes on.
 //!
-//! With `--scale`, for fleets of 10,000 tenants and more, steps 1 and 4 are left out: the
+//! With `--scale`, for fleets of 10,000 tenants and more, steps 1, 2 and 5 are left out: the
 //! figures are those of the catalog's scale (no-op run, status, drift, the health probe, one
 //! more tenant), not ratios.
 //!
 //! The workers' memory (peak RSS and private memory of any one worker process, read from
-//! /proc) is sampled during the runs of steps 2 and 4.
+//! /proc) is sampled during the runs of steps 3 and 5.
 //!
 //! Usage: corpus [--small] [--scale] [--workers W] [--floor-per-migration | --floor-per-tenant] [--no-drift]
-//!               [N ...]
+//!               [--no-predecessor] [N ...]
 //!        (default N: 100)
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -56,6 +60,10 @@ use multitenant_core::sql_text;
 const ROLE_TEMPLATE: &str = "bcorpus_{schema}";
 const FLOOR_DB: &str = "bench_corpus_floor";
 const MT_DB: &str = "bench_corpus";
+const PREDECESSOR_DB: &str = "bench_corpus_predecessor";
+/// Tenants the predecessor's CLI migrates at once, one connection each (its users' setting
+/// in the issue that asked for the comparison).
+const PREDECESSOR_CONCURRENCY: usize = 10;
 
 /// How the floor's psql sessions bracket the statements in transactions.
 #[derive(Clone, Copy)]
@@ -82,6 +90,8 @@ struct Options {
     drift: bool,
     /// Only the figures of scale: no floors, no replay.
     scale: bool,
+    /// The predecessor's CLI on the same SQL (when bench/predecessor/ is installed).
+    predecessor: bool,
     sizes: Vec<usize>,
 }
 
@@ -92,6 +102,7 @@ fn options(cores: usize) -> Options {
         floor_mode: FloorMode::Autocommit,
         drift: true,
         scale: false,
+        predecessor: true,
         sizes: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
@@ -103,6 +114,7 @@ fn options(cores: usize) -> Options {
             "--floor-per-tenant" => o.floor_mode = FloorMode::PerTenant,
             "--no-drift" => o.drift = false,
             "--scale" => o.scale = true,
+            "--no-predecessor" => o.predecessor = false,
             n => o.sizes.push(n.parse().unwrap_or_else(|_| panic!("not a number of tenants: {n}"))),
         }
     }
@@ -323,8 +335,9 @@ struct Ours {
     replay: Option<(Duration, MemoryPeak)>,
     /// The workers' memory during the fresh run.
     fresh_memory: MemoryPeak,
-    /// `mt.health_check()`: the first call (computes), the median of five more (snapshot).
-    health: (Duration, Duration),
+    /// `mt.health_check()`: the first call (computes), the median of five more (snapshot),
+    /// and the median of five `pools => 'none'` (the counts, from the snapshot).
+    health: (Duration, Duration, Duration),
     /// One `mt.create_tenant` among N tenants (median of three).
     create_tenant: Duration,
 }
@@ -405,10 +418,13 @@ fn ours(corpus: &Corpus, dir: &Path, n: usize, options: &Options) -> Ours {
     // The load balancer's probe, computing and then answering from its snapshot, and one more
     // tenant, created with its schema (a copy of the template), three times: the median.
     let (_, health_first) = timed(|| client.query_one("SELECT mt.health_check()", &[]).unwrap());
-    let mut probes: Vec<Duration> =
-        (0..5).map(|_| timed(|| client.query_one("SELECT mt.health_check()", &[]).unwrap()).1).collect();
-    probes.sort();
-    let health = probes[2];
+    let mut median_of_5 = |sql: &str| {
+        let mut probes: Vec<Duration> = (0..5).map(|_| timed(|| client.query_one(sql, &[]).unwrap()).1).collect();
+        probes.sort();
+        probes[2]
+    };
+    let health = median_of_5("SELECT mt.health_check()");
+    let health_counts = median_of_5("SELECT mt.health_check(pools => 'none')");
     let mut creates: Vec<Duration> = (1..=3)
         .map(|i| timed(|| client.execute("SELECT mt.create_tenant($1)", &[&format!("probe{i}")]).unwrap()).1)
         .collect();
@@ -426,7 +442,7 @@ fn ours(corpus: &Corpus, dir: &Path, n: usize, options: &Options) -> Ours {
         status,
         drift,
         replay,
-        health: (health_first, health),
+        health: (health_first, health, health_counts),
         create_tenant: creates[1],
     }
 }
@@ -458,6 +474,89 @@ fn replay(corpus: &Corpus, dir: &Path, n: usize, options: &Options) -> (Duration
     drop(client);
     drop_mt_database();
     (replay, memory)
+}
+
+/// The predecessor's figures: a run migrating N empty schemas, the same run again with
+/// nothing pending, and its `status`.
+struct Predecessor {
+    migrate: Duration,
+    noop: Duration,
+    status: Duration,
+}
+
+fn predecessor_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("predecessor")
+}
+
+/// The predecessor's CLI (drizzle-multitenant 1.3.5 from npm, `bench/predecessor/`), with its
+/// --json output parsed. Its config reads the database, the tenants (t1..tN, schemas
+/// pred_t1..) and the folder from the environment.
+fn predecessor_cli(folder: &Path, n: usize, args: &[&str]) -> (serde_json::Value, Duration) {
+    let dir = predecessor_dir();
+    let (output, elapsed) = timed(|| {
+        Command::new("node")
+            .current_dir(&dir)
+            .arg("node_modules/drizzle-multitenant/bin/drizzle-multitenant.js")
+            .args(["--json", "--no-color"])
+            .args(args)
+            .args(["--config", "tenant.config.js"])
+            .env("MT_PRED_DATABASE_URL", url(PREDECESSOR_DB))
+            .env("MT_PRED_TENANT_COUNT", n.to_string())
+            .env("MT_PRED_MIGRATIONS", folder)
+            .output()
+            .expect("node")
+    });
+    let text = String::from_utf8_lossy(&output.stdout);
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!("predecessor {args:?}: no JSON ({e}): {text}\n{}", String::from_utf8_lossy(&output.stderr))
+    });
+    assert!(json.get("error").is_none(), "predecessor {args:?}: {}", json["error"]);
+    (json, elapsed)
+}
+
+/// The predecessor on the SQL the floor runs, in N empty schemas of a database of its own,
+/// with the corpus's extensions created in `public` beforehand, as for the floor. Its CLI runs
+/// each file verbatim in one transaction, `search_path = <schema>, public`: drizzle-kit's own
+/// files, with their `"public".` qualifiers, fail in every tenant (`relation
+/// "public.organizations" does not exist`); it does not create the schemas either.
+fn predecessor(corpus: &Corpus, dir: &Path, n: usize) -> Predecessor {
+    let folder = dir.join(format!("predecessor_{}", corpus.folder.file_name().unwrap().to_string_lossy()));
+    std::fs::create_dir_all(&folder).unwrap();
+    for (i, sql) in corpus.migrations.iter().enumerate() {
+        std::fs::write(folder.join(format!("{i:04}_migration.sql")), sql).unwrap();
+    }
+    let mut client = fresh_database(PREDECESSOR_DB);
+    for extension in &corpus.extensions {
+        client.batch_execute(&format!("CREATE EXTENSION IF NOT EXISTS \"{extension}\" SCHEMA public")).unwrap();
+    }
+    in_batches(&mut client, (1..=n).map(|t| format!("CREATE SCHEMA pred_t{t}")));
+    client.batch_execute("CHECKPOINT").unwrap();
+    let concurrency = PREDECESSOR_CONCURRENCY.to_string();
+    let migrate_args = ["migrate", "--all", "--concurrency", concurrency.as_str()];
+    let (run, migrate) = predecessor_cli(&folder, n, &migrate_args);
+    let summary = &run["summary"];
+    assert_eq!((summary["succeeded"].as_u64(), summary["failed"].as_u64()), (Some(n as u64), Some(0)), "{summary}");
+    let (rerun, noop) = predecessor_cli(&folder, n, &migrate_args);
+    let applied: usize = rerun["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["appliedMigrations"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!((rerun["summary"]["succeeded"].as_u64(), applied), (Some(n as u64), 0), "the predecessor's rerun");
+    let (state, status) = predecessor_cli(&folder, n, &["status"]);
+    assert_eq!(state["summary"]["upToDate"].as_u64(), Some(n as u64), "the predecessor's status: {}", state["summary"]);
+    check_shapes(
+        &mut client,
+        "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'pred\\_%'",
+        "pred_t1",
+        corpus,
+        n,
+        "predecessor",
+    );
+    drop(client);
+    connect("postgres").batch_execute(&format!("DROP DATABASE {PREDECESSOR_DB} WITH (FORCE)")).unwrap();
+    Predecessor { migrate, noop, status }
 }
 
 fn millis(d: Duration) -> f64 {
@@ -495,6 +594,11 @@ fn main() {
             let per_core = floor(&corpus, &dir, n, cores, options.floor_mode);
             (per_core, floor(&corpus, &dir, n, 10, options.floor_mode))
         });
+        let installed = predecessor_dir().join("node_modules/drizzle-multitenant").exists();
+        if options.predecessor && !options.scale && !installed {
+            println!("  (the predecessor is not installed: bench/predecessor/run.sh install)");
+        }
+        let predecessor = (options.predecessor && !options.scale && installed).then(|| predecessor(&corpus, &dir, n));
         let ours = ours(&corpus, &dir, n, &options);
         let w = options.workers;
         let line = |label: String, value: String| println!("  {label:<52} {value}");
@@ -511,14 +615,36 @@ fn main() {
             line(format!("floor, psql, {cores} sessions ({floor_mode}):"), secs(per_core));
             line(format!("floor, psql, 10 sessions ({floor_mode}):"), secs(ten));
         }
-        line(format!("mt.migrate_all, {w} workers, fresh tenants:"), against_floors(ours.fresh));
+        if let Some(p) = &predecessor {
+            let c = PREDECESSOR_CONCURRENCY;
+            line(format!("predecessor (drizzle-multitenant 1.3.5), {c} at once:"), against_floors(p.migrate));
+        }
+        let of_predecessor = |d: Duration| {
+            predecessor.as_ref().map(|p| format!(", {} of the predecessor", ratio(d, p.migrate))).unwrap_or_default()
+        };
+        line(
+            format!("mt.migrate_all, {w} workers, fresh tenants:"),
+            against_floors(ours.fresh) + &of_predecessor(ours.fresh),
+        );
         line("  its workers' memory:".into(), ours.fresh_memory.to_string());
         if let Some((replay, memory)) = ours.replay {
-            line(format!("mt.migrate_all, {w} workers, tenants replaying:"), against_floors(replay));
+            line(
+                format!("mt.migrate_all, {w} workers, tenants replaying:"),
+                against_floors(replay) + &of_predecessor(replay),
+            );
             line("  its workers' memory:".into(), memory.to_string());
         }
-        line("mt.migrate_all, nothing pending:".into(), secs(ours.noop));
-        line("mt.status:".into(), secs(ours.status));
+        let against_predecessor = |ours: Duration, theirs: Option<Duration>| match theirs {
+            Some(theirs) => {
+                format!("{}  (the predecessor: {}, {} of it)", secs(ours), secs(theirs), ratio(ours, theirs))
+            }
+            None => secs(ours),
+        };
+        line(
+            "mt.migrate_all, nothing pending:".into(),
+            against_predecessor(ours.noop, predecessor.as_ref().map(|p| p.noop)),
+        );
+        line("mt.status:".into(), against_predecessor(ours.status, predecessor.as_ref().map(|p| p.status)));
         if let Some((cold, steady)) = ours.drift {
             line("mt.drift_summary, every tenant (cold):".into(), secs(cold));
             line("mt.drift_summary, one tenant changed since:".into(), secs(steady));
@@ -527,6 +653,7 @@ fn main() {
             "mt.health_check(), computing, then from its snapshot:".into(),
             format!("{:.1} ms, {:.1} ms (median of 5)", millis(ours.health.0), millis(ours.health.1)),
         );
+        line("mt.health_check(pools => 'none'), from its snapshot:".into(), format!("{:.1} ms", millis(ours.health.2)));
         line(
             "mt.create_tenant, one more tenant (median of 3):".into(),
             format!("{:.1} ms", millis(ours.create_tenant)),
