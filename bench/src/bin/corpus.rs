@@ -493,7 +493,9 @@ fn predecessor_dir() -> PathBuf {
 /// pred_t1..) and the folder from the environment.
 fn predecessor_cli(folder: &Path, n: usize, args: &[&str]) -> (serde_json::Value, Duration) {
     let dir = predecessor_dir();
-    let (output, elapsed) = timed(|| {
+    // Into a file: node cuts output to a pipe short when the CLI exits (at 64 kB).
+    let out = folder.with_extension("json");
+    let (status, elapsed) = timed(|| {
         Command::new("node")
             .current_dir(&dir)
             .arg("node_modules/drizzle-multitenant/bin/drizzle-multitenant.js")
@@ -503,12 +505,14 @@ fn predecessor_cli(folder: &Path, n: usize, args: &[&str]) -> (serde_json::Value
             .env("MT_PRED_DATABASE_URL", url(PREDECESSOR_DB))
             .env("MT_PRED_TENANT_COUNT", n.to_string())
             .env("MT_PRED_MIGRATIONS", folder)
-            .output()
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(Stdio::null())
+            .status()
             .expect("node")
     });
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = std::fs::read_to_string(&out).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
-        panic!("predecessor {args:?}: no JSON ({e}): {text}\n{}", String::from_utf8_lossy(&output.stderr))
+        panic!("predecessor {args:?} ({status}): no JSON ({e}): {}", &text[..text.len().min(2000)])
     });
     assert!(json.get("error").is_none(), "predecessor {args:?}: {}", json["error"]);
     (json, elapsed)
