@@ -549,7 +549,6 @@ DECLARE
     template_changed boolean;
     stale      text[];
     checked    integer;
-    batches    text[];
     batch_size integer;
     with_column_order constant boolean := coalesce(current_setting('mt.drift_column_order', true), '') IN ('on', 'true');
 BEGIN
@@ -600,26 +599,23 @@ BEGIN
     batch_size := greatest(100, 100000 / greatest(1, (
         SELECT count(*) FROM pg_class c LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
          WHERE c.relnamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = reference))))::integer;
-    batches := ARRAY(SELECT format('SELECT mt_internal.refresh_drift_batch(%L, %L, %L, %L)', reference,
-                                   stale[b : b + batch_size - 1], template_fingerprint, with_column_order)
-                       FROM generate_series(1, cardinality(stale), batch_size) b);
     -- More than one batch: side by side in background workers (up to mt.max_workers at a
     -- time), when they can see what this transaction sees and it has written nothing.
-    IF cardinality(batches) > 1 AND pg_current_xact_id_if_assigned() IS NULL
+    IF cardinality(stale) > batch_size AND pg_current_xact_id_if_assigned() IS NULL
        AND current_setting('transaction_isolation') = 'read committed' THEN
-        PERFORM mt_internal.run_in_workers(batches);
+        PERFORM mt_internal.run_in_workers(ARRAY(
+            SELECT format('SELECT mt_internal.refresh_drift_batch(%L, %L, %L, %L)',
+                          reference, stale[b : b + batch_size - 1], template_fingerprint, with_column_order)
+              FROM generate_series(1, cardinality(stale), batch_size) b));
         -- What the workers did not do (no free slot, an error) is done here: an error then
         -- says what it is.
         stale := ARRAY(SELECT x.name FROM unnest(stale) x(name)
                          LEFT JOIN mt_internal.drift_state s ON s.schema_name = x.name
                         WHERE s.refreshed_at IS NULL OR s.refreshed_at < started);
-        batches := ARRAY(SELECT format('SELECT mt_internal.refresh_drift_batch(%L, %L, %L, %L)', reference,
-                                       stale[b : b + batch_size - 1], template_fingerprint, with_column_order)
-                           FROM generate_series(1, cardinality(stale), batch_size) b);
     END IF;
-    FOR b IN 1 .. cardinality(batches) LOOP
-        EXECUTE batches[b];
-        IF b < cardinality(batches) THEN
+    FOR b IN 1 .. cardinality(stale) BY batch_size LOOP
+        PERFORM mt_internal.refresh_drift_batch(reference, stale[b : b + batch_size - 1], template_fingerprint, with_column_order);
+        IF b + batch_size <= cardinality(stale) THEN
             PERFORM mt_internal.release_catalog_caches();   -- one batch's catalog entries at a time
         END IF;
     END LOOP;

@@ -2,7 +2,6 @@
 //! (`sql/health.sql`) and, once it is half as old as `mt.health_max_age`, asks for the next
 //! one here, so that the probe itself never waits for a computation over every tenant.
 
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::prelude::*;
 
 /// `backend_type` of the refreshing worker in `pg_stat_activity`.
@@ -36,12 +35,7 @@ fn request_health_refresh() -> bool {
     }
     let (database, role) = unsafe { (pg_sys::MyDatabaseId, pg_sys::GetUserId()) };
     let argument = (u64::from(database.to_u32()) << 32) | u64::from(role.to_u32());
-    BackgroundWorkerBuilder::new("multitenant health refresh")
-        .set_type(WORKER_TYPE)
-        .set_library(crate::workers::LIBRARY)
-        .set_function("mt_health_worker")
-        .enable_spi_access()
-        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+    crate::workers::builder("multitenant health refresh", WORKER_TYPE, "mt_health_worker")
         .set_argument(Some(pg_sys::Datum::from(argument)))
         .load_dynamic()
         .is_ok()
@@ -55,14 +49,10 @@ pub extern "C-unwind" fn mt_health_worker(argument: pg_sys::Datum) {
     let value = argument.value() as u64;
     let database = pg_sys::Oid::from((value >> 32) as u32);
     let role = pg_sys::Oid::from(value as u32);
-    BackgroundWorker::connect_worker_to_spi_by_oid(Some(database), Some(role));
-    BackgroundWorker::transaction(|| {
-        // A snapshot lost in a crash is simply computed again.
-        Spi::run(
-            "SELECT pg_catalog.set_config('synchronous_commit', 'off', true), \
-                    pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)",
-        )
-        .and_then(|_| Spi::run("SELECT mt_internal.refresh_health()"))
-        .unwrap_or_else(|e| error!("multitenant: cannot refresh the health snapshot: {e}"));
-    });
+    crate::parallel::run_derived(
+        database,
+        role,
+        "SELECT mt_internal.refresh_health()",
+        "cannot refresh the health snapshot",
+    );
 }

@@ -7,9 +7,7 @@
 use std::cell::RefCell;
 use std::panic::AssertUnwindSafe;
 
-use pgrx::bgworkers::{
-    BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, BgWorkerStartTime, DynamicBackgroundWorker,
-};
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerStatus, DynamicBackgroundWorker};
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 
@@ -92,12 +90,7 @@ fn run_in_workers(statements: Vec<String>) -> i32 {
 }
 
 fn start_worker(handle: pg_sys::dsm_handle, index: usize) -> Option<DynamicBackgroundWorker> {
-    BackgroundWorkerBuilder::new(&format!("multitenant parallel statement {index}"))
-        .set_type(WORKER_TYPE)
-        .set_library(crate::workers::LIBRARY)
-        .set_function("mt_statement_worker")
-        .enable_spi_access()
-        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+    crate::workers::builder(&format!("multitenant parallel statement {index}"), WORKER_TYPE, "mt_statement_worker")
         .set_argument(Some(pg_sys::Datum::from(handle)))
         .set_extra(&index.to_string())
         .set_notify_pid(unsafe { pg_sys::MyProcPid })
@@ -127,15 +120,21 @@ pub extern "C-unwind" fn mt_statement_worker(argument: pg_sys::Datum) {
         let text = std::slice::from_raw_parts(base.add(offset), length);
         (header, String::from_utf8_lossy(text).into_owned())
     };
-    BackgroundWorker::connect_worker_to_spi_by_oid(Some(header.database), Some(header.role));
+    run_derived(header.database, header.role, &statement, "a parallel statement failed");
+}
+
+/// What a worker computing derived state (drift, health) does: connects as `role`, then runs
+/// `sql` in one transaction that commits without waiting for the disk (a crash only loses a
+/// recomputation), names looked up in `pg_catalog` only; an error ends the worker, logged
+/// after `context`.
+pub(crate) fn run_derived(database: pg_sys::Oid, role: pg_sys::Oid, sql: &str, context: &str) {
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(database), Some(role));
     BackgroundWorker::transaction(|| {
-        // What these statements write is derived (drift state): a crash only loses a
-        // recomputation.
         Spi::run(
             "SELECT pg_catalog.set_config('synchronous_commit', 'off', true), \
                     pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)",
         )
-        .and_then(|_| Spi::run(&statement))
-        .unwrap_or_else(|e| error!("multitenant: a parallel statement failed: {e}"));
+        .and_then(|_| Spi::run(sql))
+        .unwrap_or_else(|e| error!("multitenant: {context}: {e}"));
     });
 }

@@ -406,13 +406,19 @@ fn supervise(run: &Run, handle: pg_sys::dsm_handle, concurrency: usize, workers:
     }
 }
 
-fn start_worker(handle: pg_sys::dsm_handle, run_id: i64) -> Option<DynamicBackgroundWorker> {
-    BackgroundWorkerBuilder::new(&format!("multitenant run {run_id}"))
-        .set_type("multitenant worker")
+/// A dynamic background worker of this library: `function` is its entry point, `worker_type`
+/// its `backend_type` in `pg_stat_activity`; it may use SPI once recovery has finished.
+pub(crate) fn builder(name: &str, worker_type: &str, function: &str) -> BackgroundWorkerBuilder {
+    BackgroundWorkerBuilder::new(name)
+        .set_type(worker_type)
         .set_library(LIBRARY)
-        .set_function("mt_run_worker")
+        .set_function(function)
         .enable_spi_access()
         .set_start_time(BgWorkerStartTime::RecoveryFinished)
+}
+
+fn start_worker(handle: pg_sys::dsm_handle, run_id: i64) -> Option<DynamicBackgroundWorker> {
+    builder(&format!("multitenant run {run_id}"), "multitenant worker", "mt_run_worker")
         .set_argument(Some(pg_sys::Datum::from(handle)))
         .set_notify_pid(unsafe { pg_sys::MyProcPid })
         .load_dynamic()
