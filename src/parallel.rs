@@ -26,9 +26,10 @@ struct Header {
 
 /// `mt_internal.run_in_workers(statements text[])`: runs every statement in a background
 /// worker of its own, up to `mt.max_workers` at a time, and waits until they have ended.
-/// Returns how many statements were given a worker (the rest, when no slot was free). A statement that fails only logs its error (in the server log): callers check
-/// what was written. Internal: callers must not have written anything in their transaction
-/// (the workers would wait for its row locks while it waits for them).
+/// Returns how many statements were given a worker (the rest, when no slot was free). A
+/// statement that fails only logs its error (in the server log): callers check what was
+/// written. Internal: callers must not have written anything in their transaction (the
+/// workers would wait for its row locks while it waits for them).
 #[pg_extern(volatile, schema = "mt_internal")]
 #[search_path(pg_catalog, pg_temp)]
 fn run_in_workers(statements: Vec<String>) -> i32 {
