@@ -502,9 +502,11 @@ COMMENT ON FUNCTION mt_internal.acl_digests(text[]) IS
     'multitenant (internal): per schema, a digest of the privileges on its relations; a drift refresh recomputes the schemas whose digest changed';
 
 -- One batch of a refresh: the schemas' old differences go, their new ones and their
--- fingerprints (against the given template fingerprint) are kept, in one statement. Run by
--- mt.refresh_drift, in-process or in background workers (mt_internal.run_in_workers).
-CREATE FUNCTION mt_internal.refresh_drift_batch(reference text, batch text[], template_fingerprint text, column_order boolean)
+-- fingerprints (against the given template fingerprint) are kept with their privilege
+-- digests (mt_internal.acl_digests, as the refresh read them: {schema: digest}), in one
+-- statement. Run by mt.refresh_drift, in-process or in background workers
+-- (mt_internal.run_in_workers).
+CREATE FUNCTION mt_internal.refresh_drift_batch(reference text, batch text[], template_fingerprint text, column_order boolean, digests jsonb)
 RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
@@ -512,8 +514,6 @@ SET jit = off
 AS $$
     WITH computed AS MATERIALIZED (
         SELECT * FROM mt.drift(refresh_drift_batch.reference, refresh_drift_batch.batch)
-    ), digests AS (
-        SELECT * FROM mt_internal.acl_digests(refresh_drift_batch.batch)
     ), cleared AS (
         DELETE FROM mt_internal.drift_differences d WHERE d.schema_name = ANY (refresh_drift_batch.batch)
     ), added AS (
@@ -522,13 +522,14 @@ AS $$
           FROM computed c WHERE c.change IS NOT NULL
     )
     INSERT INTO mt_internal.drift_state AS s (schema_name, fingerprint, reference_fingerprint, column_order, acl_digest)
-    SELECT c.schema_name, c.fingerprint, refresh_drift_batch.template_fingerprint, refresh_drift_batch.column_order, g.acl_digest
-      FROM computed c JOIN digests g ON g.schema_name = c.schema_name WHERE c.change IS NULL
+    SELECT c.schema_name, c.fingerprint, refresh_drift_batch.template_fingerprint, refresh_drift_batch.column_order,
+           refresh_drift_batch.digests ->> c.schema_name
+      FROM computed c WHERE c.change IS NULL
         ON CONFLICT (schema_name) DO UPDATE
        SET fingerprint = excluded.fingerprint, reference_fingerprint = excluded.reference_fingerprint,
            column_order = excluded.column_order, acl_digest = excluded.acl_digest, refreshed_at = excluded.refreshed_at
 $$;
-COMMENT ON FUNCTION mt_internal.refresh_drift_batch(text, text[], text, boolean) IS
+COMMENT ON FUNCTION mt_internal.refresh_drift_batch(text, text[], text, boolean, jsonb) IS
     'multitenant (internal): recompute and keep the fingerprints and differences of a batch of schemas against the reference (one batch of mt.refresh_drift)';
 
 CREATE FUNCTION mt.refresh_drift(full_refresh boolean DEFAULT false)
@@ -604,9 +605,11 @@ BEGIN
     IF cardinality(stale) > batch_size AND pg_current_xact_id_if_assigned() IS NULL
        AND current_setting('transaction_isolation') = 'read committed' THEN
         PERFORM mt_internal.run_in_workers(ARRAY(
-            SELECT format('SELECT mt_internal.refresh_drift_batch(%L, %L, %L, %L)',
-                          reference, stale[b : b + batch_size - 1], template_fingerprint, with_column_order)
-              FROM generate_series(1, cardinality(stale), batch_size) b));
+            SELECT format('SELECT mt_internal.refresh_drift_batch(%L, %L, %L, %L, %L)',
+                          reference, x.batch, template_fingerprint, with_column_order,
+                          (SELECT jsonb_object_agg(name, digests -> name) FROM unnest(x.batch) name))
+              FROM generate_series(1, cardinality(stale), batch_size) b,
+                   LATERAL (SELECT stale[b : b + batch_size - 1] AS batch) x));
         -- What the workers did not do (no free slot, an error) is done here: an error then
         -- says what it is.
         stale := ARRAY(SELECT x.name FROM unnest(stale) x(name)
@@ -614,7 +617,8 @@ BEGIN
                         WHERE s.refreshed_at IS NULL OR s.refreshed_at < started);
     END IF;
     FOR b IN 1 .. cardinality(stale) BY batch_size LOOP
-        PERFORM mt_internal.refresh_drift_batch(reference, stale[b : b + batch_size - 1], template_fingerprint, with_column_order);
+        PERFORM mt_internal.refresh_drift_batch(reference, stale[b : b + batch_size - 1], template_fingerprint,
+                                                with_column_order, digests);
         IF b + batch_size <= cardinality(stale) THEN
             PERFORM mt_internal.release_catalog_caches();   -- one batch's catalog entries at a time
         END IF;

@@ -169,12 +169,10 @@ DECLARE
     started    timestamptz := clock_timestamp();
     max_age    interval := make_interval(secs => mt_internal.health_max_age());
     computed_at timestamptz;
-    age        interval;
     listed     jsonb;   -- the pools the answer lists, as the pools parameter asks
     total      integer;
     degraded   integer;
     unhealthy  integer;
-    summary    record;
     shared     text := mt.get_config('shared_schema');
     shared_at  timestamptz;
     shared_status text;
@@ -188,29 +186,29 @@ BEGIN
     END IF;
     PERFORM mt.tenant_schema(id) FROM unnest(tenant_ids) AS id;   -- 42704 for an unknown id
 
-    SELECT s.computed_at INTO computed_at FROM mt_internal.health_snapshot s;
-    age := started - computed_at;
-    IF age <= max_age AND tenant_ids IS NULL THEN
-        -- Only what the answer needs: the whole pools column of 50,000 tenants is 10 MB.
-        SELECT CASE health_check.pools WHEN 'all' THEN s.pools WHEN 'failing' THEN s.failing END,
-               s.total, s.degraded, s.unhealthy
-          INTO listed, total, degraded, unhealthy
-          FROM mt_internal.health_snapshot s;
-    ELSIF age <= max_age THEN
+    -- One read of the snapshot, if it is young enough, and of only what the answer needs:
+    -- the pools of 50,000 tenants are 10 MB.
+    SELECT s.computed_at,
+           CASE WHEN tenant_ids IS NOT NULL OR health_check.pools = 'all' THEN s.pools
+                WHEN health_check.pools = 'failing' THEN s.failing END,
+           s.total, s.degraded, s.unhealthy
+      INTO computed_at, listed, total, degraded, unhealthy
+      FROM mt_internal.health_snapshot s
+     WHERE started - s.computed_at <= max_age;
+    IF computed_at IS NOT NULL AND tenant_ids IS NOT NULL THEN
+        total := NULL;   -- the listed tenants' counts, below
         SELECT jsonb_agg(p ORDER BY n) FILTER (WHERE p ->> 'tenantId' = ANY (tenant_ids))
           INTO listed
-          FROM mt_internal.health_snapshot s, jsonb_array_elements(s.pools) WITH ORDINALITY AS e(p, n);
+          FROM jsonb_array_elements(listed) WITH ORDINALITY AS e(p, n);
         -- A listed tenant created since is computed afresh, with the others listed.
         IF coalesce(jsonb_array_length(listed), 0) < (SELECT count(DISTINCT id) FROM unnest(tenant_ids) AS id) THEN
             computed_at := NULL;
         ELSE
             listed := coalesce(listed, '[]');
         END IF;
-    ELSE
-        computed_at := NULL;
     END IF;
     IF computed_at IS NOT NULL THEN
-        IF age > max_age / 2 AND NOT pg_is_in_recovery() THEN
+        IF started - computed_at > max_age / 2 AND NOT pg_is_in_recovery() THEN
             PERFORM mt_internal.request_health_refresh();
         END IF;
     ELSE
@@ -223,11 +221,10 @@ BEGIN
     END IF;
 
     IF total IS NULL THEN
-        SELECT * INTO summary FROM mt_internal.pool_summary(listed);
-        total := summary.total;
-        degraded := summary.degraded;
-        unhealthy := summary.unhealthy;
-        listed := CASE health_check.pools WHEN 'all' THEN listed WHEN 'failing' THEN summary.failing END;
+        SELECT c.total, c.degraded, c.unhealthy,
+               CASE health_check.pools WHEN 'all' THEN listed WHEN 'failing' THEN c.failing END
+          INTO total, degraded, unhealthy, listed
+          FROM mt_internal.pool_summary(listed) c;
     END IF;
 
     IF include_shared THEN

@@ -2338,9 +2338,11 @@ LANGUAGE c /* Rust */
 AS 'multitenant-0.2.0', 'run_in_workers_wrapper';
 
 -- One batch of a refresh: the schemas' old differences go, their new ones and their
--- fingerprints (against the given template fingerprint) are kept, in one statement. Run by
--- mt.refresh_drift, in-process or in background workers (mt_internal.run_in_workers).
-CREATE FUNCTION mt_internal.refresh_drift_batch(reference text, batch text[], template_fingerprint text, column_order boolean)
+-- fingerprints (against the given template fingerprint) are kept with their privilege
+-- digests (mt_internal.acl_digests, as the refresh read them: {schema: digest}), in one
+-- statement. Run by mt.refresh_drift, in-process or in background workers
+-- (mt_internal.run_in_workers).
+CREATE FUNCTION mt_internal.refresh_drift_batch(reference text, batch text[], template_fingerprint text, column_order boolean, digests jsonb)
 RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
@@ -2348,8 +2350,6 @@ SET jit = off
 AS $$
     WITH computed AS MATERIALIZED (
         SELECT * FROM mt.drift(refresh_drift_batch.reference, refresh_drift_batch.batch)
-    ), digests AS (
-        SELECT * FROM mt_internal.acl_digests(refresh_drift_batch.batch)
     ), cleared AS (
         DELETE FROM mt_internal.drift_differences d WHERE d.schema_name = ANY (refresh_drift_batch.batch)
     ), added AS (
@@ -2358,13 +2358,14 @@ AS $$
           FROM computed c WHERE c.change IS NOT NULL
     )
     INSERT INTO mt_internal.drift_state AS s (schema_name, fingerprint, reference_fingerprint, column_order, acl_digest)
-    SELECT c.schema_name, c.fingerprint, refresh_drift_batch.template_fingerprint, refresh_drift_batch.column_order, g.acl_digest
-      FROM computed c JOIN digests g ON g.schema_name = c.schema_name WHERE c.change IS NULL
+    SELECT c.schema_name, c.fingerprint, refresh_drift_batch.template_fingerprint, refresh_drift_batch.column_order,
+           refresh_drift_batch.digests ->> c.schema_name
+      FROM computed c WHERE c.change IS NULL
         ON CONFLICT (schema_name) DO UPDATE
        SET fingerprint = excluded.fingerprint, reference_fingerprint = excluded.reference_fingerprint,
            column_order = excluded.column_order, acl_digest = excluded.acl_digest, refreshed_at = excluded.refreshed_at
 $$;
-COMMENT ON FUNCTION mt_internal.refresh_drift_batch(text, text[], text, boolean) IS
+COMMENT ON FUNCTION mt_internal.refresh_drift_batch(text, text[], text, boolean, jsonb) IS
     'multitenant (internal): recompute and keep the fingerprints and differences of a batch of schemas against the reference (one batch of mt.refresh_drift)';
 
 CREATE FUNCTION mt.refresh_drift(full_refresh boolean DEFAULT false)
@@ -2440,9 +2441,11 @@ BEGIN
     IF cardinality(stale) > batch_size AND pg_current_xact_id_if_assigned() IS NULL
        AND current_setting('transaction_isolation') = 'read committed' THEN
         PERFORM mt_internal.run_in_workers(ARRAY(
-            SELECT format('SELECT mt_internal.refresh_drift_batch(%L, %L, %L, %L)',
-                          reference, stale[b : b + batch_size - 1], template_fingerprint, with_column_order)
-              FROM generate_series(1, cardinality(stale), batch_size) b));
+            SELECT format('SELECT mt_internal.refresh_drift_batch(%L, %L, %L, %L, %L)',
+                          reference, x.batch, template_fingerprint, with_column_order,
+                          (SELECT jsonb_object_agg(name, digests -> name) FROM unnest(x.batch) name))
+              FROM generate_series(1, cardinality(stale), batch_size) b,
+                   LATERAL (SELECT stale[b : b + batch_size - 1] AS batch) x));
         -- What the workers did not do (no free slot, an error) is done here: an error then
         -- says what it is.
         stale := ARRAY(SELECT x.name FROM unnest(stale) x(name)
@@ -2450,7 +2453,8 @@ BEGIN
                         WHERE s.refreshed_at IS NULL OR s.refreshed_at < started);
     END IF;
     FOR b IN 1 .. cardinality(stale) BY batch_size LOOP
-        PERFORM mt_internal.refresh_drift_batch(reference, stale[b : b + batch_size - 1], template_fingerprint, with_column_order);
+        PERFORM mt_internal.refresh_drift_batch(reference, stale[b : b + batch_size - 1], template_fingerprint,
+                                                with_column_order, digests);
         IF b + batch_size <= cardinality(stale) THEN
             PERFORM mt_internal.release_catalog_caches();   -- one batch's catalog entries at a time
         END IF;
@@ -2651,12 +2655,10 @@ DECLARE
     started    timestamptz := clock_timestamp();
     max_age    interval := make_interval(secs => mt_internal.health_max_age());
     computed_at timestamptz;
-    age        interval;
     listed     jsonb;   -- the pools the answer lists, as the pools parameter asks
     total      integer;
     degraded   integer;
     unhealthy  integer;
-    summary    record;
     shared     text := mt.get_config('shared_schema');
     shared_at  timestamptz;
     shared_status text;
@@ -2670,29 +2672,29 @@ BEGIN
     END IF;
     PERFORM mt.tenant_schema(id) FROM unnest(tenant_ids) AS id;   -- 42704 for an unknown id
 
-    SELECT s.computed_at INTO computed_at FROM mt_internal.health_snapshot s;
-    age := started - computed_at;
-    IF age <= max_age AND tenant_ids IS NULL THEN
-        -- Only what the answer needs: the whole pools column of 50,000 tenants is 10 MB.
-        SELECT CASE health_check.pools WHEN 'all' THEN s.pools WHEN 'failing' THEN s.failing END,
-               s.total, s.degraded, s.unhealthy
-          INTO listed, total, degraded, unhealthy
-          FROM mt_internal.health_snapshot s;
-    ELSIF age <= max_age THEN
+    -- One read of the snapshot, if it is young enough, and of only what the answer needs:
+    -- the pools of 50,000 tenants are 10 MB.
+    SELECT s.computed_at,
+           CASE WHEN tenant_ids IS NOT NULL OR health_check.pools = 'all' THEN s.pools
+                WHEN health_check.pools = 'failing' THEN s.failing END,
+           s.total, s.degraded, s.unhealthy
+      INTO computed_at, listed, total, degraded, unhealthy
+      FROM mt_internal.health_snapshot s
+     WHERE started - s.computed_at <= max_age;
+    IF computed_at IS NOT NULL AND tenant_ids IS NOT NULL THEN
+        total := NULL;   -- the listed tenants' counts, below
         SELECT jsonb_agg(p ORDER BY n) FILTER (WHERE p ->> 'tenantId' = ANY (tenant_ids))
           INTO listed
-          FROM mt_internal.health_snapshot s, jsonb_array_elements(s.pools) WITH ORDINALITY AS e(p, n);
+          FROM jsonb_array_elements(listed) WITH ORDINALITY AS e(p, n);
         -- A listed tenant created since is computed afresh, with the others listed.
         IF coalesce(jsonb_array_length(listed), 0) < (SELECT count(DISTINCT id) FROM unnest(tenant_ids) AS id) THEN
             computed_at := NULL;
         ELSE
             listed := coalesce(listed, '[]');
         END IF;
-    ELSE
-        computed_at := NULL;
     END IF;
     IF computed_at IS NOT NULL THEN
-        IF age > max_age / 2 AND NOT pg_is_in_recovery() THEN
+        IF started - computed_at > max_age / 2 AND NOT pg_is_in_recovery() THEN
             PERFORM mt_internal.request_health_refresh();
         END IF;
     ELSE
@@ -2705,11 +2707,10 @@ BEGIN
     END IF;
 
     IF total IS NULL THEN
-        SELECT * INTO summary FROM mt_internal.pool_summary(listed);
-        total := summary.total;
-        degraded := summary.degraded;
-        unhealthy := summary.unhealthy;
-        listed := CASE health_check.pools WHEN 'all' THEN listed WHEN 'failing' THEN summary.failing END;
+        SELECT c.total, c.degraded, c.unhealthy,
+               CASE health_check.pools WHEN 'all' THEN listed WHEN 'failing' THEN c.failing END
+          INTO total, degraded, unhealthy, listed
+          FROM mt_internal.pool_summary(listed) c;
     END IF;
 
     IF include_shared THEN

@@ -14,11 +14,6 @@ fn model(json: JsonB) -> SchemaModel {
     })
 }
 
-/// `mt_internal.strip_schema(definition, schema_name)`: `definition` with the schema's own
-/// qualifier removed, so that an object reads the same in every tenant
-/// (`multitenant_core::schema::strip_qualifier`). Called for most definitions of every schema
-/// the drift views read; pure, so it needs no pinned `search_path` (whose save and restore
-/// would cost more than the work).
 /// `mt_internal.release_catalog_caches()`: empties this backend's catalog and relation caches,
 /// as PostgreSQL does when its invalidation queue overflows. A full drift refresh deparses
 /// every index, constraint and type of the fleet, and a backend keeps every catalog entry it
@@ -39,6 +34,11 @@ fn ddl_noted_schema() -> Option<String> {
     crate::guc::DDL_NOTED_SCHEMA.get().map(|s| s.to_string_lossy().into_owned())
 }
 
+/// `mt_internal.strip_schema(definition, schema_name)`: `definition` with the schema's own
+/// qualifier removed, so that an object reads the same in every tenant
+/// (`multitenant_core::schema::strip_qualifier`). Called for most definitions of every schema
+/// the drift views read; pure, so it needs no pinned `search_path` (whose save and restore
+/// would cost more than the work).
 #[pg_extern(immutable, parallel_safe, strict, schema = "mt_internal")]
 fn strip_schema(definition: &str, schema_name: &str) -> String {
     strip_qualifier(definition, schema_name).into_owned()

@@ -7,7 +7,7 @@
 use std::cell::RefCell;
 use std::panic::AssertUnwindSafe;
 
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerStatus, DynamicBackgroundWorker};
+use pgrx::bgworkers::{BackgroundWorker, DynamicBackgroundWorker};
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 
@@ -63,7 +63,7 @@ fn run_in_workers(statements: Vec<String>) -> i32 {
     let shared = AssertUnwindSafe(&running);
     PgTryBuilder::new(AssertUnwindSafe(|| {
         loop {
-            running.borrow_mut().retain(|w| !matches!(w.pid(), Err(BackgroundWorkerStatus::Stopped)));
+            crate::workers::forget_stopped(&mut running.borrow_mut());
             while started < statements.len() && running.borrow().len() < concurrency {
                 match start_worker(handle, started) {
                     Some(worker) => running.borrow_mut().push(worker),
@@ -80,9 +80,7 @@ fn run_in_workers(statements: Vec<String>) -> i32 {
     }))
     .catch_others(|error: CaughtError| {
         // Cancelled: the workers stop too (what they committed stays: each batch is whole).
-        for worker in shared.take() {
-            let _ = worker.terminate().wait_for_shutdown();
-        }
+        crate::workers::stop(shared.take());
         error.rethrow()
     })
     .execute();

@@ -382,7 +382,7 @@ fn supervise(run: &Run, handle: pg_sys::dsm_handle, concurrency: usize, workers:
     let max_starts = concurrency + visits as usize;
     let mut started = 0;
     loop {
-        workers.retain(|w| !matches!(w.pid(), Err(pgrx::bgworkers::BackgroundWorkerStatus::Stopped)));
+        forget_stopped(workers);
         // The worker that finishes the last item closes the run after counting it: wait for
         // the workers to exit, so that the caller finds the run closed.
         if header.finished_items.load(Ordering::Acquire) >= total && workers.is_empty() {
@@ -406,6 +406,11 @@ fn supervise(run: &Run, handle: pg_sys::dsm_handle, concurrency: usize, workers:
     }
 }
 
+/// Drops the workers that have exited from `workers`.
+pub(crate) fn forget_stopped(workers: &mut Vec<DynamicBackgroundWorker>) {
+    workers.retain(|w| !matches!(w.pid(), Err(pgrx::bgworkers::BackgroundWorkerStatus::Stopped)));
+}
+
 /// A dynamic background worker of this library: `function` is its entry point, `worker_type`
 /// its `backend_type` in `pg_stat_activity`; it may use SPI once recovery has finished.
 pub(crate) fn builder(name: &str, worker_type: &str, function: &str) -> BackgroundWorkerBuilder {
@@ -425,10 +430,10 @@ fn start_worker(handle: pg_sys::dsm_handle, run_id: i64) -> Option<DynamicBackgr
         .ok()
 }
 
-/// Cancels what the workers are doing (SIGINT: the migration in progress rolls back, and
-/// they record the tenant as cancelled and close the run), waits for them, and terminates any
-/// that do not stop in time.
-fn stop(workers: Vec<DynamicBackgroundWorker>) {
+/// Cancels what the workers are doing (SIGINT: the statement in progress rolls back; run
+/// workers record the tenant as cancelled and close the run), waits for them, and terminates
+/// any that do not stop in time.
+pub(crate) fn stop(workers: Vec<DynamicBackgroundWorker>) {
     let pid = |w: &DynamicBackgroundWorker| w.pid().ok();
     for worker in &workers {
         if let Some(pid) = pid(worker) {

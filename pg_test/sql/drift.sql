@@ -216,11 +216,13 @@ SELECT change, object_type, object_name FROM mt.drift_report WHERE tenant_id = '
 -- (mt_internal.run_in_workers, up to mt.max_workers at a time), each committing its own; a
 -- batch that fails leaves its schemas as they were, for the refresh to do in-process.
 SELECT fingerprint AS template_fingerprint FROM mt_internal.drift_state WHERE schema_name = 'mt_template' \gset
+SELECT jsonb_object_agg(schema_name, acl_digest) AS digests
+  FROM mt_internal.acl_digests(ARRAY['tenant_a', 'tenant_b', 'tenant_e']) \gset
 SELECT clock_timestamp() AS before_workers \gset
 SET mt.max_workers = 2;
 SELECT mt_internal.run_in_workers(ARRAY[
-           format('SELECT mt_internal.refresh_drift_batch(%L, %L, %L, false)', 'mt_template', ARRAY['tenant_a'], :'template_fingerprint'),
-           format('SELECT mt_internal.refresh_drift_batch(%L, %L, %L, false)', 'mt_template', ARRAY['tenant_b', 'tenant_e'], :'template_fingerprint'),
+           format('SELECT mt_internal.refresh_drift_batch(%L, %L, %L, false, %L)', 'mt_template', ARRAY['tenant_a'], :'template_fingerprint', :'digests'),
+           format('SELECT mt_internal.refresh_drift_batch(%L, %L, %L, false, %L)', 'mt_template', ARRAY['tenant_b', 'tenant_e'], :'template_fingerprint', :'digests'),
            'SELECT 1 / 0']) AS statements_run;
 RESET mt.max_workers;
 SELECT schema_name, refreshed_at > :'before_workers' AS refreshed_by_a_worker

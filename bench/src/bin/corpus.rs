@@ -168,23 +168,35 @@ fn psql() -> PathBuf {
     Path::new(&std::env::var("PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into())).join("psql")
 }
 
-/// The floor: N empty schemas, the migrations run into each by `sessions` psql processes.
-fn floor(corpus: &Corpus, dir: &Path, n: usize, sessions: usize, mode: FloorMode) -> Duration {
-    let mut client = fresh_database(FLOOR_DB);
+/// A fresh database for a baseline: the corpus's extensions created once in `public` (as the
+/// engine creates them) and the given empty schemas, checkpointed.
+fn baseline_database(name: &str, corpus: &Corpus, schemas: impl Iterator<Item = String>) -> postgres::Client {
+    let mut client = fresh_database(name);
     for extension in &corpus.extensions {
         client.batch_execute(&format!("CREATE EXTENSION IF NOT EXISTS \"{extension}\" SCHEMA public")).unwrap();
     }
-    in_batches(&mut client, (0..n).map(|t| format!("CREATE SCHEMA floor_{t}")));
-    let files: Vec<PathBuf> = corpus
-        .migrations
-        .iter()
-        .enumerate()
-        .map(|(i, sql)| {
-            let file = dir.join(format!("floor_{i:04}.sql"));
-            std::fs::write(&file, sql).unwrap();
-            file
-        })
-        .collect();
+    in_batches(&mut client, schemas.map(|schema| format!("CREATE SCHEMA {schema}")));
+    client.batch_execute("CHECKPOINT").unwrap();
+    client
+}
+
+/// The corpus's migrations as the engine runs them, a numbered file each (`0000_migration.sql`,
+/// the names the predecessor's CLI sorts by) in `dir/migrations`, written once per run.
+fn write_migrations(corpus: &Corpus, dir: &Path) -> Vec<PathBuf> {
+    let folder = dir.join("migrations");
+    std::fs::create_dir_all(&folder).unwrap();
+    let files: Vec<PathBuf> =
+        (0..corpus.migrations.len()).map(|i| folder.join(format!("{i:04}_migration.sql"))).collect();
+    for (file, sql) in files.iter().zip(&corpus.migrations) {
+        std::fs::write(file, sql).unwrap();
+    }
+    files
+}
+
+/// The floor: N empty schemas, the migrations run into each by `sessions` psql processes.
+fn floor(corpus: &Corpus, dir: &Path, n: usize, sessions: usize, mode: FloorMode) -> Duration {
+    let mut client = baseline_database(FLOOR_DB, corpus, (0..n).map(|t| format!("floor_{t}")));
+    let files = write_migrations(corpus, dir);
     let scripts: Vec<PathBuf> = (0..sessions)
         .map(|s| {
             let mut script = String::from("SET client_min_messages = warning;\n");
@@ -210,7 +222,6 @@ fn floor(corpus: &Corpus, dir: &Path, n: usize, sessions: usize, mode: FloorMode
             path
         })
         .collect();
-    client.batch_execute("CHECKPOINT").unwrap();
     // Errors go to a file per session: a pipe nobody reads yet could fill and stall psql.
     let errors: Vec<PathBuf> = (0..sessions).map(|s| dir.join(format!("session_{s}.err"))).collect();
     let (_, elapsed) = timed(|| {
@@ -524,23 +535,15 @@ fn predecessor_cli(folder: &Path, n: usize, args: &[&str]) -> (serde_json::Value
 /// files, with their `"public".` qualifiers, fail in every tenant (`relation
 /// "public.organizations" does not exist`); it does not create the schemas either.
 fn predecessor(corpus: &Corpus, dir: &Path, n: usize) -> Predecessor {
-    let folder = dir.join(format!("predecessor_{}", corpus.folder.file_name().unwrap().to_string_lossy()));
-    std::fs::create_dir_all(&folder).unwrap();
-    for (i, sql) in corpus.migrations.iter().enumerate() {
-        std::fs::write(folder.join(format!("{i:04}_migration.sql")), sql).unwrap();
-    }
-    let mut client = fresh_database(PREDECESSOR_DB);
-    for extension in &corpus.extensions {
-        client.batch_execute(&format!("CREATE EXTENSION IF NOT EXISTS \"{extension}\" SCHEMA public")).unwrap();
-    }
-    in_batches(&mut client, (1..=n).map(|t| format!("CREATE SCHEMA pred_t{t}")));
-    client.batch_execute("CHECKPOINT").unwrap();
+    let files = write_migrations(corpus, dir);
+    let folder = files[0].parent().unwrap();
+    let mut client = baseline_database(PREDECESSOR_DB, corpus, (1..=n).map(|t| format!("pred_t{t}")));
     let concurrency = PREDECESSOR_CONCURRENCY.to_string();
     let migrate_args = ["migrate", "--all", "--concurrency", concurrency.as_str()];
-    let (run, migrate) = predecessor_cli(&folder, n, &migrate_args);
+    let (run, migrate) = predecessor_cli(folder, n, &migrate_args);
     let summary = &run["summary"];
     assert_eq!((summary["succeeded"].as_u64(), summary["failed"].as_u64()), (Some(n as u64), Some(0)), "{summary}");
-    let (rerun, noop) = predecessor_cli(&folder, n, &migrate_args);
+    let (rerun, noop) = predecessor_cli(folder, n, &migrate_args);
     let applied: usize = rerun["results"]
         .as_array()
         .unwrap()
@@ -548,7 +551,7 @@ fn predecessor(corpus: &Corpus, dir: &Path, n: usize) -> Predecessor {
         .map(|r| r["appliedMigrations"].as_array().map_or(0, Vec::len))
         .sum();
     assert_eq!((rerun["summary"]["succeeded"].as_u64(), applied), (Some(n as u64), 0), "the predecessor's rerun");
-    let (state, status) = predecessor_cli(&folder, n, &["status"]);
+    let (state, status) = predecessor_cli(folder, n, &["status"]);
     assert_eq!(state["summary"]["upToDate"].as_u64(), Some(n as u64), "the predecessor's status: {}", state["summary"]);
     check_shapes(
         &mut client,
